@@ -1,0 +1,47 @@
+"""nbmodal: Modal's programming model on your own machines, driven from Jupyter.
+
+    %load_ext nbmodal
+
+    %%remote
+    result = expensive(data)      # data, expensive come from the notebook
+
+or, from Python::
+
+    app = nbmodal.App("demo")
+
+    @app.function()
+    def square(x):
+        return x * x
+
+    square.remote(4)   # 16, computed by the agent
+"""
+
+from nbmodal.app import App, Function, FunctionCall
+from nbmodal.exceptions import (
+    AgentError,
+    AgentLostError,
+    CaptureError,
+    NbmodalError,
+    RemoteError,
+    RunLostError,
+    VersionMismatchError,
+)
+from nbmodal.results import RemoteValue, ResultWarning
+from remote_agent import __version__
+
+__all__ = [
+    "AgentError", "AgentLostError", "App", "CaptureError", "Function", "FunctionCall", "NbmodalError",
+    "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
+    "load_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext nbmodal``: registers ``%%remote`` and ``%nbmodal``."""
+    from nbmodal.magics import RemoteMagics
+
+    ipython.register_magics(RemoteMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    pass

@@ -1,0 +1,125 @@
+"""A synchronous gRPC client for one agent.
+
+Every call carries the agent's token. Connection failures become
+``AgentLostError`` with what to do about them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import grpc
+
+from nbmodal._runtime.local_agent import AgentAddress
+from nbmodal.exceptions import AgentError, AgentLostError, VersionMismatchError
+from remote_agent import PROTOCOL_VERSION, __version__
+from remote_agent.proto import agent_pb2 as pb
+from remote_agent.proto.agent_pb2_grpc import AgentStub
+from remote_agent.service import MESSAGE_SIZE_OPTIONS, TOKEN_METADATA_KEY
+
+CLIENT_PYTHON = "%d.%d" % sys.version_info[:2]
+
+
+class AgentClient:
+    def __init__(self, address: AgentAddress, label: str = "local agent") -> None:
+        self.address = address
+        self.label = label
+        self._channel = grpc.insecure_channel(f"{address.host}:{address.port}", options=MESSAGE_SIZE_OPTIONS)
+        self._stub = AgentStub(self._channel)
+        self._metadata = ((TOKEN_METADATA_KEY, address.token),)
+        self.hello = self._hello()
+
+    def _hello(self) -> pb.HelloReply:
+        try:
+            reply = self._stub.Hello(
+                pb.HelloRequest(protocol_version=PROTOCOL_VERSION, client_version=__version__,
+                                client_python=CLIENT_PYTHON),
+                metadata=self._metadata, timeout=15)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+        if reply.protocol_version != PROTOCOL_VERSION:
+            raise VersionMismatchError(
+                f"the {self.label} (nbmodal {reply.agent_version}) speaks protocol {reply.protocol_version}, "
+                f"this notebook's nbmodal {__version__} speaks {PROTOCOL_VERSION}. Restart the agent with this "
+                f"version: `nbmodal agent stop` (the next cell starts a new one), or install nbmodal "
+                f"{reply.agent_version} in this kernel.")
+        return reply
+
+    # -- runs ---------------------------------------------------------------
+
+    def run(self, request: pb.RunRequest) -> grpc.Call:
+        """Start a run; iterate the returned call for its events, ``.cancel()`` to stop following."""
+        return self._stub.Run(request, metadata=self._metadata)
+
+    def submit(self, request: pb.RunRequest) -> pb.RunInfo:
+        return self._unary(self._stub.Submit, request)
+
+    def attach(self, run_id: str, after_seq: int = 0, follow: bool = True, timeout: float | None = None) -> grpc.Call:
+        return self._stub.Attach(pb.AttachRequest(run_id=run_id, after_seq=after_seq, follow=follow),
+                                 metadata=self._metadata, timeout=timeout)
+
+    def cancel(self, run_id: str, force: bool = False) -> pb.RunInfo:
+        return self._unary(self._stub.Cancel, pb.CancelRequest(run_id=run_id, force=force))
+
+    def get_run(self, run_id: str) -> pb.RunInfo:
+        return self._unary(self._stub.GetRun, pb.RunRef(run_id=run_id))
+
+    def list_runs(self, limit: int = 0) -> list[pb.RunInfo]:
+        return list(self._unary(self._stub.ListRuns, pb.ListRunsRequest(limit=limit)).runs)
+
+    # -- sessions, containers, agent -----------------------------------------
+
+    def list_sessions(self) -> list[pb.SessionInfo]:
+        return list(self._unary(self._stub.ListSessions, pb.Empty()).sessions)
+
+    def stop_session(self, name: str) -> None:
+        self._unary(self._stub.StopSession, pb.SessionRef(name=name))
+
+    def fetch_value(self, session: str, name: str) -> pb.FetchValueReply:
+        return self._unary(self._stub.FetchValue, pb.FetchValueRequest(session=session, name=name))
+
+    def list_containers(self) -> list[pb.ContainerInfo]:
+        return list(self._unary(self._stub.ListContainers, pb.Empty()).containers)
+
+    def shutdown(self) -> None:
+        self._unary(self._stub.Shutdown, pb.Empty())
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _unary(self, method, request):
+        try:
+            return method(request, metadata=self._metadata, timeout=60)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: grpc.RpcError) -> Exception:
+        return translate_rpc_error(exc, self)
+
+
+def translate_rpc_error(exc: grpc.RpcError, client: AgentClient) -> Exception:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return AgentLostError(
+            f"lost the connection to the {client.label} (pid {client.address.pid}, port {client.address.port}): "
+            f"it stopped or was killed. Its log is {client.address.state_dir / 'agent.log'}. "
+            f"Run the cell again to start a new agent.")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return AgentError(f"the {client.label} refused this client: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return KeyError(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TimeoutError(details)
+    return AgentError(f"{client.label}: {code.name if code else 'error'}: {details}")
+
+
+def iterate_events(call: grpc.Call, client: AgentClient) -> Iterator[pb.RunEvent]:
+    """Events of a Run/Attach call, with connection errors translated."""
+    try:
+        yield from call
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.CANCELLED:
+            return
+        raise translate_rpc_error(exc, client) from None

@@ -1,0 +1,105 @@
+"""Following a run: events to the output sink, interrupts to the agent.
+
+This is the client half of every run (a ``%%remote`` cell, ``f.remote()``,
+``FunctionCall.get()``, ``%nbmodal attach``): it streams the run's events into
+a sink until the run finishes, and turns a KeyboardInterrupt in this process
+into a cancel of the remote run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import grpc
+
+from nbmodal._runtime.client import AgentClient, iterate_events
+from nbmodal._runtime.connection import forget_client
+from nbmodal.exceptions import AgentLostError, RunLostError
+from nbmodal.output import OutputSink
+from remote_agent.proto import agent_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class RunFollower:
+    def __init__(self, client: AgentClient, sink: OutputSink, grace_s: float,
+                 cancel_on_interrupt: bool = True) -> None:
+        self.client = client
+        self.cancel_on_interrupt = cancel_on_interrupt
+        self.sink = sink
+        self.grace_s = grace_s
+        self.run_id = ""
+        self.last_seq = 0
+
+    def start(self, request: pb.RunRequest) -> pb.RunFinished:
+        """Start a run and follow it to the end."""
+        return self._follow(lambda: self.client.run(request))
+
+    def attach(self, run_id: str, after_seq: int = 0, follow: bool = True,
+               timeout: float | None = None) -> pb.RunFinished | None:
+        """Replay an existing run after ``after_seq``; with ``follow``, to its end.
+
+        Without ``follow`` it returns None when the run hasn't finished yet.
+        """
+        self.run_id, self.last_seq = run_id, after_seq
+        return self._follow(lambda: self.client.attach(run_id, self.last_seq, follow=follow, timeout=timeout),
+                            follow)
+
+    def _follow(self, open_call, follow: bool = True) -> pb.RunFinished | None:
+        interrupts = 0
+        call = open_call()
+        try:
+            while True:
+                try:
+                    finished = self._consume(call)
+                    if finished is None and follow:
+                        self._lost()
+                    return finished
+                except KeyboardInterrupt:
+                    call.cancel()
+                    if not self.run_id or not self.cancel_on_interrupt:
+                        raise  # not accepted yet, or we were only watching
+                    interrupts += 1
+                    self._cancel(force=interrupts > 1)
+                    call = self.client.attach(self.run_id, self.last_seq, follow=follow)
+        except AgentLostError:
+            forget_client(self.client)
+            raise
+        finally:
+            self.sink.close()
+
+    def _consume(self, call: grpc.Call) -> pb.RunFinished | None:
+        for event in iterate_events(call, self.client):
+            self.last_seq = event.seq
+            kind = event.WhichOneof("kind")
+            if kind == "output":
+                self.sink.output(event.output.stream, event.output.data)
+            elif kind == "display":
+                self.sink.display(_json(event.display.data_json), _json(event.display.metadata_json),
+                                  event.display.execute_result)
+            elif kind == "started":
+                self.run_id = event.started.run_id
+            elif kind == "notice":
+                self.sink.notice(event.notice.text)
+            elif kind == "finished":
+                return event.finished
+        return None
+
+    def _cancel(self, force: bool) -> None:
+        if force:
+            self.sink.notice(f"interrupted again: killing the container of run {self.run_id}")
+        else:
+            self.sink.notice(
+                f"interrupted: stopping run {self.run_id} (KeyboardInterrupt in the remote code; its container "
+                f"is killed if it hasn't stopped within {self.grace_s:g} s — interrupt again to kill it now)")
+        self.client.cancel(self.run_id, force=force)
+
+    def _lost(self) -> None:
+        # The stream ended without a result: the run was lost (its agent died earlier).
+        info = self.client.get_run(self.run_id)
+        raise RunLostError(f"run {self.run_id} has no result: {info.error or pb.RunState.Name(info.state)}")
+
+
+def _json(text: str) -> dict:
+    return json.loads(text) if text else {}

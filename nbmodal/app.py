@@ -1,0 +1,169 @@
+"""``App``, ``Function`` and ``FunctionCall``, named as in Modal.
+
+In a notebook there is nothing to deploy: a decorated function runs on the
+agent whenever it is called with ``.remote()``; ``with app.run():`` is
+accepted for code written for Modal and does nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from nbmodal import serialization
+from nbmodal._runtime.client import CLIENT_PYTHON
+from nbmodal._runtime.connection import get_client
+from nbmodal._runtime.execution import RunFollower
+from nbmodal.config import DEFAULT_CANCEL_GRACE_S
+from nbmodal.output import default_sink
+from nbmodal.remote_cell import check_python_versions
+from nbmodal.results import function_result, raise_for_state
+from remote_agent.proto import agent_pb2 as pb
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _WithAio:
+    """A blocking method that also offers ``.aio``, its awaitable twin (as in Modal)."""
+
+    def __init__(self, method: Callable) -> None:
+        self._method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        bound = functools.partial(self._method, instance)
+
+        async def aio(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(bound, *args, **kwargs)
+
+        bound.aio = aio  # type: ignore[attr-defined]
+        return bound
+
+
+class App:
+    """A named group of functions.
+
+    Example::
+
+        app = nbmodal.App("sweep")
+
+        @app.function(timeout=600)
+        def train(lr: float) -> float:
+            ...
+
+        loss = train.remote(0.1)
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self.registered_functions: dict[str, Function] = {}
+
+    def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
+                 name: str | None = None) -> Any:
+        """Decorate a function so that ``.remote()`` runs it on the agent."""
+
+        def wrap(fn: Callable[P, R]) -> Function[P, R]:
+            function = Function(fn, self, timeout=timeout, name=name)
+            self.registered_functions[function.name] = function
+            return function
+
+        return wrap(_fn) if _fn is not None else wrap
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[App]:
+        """Accepted for Modal code; functions here need no ephemeral app."""
+        yield self
+
+
+class Function(Generic[P, R]):
+    def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
+                 name: str | None = None) -> None:
+        self.raw_f = fn
+        self.app = app
+        self.timeout = timeout or 0.0
+        self.name = name or getattr(fn, "__qualname__", repr(fn))
+        functools.update_wrapper(self, fn)
+
+    def _request(self, args: tuple, kwargs: dict, detach: bool) -> pb.RunRequest:
+        return pb.RunRequest(kind=pb.FUNCTION, label=f"{self.name}()",
+                             payload=serialization.dumps((self.raw_f, args, kwargs)),
+                             timeout_s=self.timeout, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
+                             detach=detach, client_python=CLIENT_PYTHON)
+
+    @_WithAio
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function on the agent and return its result (its prints stream here)."""
+        client = get_client()
+        check_python_versions(client)
+        finished = RunFollower(client, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
+            self._request(args, kwargs, detach=False))
+        raise_for_state(finished)
+        return function_result(finished)
+
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function here, in this process."""
+        return self.raw_f(*args, **kwargs)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.raw_f(*args, **kwargs)
+
+    @_WithAio
+    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
+        """Start the function on the agent and return at once; ``.get()`` waits for the result."""
+        client = get_client()
+        check_python_versions(client)
+        info = client.submit(self._request(args, kwargs, detach=True))
+        return FunctionCall(info.run_id)
+
+    def __repr__(self) -> str:
+        return f"<nbmodal.Function {self.name}>"
+
+
+class FunctionCall(Generic[R]):
+    """A function run started with ``.spawn()``; its id is the agent's run id."""
+
+    def __init__(self, object_id: str) -> None:
+        self.object_id = object_id
+        self._seen_seq = 0
+        self._finished: pb.RunFinished | None = None
+
+    @classmethod
+    def from_id(cls, function_call_id: str) -> FunctionCall:
+        return cls(function_call_id)
+
+    @_WithAio
+    def get(self, timeout: float | None = None) -> R:
+        """Wait for the result; output not shown before is shown here.
+
+        Raises ``TimeoutError`` if the run hasn't finished within ``timeout`` seconds
+        (the run goes on).
+        """
+        if self._finished is None:
+            follower = RunFollower(get_client(), default_sink(), DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)
+            try:
+                self._finished = follower.attach(self.object_id, self._seen_seq, timeout=timeout)
+            except TimeoutError:
+                raise TimeoutError(f"function call {self.object_id} has not finished after {timeout:g} s") from None
+            finally:
+                self._seen_seq = follower.last_seq
+        raise_for_state(self._finished)
+        return function_result(self._finished)
+
+    @_WithAio
+    def cancel(self, terminate_containers: bool = False) -> None:
+        """Stop the run: KeyboardInterrupt inside it (or kill its container at once)."""
+        get_client().cancel(self.object_id, force=terminate_containers)
+
+    @staticmethod
+    def gather(*calls: FunctionCall) -> list[Any]:
+        """Wait for several calls; results in the order given."""
+        return [call.get() for call in calls]
+
+    def __repr__(self) -> str:
+        return f"<nbmodal.FunctionCall {self.object_id}>"

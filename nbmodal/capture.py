@@ -1,0 +1,71 @@
+"""Which notebook values a cell needs, and packing them for the wire.
+
+Capture errors come first: a value that can't be sent stops the cell before
+anything runs remotely, naming the variable, its type and what to do instead.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import types
+from collections.abc import Container, Mapping
+from typing import Any
+
+from nbmodal import serialization
+from nbmodal.exceptions import CaptureError
+from remote_agent.cellcode import names_read
+
+# IPython's own bookkeeping names are never shipped.
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___",
+                            "_i", "_ii", "_iii", "_ih", "_oh", "_dh"})
+
+
+def select_inputs(code: str, namespace: Mapping[str, Any], skip: Container[str] = ()) -> dict[str, Any]:
+    """The notebook values the cell reads (names it doesn't have stay unbound, as locally)."""
+    inputs = {}
+    for name in names_read(code):
+        if name in skip or name in _IPYTHON_NAMES or name not in namespace:
+            continue
+        if name.startswith("_i") and name[2:].isdigit() or name.startswith("_") and name[1:].isdigit():
+            continue  # IPython's input/output history (_i3, _3)
+        inputs[name] = namespace[name]
+    return inputs
+
+
+def pack_inputs(inputs: dict[str, Any]) -> bytes:
+    """Pickle all inputs at once (shared references stay shared), or name the culprit."""
+    try:
+        return serialization.dumps(inputs)
+    except Exception as whole_error:
+        for name, value in inputs.items():
+            try:
+                serialization.dumps(value)
+            except Exception as exc:
+                raise capture_error(name, value, exc) from None
+        raise CaptureError(f"the cell's inputs can't be sent together: {whole_error}") from None
+
+
+def capture_error(name: str, value: Any, exc: BaseException) -> CaptureError:
+    kind = type(value)
+    type_name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return CaptureError(
+        f"can't send `{name}` ({type_name}) to the remote cell: {exc}. {_hint(name, value)} "
+        "Nothing ran remotely.")
+
+
+def _hint(name: str, value: Any) -> str:
+    if isinstance(value, io.IOBase):
+        return f"Open the file inside the cell instead (send its path: `{name}.name`)."
+    if isinstance(value, types.GeneratorType):
+        return f"Make it a list first (`{name} = list({name})`) or create the generator inside the cell."
+    if isinstance(value, socket.socket):
+        return "Open the connection inside the cell instead."
+    if isinstance(value, (type(threading.Lock()), type(threading.RLock()), threading.Condition,
+                          threading.Event, threading.Semaphore)):
+        return "Create it inside the cell: a lock only means something within one process."
+    if isinstance(value, threading.Thread):
+        return "Threads can't move between processes; start it inside the cell."
+    return ("Create it inside the cell, or turn it into plain data (numbers, strings, lists, dicts, "
+            "arrays) before the cell.")

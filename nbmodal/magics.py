@@ -1,0 +1,120 @@
+"""IPython magics: thin sugar over the Python API.
+
+``%%remote [--detach] [session=NAME] [timeout=SECONDS] [grace=SECONDS] [max_result=SIZE]``
+runs the cell on the agent. ``%nbmodal VERB ...`` manages runs, sessions and
+the agent (the same verbs as the ``nbmodal`` CLI).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from nbmodal import commands
+from nbmodal.output import default_sink
+from nbmodal.remote_cell import CellOptions, run_cell
+
+_OPTION_KEYS = ("session", "timeout", "grace", "max_result")
+# Part of the design (see the README's roadmap), not yet served by this version.
+_NOT_YET = ("gpu", "image", "volumes", "host", "cpu", "memory", "map")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
+               "g": 1e9, "gb": 1e9, "gib": 1024**3}
+
+
+def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
+    """``key=value`` tokens of the %%remote line, with errors that say what's wrong."""
+    options = CellOptions(detach=detach)
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        key = key.strip().lower()
+        if not sep or not value:
+            raise UsageError(f"%%remote: expected key=value, got {token!r} (options: {', '.join(_OPTION_KEYS)})")
+        if key in _NOT_YET:
+            raise UsageError(f"%%remote: {key}= is not available in this version of nbmodal yet; "
+                             f"this version runs cells on the embedded local agent (options: {', '.join(_OPTION_KEYS)})")
+        if key == "session":
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+                raise UsageError(f"%%remote: session name {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+            options.session = value
+        elif key in ("timeout", "grace"):
+            seconds = _positive_float(key, value)
+            setattr(options, key, seconds)
+        elif key == "max_result":
+            match = _SIZE.match(value)
+            if not match or (match.group(2) or "").lower() not in _SIZE_UNITS:
+                raise UsageError(f"%%remote: max_result={value!r} is not a size (e.g. 64MiB, 500MB, 1000000)")
+            options.max_result_bytes = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+        else:
+            raise UsageError(f"%%remote: unknown option {key!r} (options: {', '.join(_OPTION_KEYS)}, --detach)")
+    return options
+
+
+def _positive_float(key: str, value: str) -> float:
+    try:
+        number = float(value.rstrip("s"))
+    except ValueError:
+        raise UsageError(f"%%remote: {key}={value!r} must be a number of seconds") from None
+    if number <= 0:
+        raise UsageError(f"%%remote: {key}= must be more than 0 seconds, got {value!r}")
+    return number
+
+
+@magics_class
+class RemoteMagics(Magics):
+    @magic_arguments()
+    @argument("--detach", action="store_true",
+              help="return at once with a live widget; the run goes on if the kernel dies")
+    @argument("options", nargs="*",
+              help="key=value: session=NAME (keep the namespace across cells), timeout=SECONDS, "
+                   "grace=SECONDS (after an interrupt, before the container is killed; default 10), "
+                   "max_result=SIZE (session values above it stay remote; default 16MiB)")
+    @cell_magic
+    def remote(self, line: str, cell: str):
+        """Run this cell on the nbmodal agent, with the notebook variables it reads.
+
+        Example::
+
+            %%remote session=train timeout=600
+            model = fit(data)
+        """
+        args = parse_argstring(self.remote, line)
+        return run_cell(self.shell, cell, parse_cell_options(args.options, args.detach))
+
+    @line_magic
+    def nbmodal(self, line: str):
+        """Manage runs, sessions and the agent.
+
+        %nbmodal runs | sessions | containers | logs RUN_ID | attach RUN_ID |
+        stop RUN_ID_OR_SESSION [--force] | agent status|start|stop
+        """
+        words = shlex.split(line)
+        if not words:
+            raise UsageError(self.nbmodal.__doc__)
+        verb, rest = words[0], words[1:]
+        if verb == "runs":
+            print(commands.runs_table())
+        elif verb == "sessions":
+            print(commands.sessions_table())
+        elif verb == "containers":
+            print(commands.containers_table())
+        elif verb in ("logs", "attach", "stop") and not rest:
+            raise UsageError(f"%nbmodal {verb} needs a run id (see %nbmodal runs)")
+        elif verb == "logs":
+            commands.show_logs(rest[0], default_sink())
+        elif verb == "attach":
+            return commands.attach(rest[0], default_sink(), self.shell)
+        elif verb == "stop":
+            print(commands.stop(rest[0], force="--force" in rest))
+        elif verb == "agent":
+            action = rest[0] if rest else "status"
+            actions = {"status": commands.agent_status, "start": commands.agent_start, "stop": commands.agent_stop}
+            if action not in actions:
+                raise UsageError("%nbmodal agent status|start|stop")
+            print(actions[action]())
+        else:
+            raise UsageError(f"unknown verb {verb!r}. " + self.nbmodal.__doc__)

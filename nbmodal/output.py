@@ -1,0 +1,163 @@
+"""Where a run's output goes: the notebook cell, or a terminal.
+
+Remote bytes from fd 1 and 2 are decoded per stream and written to this
+process's ``sys.stdout`` / ``sys.stderr`` (in a kernel, the cell's streams).
+A line redrawn with carriage returns (tqdm) is forwarded at most every
+``REDRAW_INTERVAL_S``, so a progress bar stays one updating line rather than
+thousands of saved states.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import time
+from typing import Any, Protocol
+
+from remote_agent.proto import agent_pb2 as pb
+
+REDRAW_INTERVAL_S = 0.1
+
+
+class OutputSink(Protocol):
+    def output(self, stream: int, data: bytes) -> None: ...
+    def display(self, data: dict, metadata: dict, execute_result: bool) -> None: ...
+    def notice(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class LineRedraws:
+    """Collapses carriage-return redraws of a line, keeping what a terminal would show."""
+
+    def __init__(self, write, interval: float = REDRAW_INTERVAL_S) -> None:
+        self._write = write
+        self._interval = interval
+        self._tail = ""     # the current, unterminated line as received
+        self._shown = ""    # what of that line has been written out
+        self._last_redraw = 0.0
+
+    def feed(self, text: str) -> None:
+        text = self._tail + text.replace("\r\n", "\n")
+        *lines, self._tail = text.split("\n")
+        out = []
+        for line in lines:
+            out.append(self._finish_line(visible_line(line)))
+        if out:
+            self._shown = ""
+        visible = visible_line(self._tail)
+        if visible.startswith(self._shown) and "\r" not in self._tail:
+            # Plain text without a newline yet (print(..., end="")): pass it on.
+            out.append(visible[len(self._shown):])
+            self._shown = visible
+        elif visible != self._shown and time.monotonic() - self._last_redraw >= self._interval:
+            out.append("\r" + visible)
+            self._shown = visible
+            self._last_redraw = time.monotonic()
+        if out:
+            self._write("".join(out))
+
+    def flush(self) -> None:
+        """Show the current state of an unfinished line."""
+        visible = visible_line(self._tail)
+        if visible != self._shown:
+            self._write(visible[len(self._shown):] if visible.startswith(self._shown) else "\r" + visible)
+            self._shown = visible
+
+    def _finish_line(self, visible: str) -> str:
+        shown, self._shown = self._shown, ""
+        if visible.startswith(shown):
+            return visible[len(shown):] + "\n"
+        return "\r" + visible + "\n"
+
+
+def visible_line(line: str) -> str:
+    """What remains of a line after its carriage-return redraws."""
+    if "\r" not in line:
+        return line
+    for segment in reversed(line.split("\r")):
+        if segment:
+            return segment
+    return ""
+
+
+class StreamSink:
+    """Writes output to this process's stdout/stderr; displays as text or rich output."""
+
+    def __init__(self, rich: bool = False) -> None:
+        self._rich = rich
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in (pb.STDOUT, pb.STDERR)}
+        self._lines = {pb.STDOUT: LineRedraws(self._writer(pb.STDOUT)),
+                       pb.STDERR: LineRedraws(self._writer(pb.STDERR))}
+        self.execute_result: dict | None = None
+
+    @staticmethod
+    def _writer(stream: int):
+        def write(text: str) -> None:
+            target = sys.stdout if stream == pb.STDOUT else sys.stderr
+            target.write(text)
+            target.flush()
+        return write
+
+    def output(self, stream: int, data: bytes) -> None:
+        text = self._decoders[stream].decode(data)
+        if text:
+            self._lines[stream].feed(text)
+
+    def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
+        if execute_result:
+            self.execute_result = data
+            return
+        self._flush_lines()
+        if self._rich:
+            from IPython.display import publish_display_data
+
+            publish_display_data(data=data, metadata=metadata)
+        else:
+            print(data.get("text/plain", ""), flush=True)
+
+    def notice(self, text: str) -> None:
+        self._flush_lines()
+        sys.stderr.write(f"[nbmodal] {text}\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        for stream, decoder in self._decoders.items():
+            rest = decoder.decode(b"", final=True)
+            if rest:
+                self._lines[stream].feed(rest)
+        self._flush_lines()
+
+    def _flush_lines(self) -> None:
+        for lines in self._lines.values():
+            lines.flush()
+
+
+def default_sink() -> StreamSink:
+    """Rich displays inside a Jupyter kernel, plain text elsewhere."""
+    return StreamSink(rich=in_kernel())
+
+
+def in_kernel() -> bool:
+    shell = _ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _ipython() -> Any:
+    if "IPython" not in sys.modules:
+        return None
+    from IPython import get_ipython
+
+    return get_ipython()
+
+
+class DisplayedValue:
+    """A cell's last expression, as rendered remotely; IPython shows it as ``Out[n]``."""
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return self._data
+
+    def __repr__(self) -> str:
+        return self._data.get("text/plain", "")

@@ -1,0 +1,97 @@
+"""A ``%%remote`` cell, top to bottom: capture → wire → agent → stream back → results.
+
+The magic (magics.py) parses its line into ``CellOptions`` and calls
+``run_cell``; everything a cell does remotely happens here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
+from nbmodal._runtime.connection import get_client
+from nbmodal._runtime.execution import RunFollower
+from nbmodal.capture import pack_inputs, select_inputs
+from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
+from nbmodal.exceptions import VersionMismatchError
+from nbmodal.output import DisplayedValue, default_sink
+from nbmodal.results import cell_values, raise_for_state
+from remote_agent.cellcode import parse_cell
+from remote_agent.proto import agent_pb2 as pb
+
+
+@dataclass
+class CellOptions:
+    session: str = ""
+    timeout: float = 0.0
+    grace: float = DEFAULT_CANCEL_GRACE_S
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    detach: bool = False
+
+
+# Names each session created remotely: never overwritten by notebook copies.
+_session_names: dict[str, set[str]] = {}
+
+
+def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
+    """Run ``cell`` remotely as if it ran here; returns the last expression's display."""
+    client = get_client()
+    check_python_versions(client)
+
+    filename = f"<remote cell In[{current_cell_number(shell)}]>"
+    tree = parse_cell(cell, filename, first_line=2)  # line 1 of the cell is the %%remote line
+    inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
+    request = pb.RunRequest(
+        kind=pb.CELL, label=_label(cell), payload=pack_inputs(inputs), code=cell, filename=filename,
+        first_line=2, session=options.session, timeout_s=options.timeout, cancel_grace_s=options.grace,
+        detach=options.detach, client_python=CLIENT_PYTHON, max_result_bytes=options.max_result_bytes,
+        cwd=os.getcwd())
+
+    if options.detach:
+        from nbmodal.widgets import show_detached_run
+
+        show_detached_run(client, client.submit(request))
+        return None
+
+    sink = default_sink()
+    finished = RunFollower(client, sink, options.grace).start(request)
+    return apply_cell_result(shell, client, finished, options.session, sink.execute_result)
+
+
+def apply_cell_result(shell: Any, client: AgentClient, finished: pb.RunFinished, session: str,
+                      execute_result: dict | None) -> Any:
+    """Set what the cell assigned, then raise what it raised (as a local cell would)."""
+    if session:
+        _session_names[session] = set(finished.session_names)
+    shell.user_ns.update(cell_values(finished, session, client.label))
+    raise_for_state(finished)
+    return DisplayedValue(execute_result) if execute_result else None
+
+
+def current_cell_number(shell: Any) -> int:
+    """The In[n] of the running cell (IPython versions differ on when they count)."""
+    numbers = getattr(getattr(shell, "compile", None), "_filename_map", None)
+    if numbers:
+        return max(numbers.values())
+    return shell.execution_count
+
+
+def forget_session(name: str) -> None:
+    _session_names.pop(name, None)
+
+
+def check_python_versions(client: AgentClient) -> None:
+    if client.hello.container_python != CLIENT_PYTHON:
+        raise VersionMismatchError(
+            f"this notebook runs Python {CLIENT_PYTHON} but the {client.label}'s containers run Python "
+            f"{client.hello.container_python}; pickled code and data only move between equal minor versions. "
+            f"Run the agent with Python {CLIENT_PYTHON}, or use this kernel's Python for the agent.")
+
+
+def _label(cell: str) -> str:
+    for line in cell.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line.strip()[:120]
+    return "(empty cell)"

@@ -1,0 +1,131 @@
+"""What a finished run gives back: values, placeholders, or an exception that looks local."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+from nbmodal import serialization
+from nbmodal.exceptions import RemoteError, RunLostError
+from remote_agent.proto import agent_pb2 as pb
+
+
+class ResultWarning(UserWarning):
+    """Some values a cell assigned remotely could not be brought back."""
+
+
+warnings.simplefilter("always", ResultWarning)
+
+
+class RemoteValue:
+    """A value a session kept remote (too large, or not picklable).
+
+    Its repr says what and where it is; ``.fetch()`` downloads it on purpose::
+
+        model            # <RemoteValue 'model': ... kept in session 'train' ...>
+        model = model.fetch()
+    """
+
+    def __init__(self, session: str, info: pb.ValueInfo, agent_label: str) -> None:
+        self.session = session
+        self.name = info.name
+        self.type_name = info.type_name
+        self.size = info.size
+        self.reason = info.reason
+        self.agent_label = agent_label
+
+    def fetch(self) -> Any:
+        """Download the value (however large) from its session."""
+        from nbmodal._runtime.connection import get_client
+
+        reply = get_client().fetch_value(self.session, self.name)
+        if reply.error:
+            raise RuntimeError(f"can't fetch {self.name!r} from session {self.session!r}: {reply.error}")
+        return serialization.loads(reply.value)
+
+    def __repr__(self) -> str:
+        size = f", {_human_size(self.size)}" if self.size else ""
+        return (f"<RemoteValue {self.name!r}: {self.type_name}{size}, kept in session {self.session!r} on the "
+                f"{self.agent_label} ({self.reason}); {self.name}.fetch() downloads it>")
+
+
+def cell_values(finished: pb.RunFinished, session: str, agent_label: str) -> dict[str, Any]:
+    """The names a cell assigned, ready to set in the notebook; warns once about the rest."""
+    values: dict[str, Any] = {}
+    problems = [f"`{info.name}` ({info.type_name}): {info.reason}" for info in finished.left_out]
+    for name, data in finished.values.items():
+        try:
+            values[name] = serialization.loads(data)
+        except Exception as exc:
+            problems.append(f"`{name}`: can't be rebuilt in this kernel ({type(exc).__name__}: {exc})")
+    for name, module_name in finished.modules.items():
+        try:
+            values[name] = importlib.import_module(module_name)
+        except ImportError:
+            pass  # a module only the remote side has (`import torch` on a GPU host)
+    for info in finished.remote_values:
+        values[info.name] = RemoteValue(session, info, agent_label)
+    if problems:
+        warnings.warn("these names were assigned remotely but could not be brought back, so they are "
+                      "left out: " + "; ".join(problems), ResultWarning, stacklevel=2)
+    return values
+
+
+def function_result(finished: pb.RunFinished) -> Any:
+    return serialization.loads(finished.return_value)
+
+
+def raise_for_state(finished: pb.RunFinished) -> None:
+    """Raise what the run raised, as the same type where this kernel can rebuild it."""
+    if finished.state == pb.SUCCEEDED:
+        return
+    if finished.state == pb.LOST:
+        raise RunLostError(finished.error.message or "the run was lost")
+    raise rebuild_exception(finished.error)
+
+
+def rebuild_exception(error: pb.ErrorInfo) -> BaseException:
+    exc: Any = None
+    if error.exception:
+        try:
+            exc = serialization.loads(error.exception)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        if error.type_name == "KeyboardInterrupt":
+            exc = KeyboardInterrupt(error.message)
+        elif error.type_name == "TimeoutError":
+            exc = TimeoutError(error.message)
+        else:
+            exc = RemoteError(error.type_name, error.message, error.traceback)
+    traceback_lines = error.traceback.rstrip("\n").splitlines()
+    try:
+        # IPython renders this instead of the local frames of nbmodal's internals.
+        exc._render_traceback_ = lambda: traceback_lines
+        exc.remote_traceback = error.traceback
+    except AttributeError:
+        pass
+    if not isinstance(exc, KeyboardInterrupt):
+        exc.__cause__ = _RemoteTraceback(error.traceback)
+    return exc
+
+
+class _RemoteTraceback(Exception):
+    """Shows the remote traceback where IPython isn't rendering (scripts, the CLI)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\nRemote traceback:\n" + self.text
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

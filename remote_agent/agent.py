@@ -1,0 +1,149 @@
+"""The agent's core: accepts runs, places them on containers, cancels them.
+
+The gRPC service (service.py) is a thin layer over this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from remote_agent.containers import Container, ContainerDied, ContainerPool
+from remote_agent.proto import agent_pb2 as pb
+from remote_agent.runs import Run, RunRegistry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CANCEL_GRACE_S = 10.0
+CONTAINER_PYTHON = "%d.%d" % sys.version_info[:2]
+
+
+def _error(type_name: str, message: str) -> pb.ErrorInfo:
+    return pb.ErrorInfo(type_name=type_name, message=message, traceback=f"{type_name}: {message}\n")
+
+
+class Agent:
+    def __init__(self, state_dir: Path, scaledown_window_s: float) -> None:
+        self.state_dir = state_dir
+        self.runs = RunRegistry(state_dir / "runs")
+        self.pool = ContainerPool(state_dir / "containers", scaledown_window_s)
+        self.stopping = asyncio.Event()
+
+    def start(self) -> None:
+        self.pool.start_reaper()
+        # A warm container for the first run: no one waits for a cold start.
+        self.pool.prewarm(pb.ContainerSpec())
+
+    # -- runs ---------------------------------------------------------------
+
+    def submit(self, request: pb.RunRequest) -> Run:
+        run = self.runs.create(request)
+        run.emit(started=pb.RunStarted(run_id=run.id))
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
+        log.info("run %s accepted: %s", run.id, request.label[:80])
+        return run
+
+    async def _execute(self, run: Run) -> None:
+        request = run.request
+        try:
+            container, _ = await self.pool.acquire(request.spec, request.session)
+        except asyncio.CancelledError:
+            run.finish(pb.RunFinished(state=pb.CANCELLED,
+                                      error=_error("KeyboardInterrupt", "cancelled before it started")))
+            return
+        except Exception as exc:
+            log.exception("no container for run %s", run.id)
+            run.finish(pb.RunFinished(state=pb.LOST, error=_error("RuntimeError", f"could not start a container: {exc}")))
+            return
+
+        run.container = container
+        run.info.container_id = container.id
+        run.set_state(pb.RUNNING)
+        try:
+            finished = await container.execute(run, request)
+        except ContainerDied as died:
+            finished = self._result_of_dead_container(run, container, died)
+            self.pool.replace(container)
+        finally:
+            run.container = None
+            self.pool.release(container)
+        if request.session and finished.session_names:
+            slot = self.pool.sessions().get(request.session)
+            if slot is not None:
+                slot.names = list(finished.session_names)
+        run.finish(finished)
+        log.info("run %s finished: %s", run.id, pb.RunState.Name(finished.state))
+
+    def _result_of_dead_container(self, run: Run, container: Container, died: ContainerDied) -> pb.RunFinished:
+        lost_session = f" Session {run.request.session!r} lost its namespace." if run.request.session else ""
+        if run.cancel_requested:
+            grace = run.request.cancel_grace_s or DEFAULT_CANCEL_GRACE_S
+            return pb.RunFinished(state=pb.CANCELLED, error=_error(
+                "KeyboardInterrupt",
+                f"the run did not stop within {grace:g} s of the interrupt, so its container was killed "
+                f"and replaced.{lost_session}"))
+        if run.request.timeout_s > 0 and container.killed_by_agent:
+            return pb.RunFinished(state=pb.TIMED_OUT, error=_error(
+                "TimeoutError",
+                f"the remote run exceeded its timeout of {run.request.timeout_s:g} s and its container "
+                f"was killed.{lost_session}"))
+        return pb.RunFinished(state=pb.LOST, error=_error(
+            "nbmodal.ContainerDied", f"{died}; its log is {container.log_path}.{lost_session}"))
+
+    def cancel(self, run: Run, force: bool = False) -> None:
+        if run.done:
+            return
+        run.cancel_requested = True
+        container = run.container
+        if container is None:
+            if run.task is not None:
+                run.task.cancel()
+            return
+        if force:
+            container.kill()
+            return
+        container.interrupt()
+        grace = run.request.cancel_grace_s or DEFAULT_CANCEL_GRACE_S
+        asyncio.get_running_loop().call_later(grace, self._kill_if_still_running, run, container)
+
+    @staticmethod
+    def _kill_if_still_running(run: Run, container: Container) -> None:
+        if not run.done and run.container is container:
+            log.warning("run %s ignored the interrupt; killing container %s", run.id, container.id)
+            container.kill()
+
+    # -- sessions -----------------------------------------------------------
+
+    async def fetch_value(self, session: str, name: str) -> pb.FetchValueReply:
+        slot = self.pool.sessions().get(session)
+        if slot is None or slot.container is None or not slot.container.alive:
+            return pb.FetchValueReply(error=f"there is no session named {session!r} on this agent")
+        async with slot.lock:
+            return await slot.container.fetch_value(name)
+
+    def session_infos(self) -> list[pb.SessionInfo]:
+        infos = []
+        for name, slot in self.pool.sessions().items():
+            container = slot.container
+            infos.append(pb.SessionInfo(
+                name=name, container_id=container.id if container else "", pid=container.pid if container else 0,
+                names=slot.names, created=slot.created, last_used=slot.last_used, busy=slot.lock.locked()))
+        return infos
+
+    def container_infos(self) -> list[pb.ContainerInfo]:
+        infos = []
+        for container in self.pool.containers():
+            state = "busy" if container.run is not None else "idle" if container.alive else "starting"
+            infos.append(pb.ContainerInfo(
+                container_id=container.id, pid=container.pid, spec=container.spec, state=state,
+                session=container.session, run_id=container.run.id if container.run else "",
+                created=container.created, idle_since=container.idle_since))
+        return infos
+
+    async def shutdown(self) -> None:
+        for run in self.runs.list():
+            if not run.done and run.task is not None:
+                run.task.cancel()
+        await self.pool.shutdown()

@@ -1,0 +1,357 @@
+"""Containers: the worker processes that run cells and functions.
+
+A container is a Python process started from ``remote_agent.worker`` with one
+end of a private socket pair. Idle containers stay warm for a scale-down
+window and serve the next run with an equal spec; a session gets a container
+of its own that keeps its namespace until the session is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from remote_agent.frames import read_frame, write_frame
+from remote_agent.proto import agent_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+CONTAINER_START_TIMEOUT_S = 120.0
+_MPL_BACKEND = "module://remote_agent.worker.mpl_backend"
+
+
+class ContainerDied(Exception):
+    def __init__(self, container: Container) -> None:
+        self.returncode = container.returncode
+        super().__init__(container.exit_description())
+
+
+def spec_key(spec: pb.ContainerSpec) -> bytes:
+    return spec.SerializeToString(deterministic=True)
+
+
+class Container:
+    def __init__(self, container_id: str, spec: pb.ContainerSpec, logs_dir: Path, session: str = "") -> None:
+        self.id = container_id
+        self.spec = spec
+        self.session = session
+        self.log_path = logs_dir / f"{container_id}.log"
+        self.created = time.time()
+        self.idle_since = self.created
+        self.process: asyncio.subprocess.Process | None = None
+        self.python = ""
+        self.run = None  # the Run in progress
+        self.killed_by_agent = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._finished: asyncio.Future | None = None
+        self._fetched: asyncio.Future | None = None
+        self._exited = asyncio.Event()
+        self._pump_task: asyncio.Task | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else 0
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and not self._exited.is_set()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process else None
+
+    def exit_description(self) -> str:
+        code = self.returncode
+        if code is None:
+            return f"container {self.id} lost its connection to the agent"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return f"container {self.id} (pid {self.pid}) was killed by {name}"
+        return f"container {self.id} (pid {self.pid}) exited with code {code}"
+
+    async def start(self) -> None:
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", MPLBACKEND=_MPL_BACKEND,
+                   NBMODAL_CONTAINER_ID=self.id)
+        env.update(self.spec.env)
+        argv = [sys.executable, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
+        if self.session:
+            argv.append("--session")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file, stderr=log_file, env=env, start_new_session=True,
+                cwd=self.spec.workdir or None)
+        child.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        try:
+            ready = await asyncio.wait_for(read_frame(reader, pb.FromContainer), CONTAINER_START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            ready = None
+        if ready is None or not ready.HasField("ready"):
+            self.kill()
+            await self.process.wait()
+            raise RuntimeError(f"{self.exit_description()} before it was ready; see {self.log_path}")
+        self.python = ready.ready.python
+        self._pump_task = asyncio.create_task(self._pump(reader), name=f"pump-{self.id}")
+        log.info("container %s started (pid %d)%s", self.id, self.pid,
+                 f" for session {self.session}" if self.session else "")
+
+    async def execute(self, run, request: pb.RunRequest) -> pb.RunFinished:
+        """Send one run to the container and wait for its result.
+
+        Raises ContainerDied if the process ends first (killed after a cancel
+        grace period or timeout, or crashed).
+        """
+        self.run = run
+        self._finished = asyncio.get_running_loop().create_future()
+        write_frame(self._writer, pb.ToContainer(execute=pb.Execute(
+            run_id=run.id, kind=request.kind, payload=request.payload, code=request.code,
+            filename=request.filename, first_line=request.first_line, timeout_s=request.timeout_s,
+            keep_namespace=bool(self.session), max_result_bytes=request.max_result_bytes,
+            client_python=request.client_python, cwd=request.cwd)))
+        await self._writer.drain()
+        try:
+            if request.timeout_s > 0:
+                # The container stops the run itself at the timeout; this is the backstop.
+                backstop = request.timeout_s + max(request.cancel_grace_s, 1.0)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(self._finished), backstop)
+                except asyncio.TimeoutError:
+                    log.warning("run %s ignored its timeout; killing container %s", run.id, self.id)
+                    self.kill()
+                    return await self._finished
+            return await self._finished
+        finally:
+            self.run = None
+            self._finished = None
+            self.idle_since = time.time()
+
+    async def fetch_value(self, name: str) -> pb.FetchValueReply:
+        self._fetched = asyncio.get_running_loop().create_future()
+        write_frame(self._writer, pb.ToContainer(fetch_value=pb.FetchValue(name=name)))
+        await self._writer.drain()
+        try:
+            return await self._fetched
+        finally:
+            self._fetched = None
+
+    def interrupt(self) -> None:
+        """KeyboardInterrupt in the running code (and SIGINT to its children)."""
+        self._signal_group(signal.SIGINT)
+
+    def kill(self) -> None:
+        self.killed_by_agent = True
+        self._signal_group(signal.SIGKILL)
+
+    async def wait_exited(self) -> None:
+        await self._exited.wait()
+
+    def _signal_group(self, signum: int) -> None:
+        if not self.alive:
+            return
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    async def _pump(self, reader: asyncio.StreamReader) -> None:
+        """Route the container's messages to the run in progress."""
+        while True:
+            message = await read_frame(reader, pb.FromContainer)
+            if message is None:
+                break
+            kind = message.WhichOneof("kind")
+            if kind == "output" and self.run is not None:
+                self.run.emit(output=message.output)
+            elif kind == "display" and self.run is not None:
+                self.run.emit(display=message.display)
+            elif kind == "finished" and self._finished is not None and not self._finished.done():
+                self._finished.set_result(message.finished)
+            elif kind == "fetched" and self._fetched is not None and not self._fetched.done():
+                self._fetched.set_result(message.fetched)
+        # The socket closed: the process is gone or going.
+        self._signal_group(signal.SIGKILL)
+        await self.process.wait()
+        self._exited.set()
+        log.info("%s", self.exit_description())
+        for future in (self._finished, self._fetched):
+            if future is not None and not future.done():
+                future.set_exception(ContainerDied(self))
+        if self._writer is not None:
+            self._writer.close()
+
+
+@dataclass
+class _SessionSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    container: Container | None = None
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    names: list[str] = field(default_factory=list)
+
+
+class ContainerPool:
+    """Starts, reuses, scales down and stops containers."""
+
+    def __init__(self, logs_dir: Path, scaledown_window_s: float) -> None:
+        self.logs_dir = logs_dir
+        self.scaledown_window_s = scaledown_window_s
+        self._idle: dict[bytes, list[Container]] = {}
+        self._starting: dict[bytes, list[asyncio.Task]] = {}
+        self._containers: dict[str, Container] = {}
+        self._sessions: dict[str, _SessionSlot] = {}
+        self._counter = 0
+        self._watchers: set[asyncio.Task] = set()
+        self._reaper: asyncio.Task | None = None
+
+    def start_reaper(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_idle_forever())
+
+    # -- placement ---------------------------------------------------------
+
+    async def acquire(self, spec: pb.ContainerSpec, session: str = "") -> tuple[Container, bool]:
+        """A container for one run; the bool says whether it was started for it."""
+        if session:
+            return await self._acquire_session(spec, session)
+        key = spec_key(spec)
+        idle = self._idle.get(key, [])
+        while idle:
+            container = idle.pop()
+            if container.alive:
+                return container, False
+        starting = self._starting.get(key)
+        if starting:  # a warm-up already under way: take it
+            task = starting.pop(0)
+            return await asyncio.shield(task), True
+        return await self._start(spec), True
+
+    def release(self, container: Container) -> None:
+        if container.session:
+            slot = self._sessions.get(container.session)
+            if slot is not None and slot.lock.locked():
+                slot.last_used = time.time()
+                slot.lock.release()
+            return
+        if not container.alive:
+            self._forget(container)
+            return
+        container.idle_since = time.time()
+        self._idle.setdefault(spec_key(container.spec), []).append(container)
+
+    def prewarm(self, spec: pb.ContainerSpec) -> None:
+        """Start a container in the background for the next run with this spec."""
+        key = spec_key(spec)
+        task = asyncio.create_task(self._start(spec))
+        self._starting.setdefault(key, []).append(task)
+
+        def settle(t: asyncio.Task) -> None:
+            if task in self._starting.get(key, []):
+                self._starting[key].remove(task)
+                if not t.cancelled() and t.exception() is None:
+                    self.release(t.result())
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("prewarming a container failed: %s", t.exception())
+
+        task.add_done_callback(settle)
+
+    def replace(self, container: Container) -> None:
+        """After killing a container, have a fresh one ready in its place."""
+        self._forget(container)
+        if not container.session:
+            self.prewarm(container.spec)
+
+    async def _acquire_session(self, spec: pb.ContainerSpec, session: str) -> tuple[Container, bool]:
+        slot = self._sessions.setdefault(session, _SessionSlot())
+        await slot.lock.acquire()
+        try:
+            container = slot.container
+            if container is not None and container.alive and spec_key(container.spec) == spec_key(spec):
+                return container, False
+            if container is not None:
+                container.kill()
+                self._forget(container)
+            slot.container = await self._start(spec, session)
+            return slot.container, True
+        except BaseException:
+            slot.lock.release()
+            raise
+
+    async def _start(self, spec: pb.ContainerSpec, session: str = "") -> Container:
+        self._counter += 1
+        container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, session)
+        self._containers[container.id] = container
+        try:
+            await container.start()
+        except BaseException:
+            self._forget(container)
+            raise
+        watcher = asyncio.create_task(self._forget_when_exited(container))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return container
+
+    async def _forget_when_exited(self, container: Container) -> None:
+        await container.wait_exited()
+        self._forget(container)
+
+    def _forget(self, container: Container) -> None:
+        self._containers.pop(container.id, None)
+        idle = self._idle.get(spec_key(container.spec))
+        if idle and container in idle:
+            idle.remove(container)
+
+    # -- sessions ----------------------------------------------------------
+
+    def sessions(self) -> dict[str, _SessionSlot]:
+        return self._sessions
+
+    async def stop_session(self, name: str) -> bool:
+        slot = self._sessions.pop(name, None)
+        if slot is None:
+            return False
+        if slot.container is not None:
+            slot.container.kill()
+            await slot.container.wait_exited()
+        return True
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def containers(self) -> list[Container]:
+        return list(self._containers.values())
+
+    def is_idle(self, container: Container) -> bool:
+        return container in self._idle.get(spec_key(container.spec), [])
+
+    async def _reap_idle_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, max(self.scaledown_window_s / 4, 0.2)))
+            now = time.time()
+            for containers in self._idle.values():
+                for container in list(containers):
+                    if now - container.idle_since >= self.scaledown_window_s:
+                        log.info("scaling down idle container %s", container.id)
+                        containers.remove(container)
+                        container.kill()
+
+    async def shutdown(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        for tasks in self._starting.values():
+            for task in tasks:
+                task.cancel()
+        containers = list(self._containers.values())
+        for container in containers:
+            container.kill()
+        for container in containers:
+            if container.process is not None:
+                await container.wait_exited()

@@ -1,0 +1,126 @@
+"""The agent process: state dir, single-instance lock, agent.json, serving.
+
+    python -m remote_agent serve --state-dir ~/.nbmodal/agent --daemon
+
+One agent serves one state dir (an flock on ``agent.lock``). Once listening it
+writes ``agent.json`` (pid, port, token, versions; mode 0600), which is how
+clients find it and prove who they are. Logs go to ``agent.log`` there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from remote_agent import PROTOCOL_VERSION, __version__
+
+log = logging.getLogger("remote_agent")
+
+EXIT_ALREADY_RUNNING = 3
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def acquire_lock(state_dir: Path) -> int:
+    """Hold the state dir's lock for the life of the process."""
+    fd = os.open(state_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(f"another agent already serves {state_dir}") from None
+    return fd
+
+
+def write_agent_json(state_dir: Path, info: dict) -> None:
+    tmp = state_dir / f".agent.json.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, state_dir / "agent.json")
+
+
+def remove_agent_json(state_dir: Path) -> None:
+    path = state_dir / "agent.json"
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def daemonize(log_path: Path) -> None:
+    """Detach from the starting process: it returns at once, we live on."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def serve(state_dir: Path, daemon: bool, scaledown_window_s: float) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = state_dir / "agent.log"
+    if daemon:
+        daemonize(log_path)  # before grpc is imported: gRPC doesn't survive fork
+    try:
+        lock_fd = acquire_lock(state_dir)
+    except AlreadyRunning as exc:
+        print(f"nbmodal agent: {exc}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    logging.basicConfig(filename=log_path, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_serve(state_dir, scaledown_window_s))
+    finally:
+        remove_agent_json(state_dir)
+        os.close(lock_fd)
+    return 0
+
+
+async def _serve(state_dir: Path, scaledown_window_s: float) -> None:
+    import grpc
+
+    from remote_agent.agent import Agent
+    from remote_agent.proto import agent_pb2_grpc as pb_grpc
+    from remote_agent.service import MESSAGE_SIZE_OPTIONS, AgentService, TokenInterceptor
+
+    token = secrets.token_urlsafe(32)
+    agent = Agent(state_dir, scaledown_window_s)
+    server = grpc.aio.server(options=MESSAGE_SIZE_OPTIONS, interceptors=[TokenInterceptor(token)])
+    pb_grpc.add_AgentServicer_to_server(AgentService(agent), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    agent.start()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.stopping.set)
+    write_agent_json(state_dir, {
+        "pid": os.getpid(), "host": "127.0.0.1", "port": port, "token": token,
+        "version": __version__, "protocol_version": PROTOCOL_VERSION,
+        "python": sys.executable, "started": time.time(),
+    })
+    log.info("agent %s (protocol %d) serving on 127.0.0.1:%d, pid %d", __version__, PROTOCOL_VERSION, port, os.getpid())
+
+    await agent.stopping.wait()
+    log.info("agent stopping")
+    remove_agent_json(state_dir)
+    await server.stop(grace=1.0)
+    await agent.shutdown()
+    log.info("agent stopped")

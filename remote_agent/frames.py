@@ -1,0 +1,79 @@
+"""Length-prefixed protobuf frames over a stream socket.
+
+The agent and its containers talk over a private socket pair; each frame is a
+4-byte little-endian length followed by one serialized message. The container
+side is blocking (it runs user code on its main thread), the agent side asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+_HEADER = struct.Struct("<I")
+M = TypeVar("M", bound=Message)
+
+
+class FrameSocket:
+    """Blocking frame I/O; sends are serialized so threads may share it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._send_lock = threading.Lock()
+
+    def send(self, message: Message) -> None:
+        body = message.SerializeToString()
+        header = _HEADER.pack(len(body))
+        with self._send_lock:
+            if len(body) < 65536:
+                self._sock.sendall(header + body)
+            else:  # don't copy a large body just to prepend four bytes
+                self._sock.sendall(header)
+                self._sock.sendall(body)
+
+    def receive(self, message_type: type[M]) -> M | None:
+        """The next message, or None once the peer has closed the socket."""
+        header = self._read_exactly(_HEADER.size)
+        if header is None:
+            return None
+        (length,) = _HEADER.unpack(header)
+        body = self._read_exactly(length)
+        if body is None:
+            return None
+        return message_type.FromString(body)
+
+    def _read_exactly(self, n: int) -> bytearray | None:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self._sock.recv_into(view[got:], n - got)
+            if k == 0:
+                return None
+            got += k
+        return buf
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def read_frame(reader: asyncio.StreamReader, message_type: type[M]) -> M | None:
+    """The next message from an asyncio stream, or None at end of stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+        (length,) = _HEADER.unpack(header)
+        body = await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return message_type.FromString(body)
+
+
+def write_frame(writer: asyncio.StreamWriter, message: Message) -> None:
+    body = message.SerializeToString()
+    writer.write(_HEADER.pack(len(body)))
+    writer.write(body)

@@ -1,0 +1,440 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RunKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_KIND_UNSPECIFIED: _ClassVar[RunKind]
+    CELL: _ClassVar[RunKind]
+    FUNCTION: _ClassVar[RunKind]
+
+class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_STATE_UNSPECIFIED: _ClassVar[RunState]
+    PENDING: _ClassVar[RunState]
+    RUNNING: _ClassVar[RunState]
+    SUCCEEDED: _ClassVar[RunState]
+    FAILED: _ClassVar[RunState]
+    CANCELLED: _ClassVar[RunState]
+    TIMED_OUT: _ClassVar[RunState]
+    LOST: _ClassVar[RunState]
+
+class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STDOUT: _ClassVar[Stream]
+    STDERR: _ClassVar[Stream]
+RUN_KIND_UNSPECIFIED: RunKind
+CELL: RunKind
+FUNCTION: RunKind
+RUN_STATE_UNSPECIFIED: RunState
+PENDING: RunState
+RUNNING: RunState
+SUCCEEDED: RunState
+FAILED: RunState
+CANCELLED: RunState
+TIMED_OUT: RunState
+LOST: RunState
+STDOUT: Stream
+STDERR: Stream
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HelloRequest(_message.Message):
+    __slots__ = ("protocol_version", "client_version", "client_python")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_PYTHON_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    client_version: str
+    client_python: str
+    def __init__(self, protocol_version: _Optional[int] = ..., client_version: _Optional[str] = ..., client_python: _Optional[str] = ...) -> None: ...
+
+class HelloReply(_message.Message):
+    __slots__ = ("protocol_version", "agent_version", "container_python", "pid", "hostname", "state_dir")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PYTHON_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_DIR_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    agent_version: str
+    container_python: str
+    pid: int
+    hostname: str
+    state_dir: str
+    def __init__(self, protocol_version: _Optional[int] = ..., agent_version: _Optional[str] = ..., container_python: _Optional[str] = ..., pid: _Optional[int] = ..., hostname: _Optional[str] = ..., state_dir: _Optional[str] = ...) -> None: ...
+
+class ContainerSpec(_message.Message):
+    __slots__ = ("image", "gpu", "volumes", "env", "workdir")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    gpu: str
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
+    env: _containers.ScalarMap[str, str]
+    workdir: str
+    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ...) -> None: ...
+
+class VolumeMount(_message.Message):
+    __slots__ = ("volume", "path")
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    volume: str
+    path: str
+    def __init__(self, volume: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_PYTHON_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    kind: RunKind
+    label: str
+    payload: bytes
+    code: str
+    filename: str
+    first_line: int
+    spec: ContainerSpec
+    session: str
+    timeout_s: float
+    cancel_grace_s: float
+    detach: bool
+    client_python: str
+    max_result_bytes: int
+    cwd: str
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time: float
+    started: RunStarted
+    output: Output
+    display: Display
+    finished: RunFinished
+    notice: Notice
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
+
+class RunStarted(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class Output(_message.Message):
+    __slots__ = ("stream", "data")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    stream: Stream
+    data: bytes
+    def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Display(_message.Message):
+    __slots__ = ("data_json", "metadata_json", "execute_result")
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    data_json: str
+    metadata_json: str
+    execute_result: bool
+    def __init__(self, data_json: _Optional[str] = ..., metadata_json: _Optional[str] = ..., execute_result: _Optional[bool] = ...) -> None: ...
+
+class Notice(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class ValueInfo(_message.Message):
+    __slots__ = ("name", "type_name", "size", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type_name: str
+    size: int
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., type_name: _Optional[str] = ..., size: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ErrorInfo(_message.Message):
+    __slots__ = ("type_name", "message", "traceback", "exception")
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    type_name: str
+    message: str
+    traceback: str
+    exception: bytes
+    def __init__(self, type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., exception: _Optional[bytes] = ...) -> None: ...
+
+class RunFinished(_message.Message):
+    __slots__ = ("state", "values", "return_value", "left_out", "remote_values", "error", "session_names", "results_dropped", "modules")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class ModulesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    RETURN_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SESSION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    state: RunState
+    values: _containers.ScalarMap[str, bytes]
+    return_value: bytes
+    left_out: _containers.RepeatedCompositeFieldContainer[ValueInfo]
+    remote_values: _containers.RepeatedCompositeFieldContainer[ValueInfo]
+    error: ErrorInfo
+    session_names: _containers.RepeatedScalarFieldContainer[str]
+    results_dropped: bool
+    modules: _containers.ScalarMap[str, str]
+    def __init__(self, state: _Optional[_Union[RunState, str]] = ..., values: _Optional[_Mapping[str, bytes]] = ..., return_value: _Optional[bytes] = ..., left_out: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., remote_values: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., session_names: _Optional[_Iterable[str]] = ..., results_dropped: _Optional[bool] = ..., modules: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RunInfo(_message.Message):
+    __slots__ = ("run_id", "state", "kind", "label", "session", "created", "started", "finished", "container_id", "detach", "error", "last_seq")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    state: RunState
+    kind: RunKind
+    label: str
+    session: str
+    created: float
+    started: float
+    finished: float
+    container_id: str
+    detach: bool
+    error: str
+    last_seq: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., session: _Optional[str] = ..., created: _Optional[float] = ..., started: _Optional[float] = ..., finished: _Optional[float] = ..., container_id: _Optional[str] = ..., detach: _Optional[bool] = ..., error: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class RunRef(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class AttachRequest(_message.Message):
+    __slots__ = ("run_id", "after_seq", "follow")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    after_seq: int
+    follow: bool
+    def __init__(self, run_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("run_id", "force")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    force: bool
+    def __init__(self, run_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class RunList(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
+
+class SessionInfo(_message.Message):
+    __slots__ = ("name", "container_id", "pid", "names", "created", "last_used", "busy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    container_id: str
+    pid: int
+    names: _containers.RepeatedScalarFieldContainer[str]
+    created: float
+    last_used: float
+    busy: bool
+    def __init__(self, name: _Optional[str] = ..., container_id: _Optional[str] = ..., pid: _Optional[int] = ..., names: _Optional[_Iterable[str]] = ..., created: _Optional[float] = ..., last_used: _Optional[float] = ..., busy: _Optional[bool] = ...) -> None: ...
+
+class SessionList(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SessionInfo]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ...) -> None: ...
+
+class SessionRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class FetchValueRequest(_message.Message):
+    __slots__ = ("session", "name")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    session: str
+    name: str
+    def __init__(self, session: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class FetchValueReply(_message.Message):
+    __slots__ = ("value", "error")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    error: str
+    def __init__(self, value: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ContainerInfo(_message.Message):
+    __slots__ = ("container_id", "pid", "spec", "state", "session", "run_id", "created", "idle_since")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    pid: int
+    spec: ContainerSpec
+    state: str
+    session: str
+    run_id: str
+    created: float
+    idle_since: float
+    def __init__(self, container_id: _Optional[str] = ..., pid: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., state: _Optional[str] = ..., session: _Optional[str] = ..., run_id: _Optional[str] = ..., created: _Optional[float] = ..., idle_since: _Optional[float] = ...) -> None: ...
+
+class ContainerList(_message.Message):
+    __slots__ = ("containers",)
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    containers: _containers.RepeatedCompositeFieldContainer[ContainerInfo]
+    def __init__(self, containers: _Optional[_Iterable[_Union[ContainerInfo, _Mapping]]] = ...) -> None: ...
+
+class Execute(_message.Message):
+    __slots__ = ("run_id", "kind", "payload", "code", "filename", "first_line", "timeout_s", "keep_namespace", "max_result_bytes", "client_python", "cwd")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    KEEP_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_PYTHON_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    kind: RunKind
+    payload: bytes
+    code: str
+    filename: str
+    first_line: int
+    timeout_s: float
+    keep_namespace: bool
+    max_result_bytes: int
+    client_python: str
+    cwd: str
+    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., timeout_s: _Optional[float] = ..., keep_namespace: _Optional[bool] = ..., max_result_bytes: _Optional[int] = ..., client_python: _Optional[str] = ..., cwd: _Optional[str] = ...) -> None: ...
+
+class FetchValue(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ToContainer(_message.Message):
+    __slots__ = ("execute", "fetch_value")
+    EXECUTE_FIELD_NUMBER: _ClassVar[int]
+    FETCH_VALUE_FIELD_NUMBER: _ClassVar[int]
+    execute: Execute
+    fetch_value: FetchValue
+    def __init__(self, execute: _Optional[_Union[Execute, _Mapping]] = ..., fetch_value: _Optional[_Union[FetchValue, _Mapping]] = ...) -> None: ...
+
+class ContainerReady(_message.Message):
+    __slots__ = ("pid", "python")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    python: str
+    def __init__(self, pid: _Optional[int] = ..., python: _Optional[str] = ...) -> None: ...
+
+class FromContainer(_message.Message):
+    __slots__ = ("ready", "output", "display", "finished", "fetched")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    FETCHED_FIELD_NUMBER: _ClassVar[int]
+    ready: ContainerReady
+    output: Output
+    display: Display
+    finished: RunFinished
+    fetched: FetchValueReply
+    def __init__(self, ready: _Optional[_Union[ContainerReady, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., fetched: _Optional[_Union[FetchValueReply, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,209 @@
+"""Runs and their event logs.
+
+Every run's events (start, output, displays, finish) get a sequence number and
+are appended to ``runs/<run_id>/events.log`` in the state dir, so replaying,
+attaching after a kernel restart and the sidebar all read the same record.
+Followers of a live run are woken as events arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import struct
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from remote_agent.proto import agent_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("<I")
+FINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT, pb.LOST})
+# A finished run's results are kept for replay when detached or small; a large
+# result of a run whose client was following is delivered once and not kept.
+KEEP_RESULTS_UP_TO = 1 << 20
+# Followers that attach within this window after the end still get full results.
+FULL_RESULTS_LINGER_S = 60.0
+
+
+def new_run_id() -> str:
+    return "r-" + secrets.token_hex(4)
+
+
+class Run:
+    def __init__(self, run_dir: Path, info: pb.RunInfo, request: pb.RunRequest | None = None) -> None:
+        self.dir = run_dir
+        self.info = info
+        self.request = request  # None for runs loaded from an earlier agent
+        self.events: list[pb.RunEvent] = []
+        self.cancel_requested = False
+        self.task: asyncio.Task | None = None
+        self.container = None  # the Container running it, once placed
+        self._full_finished: pb.RunEvent | None = None
+        self._waiters: list[asyncio.Future] = []
+        self._log_file = None
+
+    @property
+    def id(self) -> str:
+        return self.info.run_id
+
+    @property
+    def done(self) -> bool:
+        return self.info.state in FINAL_STATES
+
+    # -- recording ---------------------------------------------------------
+
+    def open_log(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.dir / "events.log", "ab", buffering=0)
+        self.save_info()
+
+    def emit(self, **kind) -> pb.RunEvent:
+        event = pb.RunEvent(seq=len(self.events) + 1, time=time.time(), **kind)
+        self._record(event)
+        return event
+
+    def set_state(self, state: int) -> None:
+        self.info.state = state
+        if state == pb.RUNNING:
+            self.info.started = time.time()
+        self.save_info()
+
+    def finish(self, finished: pb.RunFinished) -> None:
+        if self.done:
+            return
+        self.info.state = finished.state
+        self.info.finished = time.time()
+        if finished.HasField("error"):
+            self.info.error = f"{finished.error.type_name}: {finished.error.message}"[:500]
+        full = pb.RunEvent(seq=len(self.events) + 1, time=time.time(), finished=finished)
+        kept = full
+        if not self.info.detach and full.ByteSize() > KEEP_RESULTS_UP_TO and self._waiters:
+            kept = pb.RunEvent()
+            kept.CopyFrom(full)
+            kept.finished.values.clear()
+            kept.finished.return_value = b""
+            kept.finished.results_dropped = True
+            self._full_finished = full
+            asyncio.get_running_loop().call_later(FULL_RESULTS_LINGER_S, self._drop_full_results)
+        self._record(kept)
+        self.save_info()
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+
+    def _drop_full_results(self) -> None:
+        self._full_finished = None
+
+    def _record(self, event: pb.RunEvent) -> None:
+        self.events.append(event)
+        self.info.last_seq = event.seq
+        if self._log_file is not None:
+            body = event.SerializeToString()
+            self._log_file.write(_FRAME.pack(len(body)) + body)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def save_info(self) -> None:
+        if not self.dir.exists():
+            return
+        tmp = self.dir / "info.pb.tmp"
+        tmp.write_bytes(self.info.SerializeToString())
+        os.replace(tmp, self.dir / "info.pb")
+
+    # -- following ---------------------------------------------------------
+
+    async def follow(self, after_seq: int = 0, follow: bool = True) -> AsyncIterator[pb.RunEvent]:
+        """Events after ``after_seq``; with ``follow``, wait for more until the run ends."""
+        index = after_seq
+        while True:
+            while index < len(self.events):
+                event = self.events[index]
+                if event.HasField("finished") and self._full_finished is not None:
+                    event = self._full_finished
+                index += 1
+                yield event
+            if self.done or not follow:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+
+class RunRegistry:
+    """All runs this agent knows: live ones in memory, earlier ones on disk."""
+
+    def __init__(self, runs_dir: Path, keep: int = 500) -> None:
+        self.dir = runs_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self._runs: dict[str, Run] = {}
+        self._load_earlier_runs()
+
+    def create(self, request: pb.RunRequest) -> Run:
+        run_id = new_run_id()
+        info = pb.RunInfo(run_id=run_id, state=pb.PENDING, kind=request.kind, label=request.label,
+                          session=request.session, created=time.time(), detach=request.detach)
+        run = Run(self.dir / run_id, info, request)
+        run.open_log()
+        self._runs[run_id] = run
+        self._prune()
+        return run
+
+    def get(self, run_id: str) -> Run | None:
+        run = self._runs.get(run_id)
+        if run is not None and not run.events and run.request is None:
+            run.events = list(read_event_log(run.dir / "events.log"))
+        return run
+
+    def list(self, limit: int = 0) -> list[Run]:
+        runs = sorted(self._runs.values(), key=lambda r: r.info.created, reverse=True)
+        return runs[:limit] if limit else runs
+
+    def _load_earlier_runs(self) -> None:
+        for run_dir in self.dir.iterdir():
+            info_path = run_dir / "info.pb"
+            try:
+                info = pb.RunInfo.FromString(info_path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if info.state not in FINAL_STATES:
+                # Its agent died with it; the container went with the agent.
+                info.state = pb.LOST
+                info.error = "the agent stopped while this run was in progress"
+                info.finished = info.finished or time.time()
+                tmp = run_dir / "info.pb.tmp"
+                tmp.write_bytes(info.SerializeToString())
+                os.replace(tmp, info_path)
+            self._runs[info.run_id] = Run(run_dir, info)
+        self._prune()
+
+    def _prune(self) -> None:
+        if len(self._runs) <= self.keep:
+            return
+        finished = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.info.created)
+        for run in finished[: len(self._runs) - self.keep]:
+            del self._runs[run.id]
+            shutil.rmtree(run.dir, ignore_errors=True)
+
+
+def read_event_log(path: Path):
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    offset = 0
+    while offset + _FRAME.size <= len(data):
+        (length,) = _FRAME.unpack_from(data, offset)
+        offset += _FRAME.size
+        if offset + length > len(data):
+            break  # a torn last frame from a crash
+        yield pb.RunEvent.FromString(data[offset: offset + length])
+        offset += length

@@ -1,0 +1,3 @@
+from remote_agent.worker.main import main
+
+main()

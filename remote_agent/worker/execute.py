@@ -1,0 +1,241 @@
+"""Running one cell or function call inside a container.
+
+The notebook sends a cell as source plus its captured names (cloudpickled);
+the container executes it in a namespace, displays the last expression, and
+pickles back each name the cell assigned, one by one, so that one value that
+won't pickle costs only itself.
+"""
+
+from __future__ import annotations
+
+import linecache
+import logging
+import os
+import signal
+import sys
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from remote_agent.cellcode import names_assigned, parse_cell, split_last_expression
+from remote_agent.proto import agent_pb2 as pb
+from remote_agent.worker import display as display_module
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON_VERSION = "%d.%d" % sys.version_info[:2]
+
+
+class RunTimeout(BaseException):
+    """Raised in user code when the run's timeout expires.
+
+    A BaseException so that ``except Exception`` in user code can't swallow it.
+    """
+
+
+@dataclass
+class Session:
+    """The namespace a session keeps between runs, and the names it created."""
+
+    namespace: dict[str, Any] = field(default_factory=lambda: new_namespace())
+    created: set[str] = field(default_factory=set)
+
+
+def new_namespace() -> dict[str, Any]:
+    return {"__name__": "__main__", "__builtins__": __builtins__}
+
+
+class Interrupts:
+    """SIGINT and the timeout alarm raise only while user code is running."""
+
+    def __init__(self) -> None:
+        self.executing = False
+        self.pending = False  # an interrupt that came before user code started
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.executing:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if self.executing:
+            raise RunTimeout
+
+    def start(self, timeout_s: float) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+        self.executing = True
+        if timeout_s > 0:
+            signal.setitimer(signal.ITIMER_REAL, timeout_s)
+
+    def stop(self) -> None:
+        self.executing = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts) -> pb.RunFinished:
+    """Run one request; every outcome, including errors, is a RunFinished."""
+    if request.client_python and request.client_python != PYTHON_VERSION:
+        return _outcome_of(
+            RuntimeError(
+                f"the notebook runs Python {request.client_python} but this container runs "
+                f"Python {PYTHON_VERSION}; pickled code only moves between equal minor versions. "
+                f"Use an image with Python {request.client_python}."
+            )
+        )
+    interrupts.pending = False  # a SIGINT from here on is meant for this run
+    if request.cwd and os.path.isdir(request.cwd):
+        _enter_directory(request.cwd)
+    try:
+        if request.kind == pb.CELL:
+            return _run_cell(request, session, interrupts)
+        return _run_function(request, interrupts)
+    except BaseException as exc:  # user code, unpickling or packing failed
+        return _outcome_of(exc, request.timeout_s)
+
+
+def _run_cell(request: pb.Execute, session: Session | None, interrupts: Interrupts) -> pb.RunFinished:
+    namespace = session.namespace if session else new_namespace()
+    inputs: dict[str, Any] = cloudpickle.loads(request.payload) if request.payload else {}
+    for name, value in inputs.items():
+        # A session's own objects are never overwritten by stale notebook copies.
+        if session is None or name not in session.created:
+            namespace[name] = value
+
+    tree = parse_cell(request.code, request.filename, request.first_line or 1)
+    _remember_source(request.filename, request.code, request.first_line or 1)
+    body, last_expression = split_last_expression(tree)
+    body_code = compile(body, request.filename, "exec")
+    last_code = compile(last_expression, request.filename, "eval") if last_expression else None
+
+    error: BaseException | None = None
+    value = None
+    interrupts.start(request.timeout_s)
+    try:
+        exec(body_code, namespace)
+        value = eval(last_code, namespace) if last_code else None
+    except BaseException as exc:  # as in a local cell, what ran before the error stands
+        error = exc
+    finally:
+        interrupts.stop()
+    display_module.flush_figures()
+    if value is not None:
+        data, metadata = display_module.mime_bundle(value)
+        display_module.publish(data, metadata, execute_result=True)
+
+    finished = pb.RunFinished(state=pb.SUCCEEDED) if error is None else _outcome_of(error, request.timeout_s)
+    assigned = [name for name in names_assigned(tree) if name in namespace]
+    if session is not None:
+        session.created.update(assigned)
+        finished.session_names.extend(sorted(session.created))
+    _pack_values(finished, namespace, assigned, keep_remote=session is not None,
+                 max_bytes=request.max_result_bytes)
+    return finished
+
+
+def _pack_values(finished: pb.RunFinished, namespace: dict[str, Any], names: list[str],
+                 keep_remote: bool, max_bytes: int) -> None:
+    for name in names:
+        value = namespace[name]
+        if isinstance(value, types.ModuleType):
+            finished.modules[name] = value.__name__
+            continue
+        info = pb.ValueInfo(name=name, type_name=_type_name(value))
+        try:
+            data = cloudpickle.dumps(value, protocol=5)
+        except Exception as exc:
+            info.reason = f"{type(exc).__name__}: {exc}"
+            (finished.remote_values if keep_remote else finished.left_out).append(info)
+            continue
+        if keep_remote and max_bytes and len(data) > max_bytes:
+            info.size = len(data)
+            info.reason = f"{len(data)} bytes pickled, over the {max_bytes}-byte limit"
+            finished.remote_values.append(info)
+            continue
+        finished.values[name] = data
+
+
+def _run_function(request: pb.Execute, interrupts: Interrupts) -> pb.RunFinished:
+    function, args, kwargs = cloudpickle.loads(request.payload)
+    interrupts.start(request.timeout_s)
+    try:
+        result = function(*args, **kwargs)
+    finally:
+        interrupts.stop()
+    try:
+        data = cloudpickle.dumps(result, protocol=5)
+    except Exception as exc:
+        raise TypeError(
+            f"{getattr(function, '__qualname__', function)!s} returned a {_type_name(result)}, "
+            f"which can't be pickled back to the notebook ({exc}). Return plain data instead."
+        ) from exc
+    return pb.RunFinished(state=pb.SUCCEEDED, return_value=data)
+
+
+def fetch_value(session: Session | None, name: str) -> pb.FetchValueReply:
+    if session is None or name not in session.namespace:
+        return pb.FetchValueReply(error=f"no value named {name!r} in this session")
+    try:
+        return pb.FetchValueReply(value=cloudpickle.dumps(session.namespace[name], protocol=5))
+    except Exception as exc:
+        return pb.FetchValueReply(error=f"{name} ({_type_name(session.namespace[name])}) can't be pickled: {exc}")
+
+
+def error_info(exc: BaseException) -> pb.ErrorInfo:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        pickled = cloudpickle.dumps(exc, protocol=5)
+    except Exception:
+        pickled = b""
+    return pb.ErrorInfo(type_name=_type_name(exc), message=str(exc), traceback=text, exception=pickled)
+
+
+def _outcome_of(exc: BaseException, timeout_s: float = 0.0) -> pb.RunFinished:
+    if isinstance(exc, RunTimeout):
+        return _timed_out(timeout_s)
+    state = pb.CANCELLED if isinstance(exc, KeyboardInterrupt) else pb.FAILED
+    return pb.RunFinished(state=state, error=error_info(exc))
+
+
+def _timed_out(timeout_s: float) -> pb.RunFinished:
+    message = f"the remote run exceeded its timeout of {timeout_s:g} s and was stopped"
+    return pb.RunFinished(
+        state=pb.TIMED_OUT,
+        error=pb.ErrorInfo(type_name="TimeoutError", message=message,
+                           traceback=f"TimeoutError: {message}\n",
+                           exception=cloudpickle.dumps(TimeoutError(message))),
+    )
+
+
+def _enter_directory(path: str) -> None:
+    """Run in the notebook's directory; its local modules import as they do there."""
+    if os.getcwd() != path:
+        os.chdir(path)
+    if sys.path[0] != path:
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+
+
+def _remember_source(filename: str, code: str, first_line: int) -> None:
+    """Let tracebacks show the cell's lines, numbered as in the notebook."""
+    lines = ["\n"] * (first_line - 1) + code.splitlines(keepends=True)
+    linecache.cache[filename] = (len(code), None, lines, filename)
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", None) else f"{module}.{cls.__qualname__}"
+
+

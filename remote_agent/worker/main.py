@@ -1,0 +1,81 @@
+"""The container's main loop.
+
+Started by the agent as ``python -u -m remote_agent.worker --fd N``; fd N is
+this process's end of a private socket pair. Everything the container says
+goes over that socket as FromContainer frames; everything it is asked arrives
+as ToContainer frames. When the agent goes away the socket closes and the
+container exits with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+
+from remote_agent.frames import FrameSocket
+from remote_agent.proto import agent_pb2 as pb
+from remote_agent.worker import display
+from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
+from remote_agent.worker.output import FdCapture
+
+log = logging.getLogger("remote_agent.worker")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m remote_agent.worker")
+    parser.add_argument("--fd", type=int, required=True, help="socket to the agent")
+    parser.add_argument("--session", action="store_true", help="keep the namespace between runs")
+    args = parser.parse_args()
+
+    # fd 2 is the agent's log file for this container; keep a copy for our own
+    # logging before fd 1 and 2 are pointed at the capture pipes.
+    log_stream = os.fdopen(os.dup(2), "w", buffering=1)
+    logging.basicConfig(stream=log_stream, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s container: %(message)s")
+
+    channel = FrameSocket(socket.socket(fileno=args.fd))
+    capture = FdCapture(lambda stream, data: channel.send(
+        pb.FromContainer(output=pb.Output(stream=stream, data=data))))
+
+    def publish(data: dict, metadata: dict, execute_result: bool) -> None:
+        capture.sync()  # what was printed before a display shows before it
+        channel.send(pb.FromContainer(display=pb.Display(
+            data_json=json.dumps(data), metadata_json=json.dumps(metadata), execute_result=execute_result)))
+
+    display.set_publisher(publish)
+    builtins.display = display.display  # as in IPython, display() needs no import
+    interrupts = Interrupts()
+    session = Session() if args.session else None
+
+    inbox: queue.Queue[pb.ToContainer] = queue.Queue()
+    threading.Thread(target=_receive, args=(channel, inbox), name="receiver", daemon=True).start()
+    channel.send(pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)))
+    log.info("ready (pid %d, python %s)", os.getpid(), PYTHON_VERSION)
+
+    while True:
+        message = inbox.get()
+        if message.HasField("execute"):
+            request = message.execute
+            finished = execute(request, session, interrupts)
+            capture.sync()
+            channel.send(pb.FromContainer(finished=finished))
+        elif message.HasField("fetch_value"):
+            channel.send(pb.FromContainer(fetched=fetch_value(session, message.fetch_value.name)))
+
+
+def _receive(channel: FrameSocket, inbox: queue.Queue) -> None:
+    while True:
+        try:
+            message = channel.receive(pb.ToContainer)
+        except OSError:
+            message = None
+        if message is None:
+            log.info("agent closed the channel; exiting")
+            os._exit(0)
+        inbox.put(message)
