@@ -50,10 +50,9 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
         cwd=os.getcwd())
 
     if options.detach:
-        from nbmodal.widgets import show_detached_run
+        from nbmodal.widgets import DetachedRun
 
-        show_detached_run(client, client.submit(request))
-        return None
+        return DetachedRun(client, client.submit(request))
 
     sink = default_sink()
     finished = RunFollower(client, sink, options.grace).start(request)

@@ -45,9 +45,12 @@ class RemoteValue:
         return serialization.loads(reply.value)
 
     def __repr__(self) -> str:
-        size = f", {_human_size(self.size)}" if self.size else ""
-        return (f"<RemoteValue {self.name!r}: {self.type_name}{size}, kept in session {self.session!r} on the "
-                f"{self.agent_label} ({self.reason}); {self.name}.fetch() downloads it>")
+        where = f"session {self.session!r} on the {self.agent_label}"
+        if self.size:  # picklable, but over the size limit
+            return (f"<RemoteValue {self.name!r}: {self.type_name}, {_human_size(self.size)}, kept in {where} "
+                    f"({self.reason}); {self.name}.fetch() downloads it>")
+        return (f"<RemoteValue {self.name!r}: {self.type_name}, lives only in {where}: it can't be pickled "
+                f"({self.reason}); use it in `%%remote session={self.session}` cells>")
 
 
 def cell_values(finished: pb.RunFinished, session: str, agent_label: str) -> dict[str, Any]:

@@ -22,23 +22,46 @@ _STATE_COLORS = {"SUCCEEDED": "#2e7d32", "FAILED": "#c62828", "CANCELLED": "#6d4
                  "TIMED_OUT": "#c62828", "LOST": "#c62828"}
 
 
-def show_detached_run(client: AgentClient, info: pb.RunInfo) -> None:
+class DetachedRun:
+    """What ``%%remote --detach`` returns: the run's handle, shown as a live widget.
+
+    ``run_id`` names it for ``%nbmodal logs|attach|stop``; ``stop()`` cancels it.
+    """
+
+    def __init__(self, client: AgentClient, info: pb.RunInfo) -> None:
+        self.client = client
+        self.run_id = info.run_id
+        self.info = info
+
+    def stop(self) -> None:
+        self.client.cancel(self.run_id)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if not _widgets_usable():
+            print(self._instructions())
+            return
+        widget = RunWidget(self.client, self.info)
+        display(widget.box)
+        widget.follow_in_background()
+
+    def _instructions(self) -> str:
+        return (f"run {self.run_id} started in the background.\n"
+                f"  %nbmodal logs {self.run_id}    output so far\n"
+                f"  %nbmodal attach {self.run_id}  follow it and load its results\n"
+                f"  %nbmodal stop {self.run_id}    stop it")
+
+    def __repr__(self) -> str:
+        return f"<DetachedRun {self.run_id}: {self.info.label[:60]}>"
+
+
+def _widgets_usable() -> bool:
     try:
         import ipywidgets  # noqa: F401
-        usable = in_kernel()
     except ImportError:
-        usable = False
-    if not usable:
-        print(f"run {info.run_id} started in the background.\n"
-              f"  %nbmodal logs {info.run_id}    output so far\n"
-              f"  %nbmodal attach {info.run_id}  follow it and load its results\n"
-              f"  %nbmodal stop {info.run_id}    stop it")
-        return
-    from IPython.display import display
-
-    widget = RunWidget(client, info)
-    display(widget.box)
-    widget.follow_in_background()
+        return False
+    return in_kernel()
 
 
 class RunWidget:

@@ -1,0 +1,103 @@
+"""The agent daemon: discovery, auth, one agent per state dir, losing it mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+
+import grpc
+import pytest
+
+import nbmodal
+from kernels import kernel
+from nbmodal import commands
+from nbmodal._runtime.client import AgentClient
+from nbmodal._runtime.local_agent import AgentAddress, read_agent_json
+from remote_agent.proto import agent_pb2 as pb
+from remote_agent.proto.agent_pb2_grpc import AgentStub
+
+
+def test_agent_json_is_private_and_names_a_live_agent(agent_address, nbmodal_home):
+    path = nbmodal_home / "agent" / "agent.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    info = json.loads(path.read_text())
+    assert info["pid"] == agent_address.pid and info["version"] == nbmodal.__version__
+    assert (nbmodal_home / "agent" / "agent.log").exists()
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+def test_calls_without_the_right_token_are_refused(agent_address, token):
+    channel = grpc.insecure_channel(f"127.0.0.1:{agent_address.port}")
+    stub = AgentStub(channel)
+    metadata = () if token is None else (("x-nbmodal-token", token),)
+    for call in (lambda: stub.Hello(pb.HelloRequest(), metadata=metadata, timeout=5),
+                 lambda: list(stub.Run(pb.RunRequest(kind=pb.FUNCTION), metadata=metadata, timeout=5))):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "token" in info.value.details()
+    channel.close()
+    # Through the client: a clear error, not a stack of gRPC internals.
+    bad = AgentAddress(agent_address.host, agent_address.port, "wrong", agent_address.pid,
+                       agent_address.version, agent_address.protocol_version, agent_address.state_dir)
+    with pytest.raises(nbmodal.AgentError, match="refused this client: missing or wrong agent token"):
+        AgentClient(bad)
+
+
+def test_one_agent_per_state_dir(agent_address):
+    second = subprocess.run([sys.executable, "-m", "remote_agent", "serve", "--state-dir",
+                             str(agent_address.state_dir)], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 3
+    assert "another agent already serves" in second.stderr
+    assert read_agent_json(agent_address.state_dir).pid == agent_address.pid
+
+
+def test_protocol_mismatch_says_how_to_fix_it(agent_address, monkeypatch):
+    import nbmodal._runtime.client as client_module
+
+    monkeypatch.setattr(client_module, "PROTOCOL_VERSION", 999)
+    with pytest.raises(nbmodal.VersionMismatchError, match="speaks protocol 1.*nbmodal agent stop"):
+        AgentClient(agent_address)
+
+
+def test_container_refuses_pickles_from_another_python_minor(agent_address):
+    client = AgentClient(agent_address)
+    events = list(client.run(pb.RunRequest(kind=pb.CELL, code="x = 1", filename="<cell>", client_python="3.99")))
+    finished = events[-1].finished
+    assert finished.state == pb.FAILED
+    assert "notebook runs Python 3.99 but this container runs Python" in finished.error.message
+    client.close()
+
+
+def test_agent_never_imports_ipython_or_jupyter():
+    code = textwrap.dedent("""
+        import sys
+        import remote_agent.daemon, remote_agent.agent, remote_agent.service, remote_agent.worker.main
+        import remote_agent.worker.execute, remote_agent.worker.display
+        bad = [m for m in sys.modules if m.split('.')[0] in ('IPython', 'ipykernel', 'jupyter_client', 'nbclient', 'nbmodal')]
+        assert not bad, bad
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_agent_killed_mid_run_fails_the_cell_clearly_and_the_next_cell_starts_a_new_one(tmp_path):
+    with kernel(tmp_path) as k:
+        first = k.execute("%%remote\nimport os\nprint(os.getppid())")
+        agent_pid = int(first["stdout"])  # a container's parent is its agent
+        msg_id = k.start("%%remote\nimport time\nprint('working', flush=True)\ntime.sleep(60)")
+        k.collect(msg_id, timeout=30, until="working")
+        os.kill(agent_pid, signal.SIGKILL)
+        result = k.collect(msg_id, timeout=30)
+        assert result["error"]["ename"] == "AgentLostError", result
+        assert "lost the connection to the local agent" in result["error"]["evalue"]
+        assert "Run the cell again to start a new agent" in result["error"]["evalue"]
+        again = k.execute("%%remote\nimport os\nprint(os.getppid())")
+        assert again["error"] is None, again
+        assert int(again["stdout"]) != agent_pid
+    # The new agent knows the old run was lost with its agent.
+    assert "LOST" in commands.runs_table(50)
