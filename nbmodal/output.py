@@ -138,11 +138,12 @@ def default_sink() -> StreamSink:
 
 
 def in_kernel() -> bool:
-    shell = _ipython()
+    shell = ipython_shell()
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _ipython() -> Any:
+def ipython_shell() -> Any:
+    """The running IPython shell, if any (without importing IPython for scripts)."""
     if "IPython" not in sys.modules:
         return None
     from IPython import get_ipython

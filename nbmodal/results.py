@@ -102,16 +102,28 @@ def rebuild_exception(error: pb.ErrorInfo) -> BaseException:
             exc = TimeoutError(error.message)
         else:
             exc = RemoteError(error.type_name, error.message, error.traceback)
-    traceback_lines = error.traceback.rstrip("\n").splitlines()
+    traceback_text = _name_notebook_cells(error.traceback)
+    traceback_lines = traceback_text.rstrip("\n").splitlines()
     try:
         # IPython renders this instead of the local frames of nbmodal's internals.
         exc._render_traceback_ = lambda: traceback_lines
-        exc.remote_traceback = error.traceback
+        exc.remote_traceback = traceback_text
     except AttributeError:
         pass
     if not isinstance(exc, KeyboardInterrupt):
-        exc.__cause__ = _RemoteTraceback(error.traceback)
+        exc.__cause__ = _RemoteTraceback(traceback_text)
     return exc
+
+
+def _name_notebook_cells(traceback_text: str) -> str:
+    """Name code from notebook cells as IPython does ("Cell In[3], line 2")."""
+    from nbmodal.output import ipython_shell
+
+    shell = ipython_shell()
+    numbers = getattr(getattr(shell, "compile", None), "_filename_map", None) or {}
+    for filename, number in numbers.items():
+        traceback_text = traceback_text.replace(f'File "{filename}", line', f"Cell In[{number}], line")
+    return traceback_text
 
 
 class _RemoteTraceback(Exception):
