@@ -42,7 +42,7 @@ class Agent:
         run = self.runs.create(request)
         run.emit(started=pb.RunStarted(run_id=run.id))
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
-        log.info("run %s accepted: %s", run.id, request.label[:80])
+        log.debug("run %s accepted: %s", run.id, request.label[:80])
         return run
 
     async def _execute(self, run: Run) -> None:
@@ -147,3 +147,4 @@ class Agent:
             if not run.done and run.task is not None:
                 run.task.cancel()
         await self.pool.shutdown()
+        self.runs.flush_all()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import shutil
 import struct
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from remote_agent.proto import agent_pb2 as pb
@@ -29,6 +31,11 @@ FINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED, pb.TIMED_OUT, p
 KEEP_RESULTS_UP_TO = 1 << 20
 # Followers that attach within this window after the end still get full results.
 FULL_RESULTS_LINGER_S = 60.0
+# Disk writes are batched off the hot path: a short run costs no file I/O while it runs.
+FLUSH_DELAY_S = 0.05
+
+
+RUN_ID = re.compile(r"r-[0-9a-f]{8}")
 
 
 def new_run_id() -> str:
@@ -46,7 +53,9 @@ class Run:
         self.container = None  # the Container running it, once placed
         self._full_finished: pb.RunEvent | None = None
         self._waiters: list[asyncio.Future] = []
-        self._log_file = None
+        self._unwritten = bytearray()  # framed events not yet appended to events.log
+        self._info_dirty = False
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     @property
     def id(self) -> str:
@@ -57,11 +66,6 @@ class Run:
         return self.info.state in FINAL_STATES
 
     # -- recording ---------------------------------------------------------
-
-    def open_log(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.dir / "events.log", "ab", buffering=0)
-        self.save_info()
 
     def emit(self, **kind) -> pb.RunEvent:
         event = pb.RunEvent(seq=len(self.events) + 1, time=time.time(), **kind)
@@ -93,9 +97,6 @@ class Run:
             asyncio.get_running_loop().call_later(FULL_RESULTS_LINGER_S, self._drop_full_results)
         self._record(kept)
         self.save_info()
-        if self._log_file:
-            self._log_file.close()
-            self._log_file = None
 
     def _drop_full_results(self) -> None:
         self._full_finished = None
@@ -103,20 +104,34 @@ class Run:
     def _record(self, event: pb.RunEvent) -> None:
         self.events.append(event)
         self.info.last_seq = event.seq
-        if self._log_file is not None:
-            body = event.SerializeToString()
-            self._log_file.write(_FRAME.pack(len(body)) + body)
+        body = event.SerializeToString()
+        self._unwritten += _FRAME.pack(len(body))
+        self._unwritten += body
+        self._schedule_flush()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     def save_info(self) -> None:
-        if not self.dir.exists():
+        self._info_dirty = True
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self.flush)
+
+    def flush(self) -> None:
+        """Hand unwritten events and info to the writer thread."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._unwritten and not self._info_dirty:
             return
-        tmp = self.dir / "info.pb.tmp"
-        tmp.write_bytes(self.info.SerializeToString())
-        os.replace(tmp, self.dir / "info.pb")
+        info = self.info.SerializeToString() if self._info_dirty else None
+        _writer.submit(_append_to_run_dir, self.dir, bytes(self._unwritten), info)
+        self._unwritten.clear()
+        self._info_dirty = False
 
     # -- following ---------------------------------------------------------
 
@@ -148,11 +163,17 @@ class RunRegistry:
         self._load_earlier_runs()
 
     def create(self, request: pb.RunRequest) -> Run:
-        run_id = new_run_id()
+        """A new run; raises ValueError for a run id that is malformed or taken."""
+        run_id = request.run_id or new_run_id()
+        if not RUN_ID.fullmatch(run_id):
+            raise ValueError(f"run id {run_id!r} is not of the form r-1a2b3c4d")
+        if run_id in self._runs or (self.dir / run_id).exists():
+            raise ValueError(f"run id {run_id} is already taken")
         info = pb.RunInfo(run_id=run_id, state=pb.PENDING, kind=request.kind, label=request.label,
                           session=request.session, created=time.time(), detach=request.detach)
         run = Run(self.dir / run_id, info, request)
-        run.open_log()
+        run.save_info()
+        run.flush()  # on disk at once (in the background): a run is never unknown after a crash
         self._runs[run_id] = run
         self._prune()
         return run
@@ -179,19 +200,48 @@ class RunRegistry:
                 info.state = pb.LOST
                 info.error = "the agent stopped while this run was in progress"
                 info.finished = info.finished or time.time()
-                tmp = run_dir / "info.pb.tmp"
-                tmp.write_bytes(info.SerializeToString())
-                os.replace(tmp, info_path)
+                write_info(run_dir, info)
             self._runs[info.run_id] = Run(run_dir, info)
         self._prune()
 
+    def flush_all(self) -> None:
+        """Write everything out and wait for it (at shutdown)."""
+        for run in self._runs.values():
+            run.flush()
+        _writer.submit(lambda: None).result()
+
     def _prune(self) -> None:
-        if len(self._runs) <= self.keep:
+        # In batches, so that not every new run pays for sorting the registry.
+        if len(self._runs) <= self.keep + self.keep // 10:
             return
         finished = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.info.created)
         for run in finished[: len(self._runs) - self.keep]:
             del self._runs[run.id]
-            shutil.rmtree(run.dir, ignore_errors=True)
+            _writer.submit(shutil.rmtree, run.dir, ignore_errors=True)
+
+
+# One thread does the run logs' file I/O, in order, off the event loop.
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-log-writer")
+
+
+def _append_to_run_dir(run_dir: Path, events: bytes, info: bytes | None) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if events:
+            with open(run_dir / "events.log", "ab") as f:
+                f.write(events)
+        if info is not None:
+            tmp = run_dir / "info.pb.tmp"
+            tmp.write_bytes(info)
+            os.replace(tmp, run_dir / "info.pb")
+    except OSError:
+        log.exception("could not write the log of run %s", run_dir.name)
+
+
+def write_info(run_dir: Path, info: pb.RunInfo) -> None:
+    tmp = run_dir / "info.pb.tmp"
+    tmp.write_bytes(info.SerializeToString())
+    os.replace(tmp, run_dir / "info.pb")
 
 
 def read_event_log(path: Path):

@@ -30,12 +30,18 @@ class AgentService(pb_grpc.AgentServicer):
 
     async def Run(self, request: pb.RunRequest, context) -> AsyncIterator[pb.RunEvent]:
         # The run belongs to the agent: a client that goes away doesn't stop it.
-        run = self.agent.submit(request)
-        async for event in run.follow():
+        run = await self._submit(request, context)
+        async for event in run.follow(after_seq=1):  # the client knows the id already
             yield event
 
     async def Submit(self, request: pb.RunRequest, context) -> pb.RunInfo:
-        return self.agent.submit(request).info
+        return (await self._submit(request, context)).info
+
+    async def _submit(self, request: pb.RunRequest, context):
+        try:
+            return self.agent.submit(request)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def Attach(self, request: pb.AttachRequest, context) -> AsyncIterator[pb.RunEvent]:
         run = self.agent.runs.get(request.run_id)

@@ -231,3 +231,12 @@ def test_exception_types_that_cannot_be_rebuilt_become_remote_errors(tmp_path):
     assert "raise Picky(1, 2)" in nb.error_text(0)
     # A class defined remotely travels by value: the same type is rebuilt here.
     assert nb.error_output(1).ename == "Mine"
+
+
+def test_numpy_64_mib_round_trip_through_a_cell(tmp_path):
+    nb = run_cells([
+        "import numpy as np\nsource = np.random.default_rng(1).random(8 * 1024 * 1024)  # 64 MiB",
+        "%%remote\ndoubled = source * 2",
+        "print(doubled.nbytes, bool(np.array_equal(doubled, source * 2)))",
+    ], cwd=tmp_path)
+    assert nb.stream(2).strip() == f"{64 * 1024 * 1024} True"

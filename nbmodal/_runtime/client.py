@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import grpc
+import grpc.experimental
 
 from nbmodal._runtime.local_agent import AgentAddress
 from nbmodal.exceptions import AgentError, AgentLostError, VersionMismatchError
@@ -19,13 +20,16 @@ from remote_agent.proto.agent_pb2_grpc import AgentStub
 from remote_agent.service import MESSAGE_SIZE_OPTIONS, TOKEN_METADATA_KEY
 
 CLIENT_PYTHON = "%d.%d" % sys.version_info[:2]
+# Run and Attach streams are read by one thread: gRPC's single-threaded
+# unary-stream path roughly halves their latency.
+_CHANNEL_OPTIONS = [*MESSAGE_SIZE_OPTIONS, (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
 
 
 class AgentClient:
     def __init__(self, address: AgentAddress, label: str = "local agent") -> None:
         self.address = address
         self.label = label
-        self._channel = grpc.insecure_channel(f"{address.host}:{address.port}", options=MESSAGE_SIZE_OPTIONS)
+        self._channel = grpc.insecure_channel(f"{address.host}:{address.port}", options=_CHANNEL_OPTIONS)
         self._stub = AgentStub(self._channel)
         self._metadata = ((TOKEN_METADATA_KEY, address.token),)
         self.hello = self._hello()

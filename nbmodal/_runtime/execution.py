@@ -18,6 +18,7 @@ from nbmodal._runtime.connection import forget_client
 from nbmodal.exceptions import AgentLostError, RunLostError
 from nbmodal.output import OutputSink
 from remote_agent.proto import agent_pb2 as pb
+from remote_agent.runs import new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class RunFollower:
 
     def start(self, request: pb.RunRequest) -> pb.RunFinished:
         """Start a run and follow it to the end."""
+        if not request.run_id:
+            request.run_id = new_run_id()
+        self.run_id = request.run_id
         return self._follow(lambda: self.client.run(request))
 
     def attach(self, run_id: str, after_seq: int = 0, follow: bool = True,
@@ -58,8 +62,8 @@ class RunFollower:
                     return finished
                 except KeyboardInterrupt:
                     call.cancel()
-                    if not self.run_id or not self.cancel_on_interrupt:
-                        raise  # not accepted yet, or we were only watching
+                    if not self.cancel_on_interrupt:
+                        raise  # we were only watching
                     interrupts += 1
                     self._cancel(force=interrupts > 1)
                     call = self.client.attach(self.run_id, self.last_seq, follow=follow)
@@ -78,8 +82,6 @@ class RunFollower:
             elif kind == "display":
                 self.sink.display(_json(event.display.data_json), _json(event.display.metadata_json),
                                   event.display.execute_result)
-            elif kind == "started":
-                self.run_id = event.started.run_id
             elif kind == "notice":
                 self.sink.notice(event.notice.text)
             elif kind == "finished":

@@ -107,7 +107,8 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Run(self, request, context):
-        """Start a run and follow its events until it ends (the attached path).
+        """Start a run and follow its events until it ends (the attached path). The
+        stream leaves out the first event (RunStarted): the client chose the run id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

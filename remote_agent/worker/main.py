@@ -14,7 +14,7 @@ import builtins
 import json
 import logging
 import os
-import queue
+import select
 import socket
 import threading
 
@@ -53,13 +53,15 @@ def main() -> None:
     interrupts = Interrupts()
     session = Session() if args.session else None
 
-    inbox: queue.Queue[pb.ToContainer] = queue.Queue()
-    threading.Thread(target=_receive, args=(channel, inbox), name="receiver", daemon=True).start()
+    threading.Thread(target=_exit_with_agent, args=(args.fd,), name="agent-watch", daemon=True).start()
     channel.send(pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)))
     log.info("ready (pid %d, python %s)", os.getpid(), PYTHON_VERSION)
 
     while True:
-        message = inbox.get()
+        message = channel.receive(pb.ToContainer)
+        if message is None:
+            log.info("agent closed the channel; exiting")
+            os._exit(0)  # without waiting for threads the user's code left behind
         if message.HasField("execute"):
             request = message.execute
             finished = execute(request, session, interrupts)
@@ -69,13 +71,10 @@ def main() -> None:
             channel.send(pb.FromContainer(fetched=fetch_value(session, message.fetch_value.name)))
 
 
-def _receive(channel: FrameSocket, inbox: queue.Queue) -> None:
-    while True:
-        try:
-            message = channel.receive(pb.ToContainer)
-        except OSError:
-            message = None
-        if message is None:
-            log.info("agent closed the channel; exiting")
-            os._exit(0)
-        inbox.put(message)
+def _exit_with_agent(fd: int) -> None:
+    """While user code runs, nobody reads the socket: notice the agent going away."""
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP)
+    poller.poll()
+    log.info("agent went away; exiting")
+    os._exit(0)

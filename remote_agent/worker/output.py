@@ -2,89 +2,67 @@
 
 Both descriptors are pointed at pipes, so prints, C extensions and child
 processes are all captured. A reader thread per pipe forwards chunks as they
-arrive. ``sync()`` writes a marker into each pipe and waits until the readers
-have forwarded everything before it: the run's result and displays are sent
-only after the output that preceded them.
+arrive. ``sync()`` drains both pipes itself before returning, so a run's
+displays and result are sent only after the output written before them.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 from collections.abc import Callable
 
 from remote_agent.proto import agent_pb2 as pb
 
-# NUL bytes make a collision with real output very unlikely.
-_MARKER = b"\x00\x1b[nbmodal-sync]\x00"
+_CHUNK = 1 << 16
 
 
 class FdCapture:
     def __init__(self, send_output: Callable[[int, bytes], None]) -> None:
-        self._send_output = send_output
-        self._readers: list[_PipeReader] = []
+        self._pipes: list[_Pipe] = []
         for fd, stream in ((1, pb.STDOUT), (2, pb.STDERR)):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
-            self._readers.append(_PipeReader(fd, read_end, stream, send_output))
+            self._pipes.append(_Pipe(fd, read_end, stream, send_output))
 
-    def sync(self, timeout: float = 5.0) -> None:
+    def sync(self) -> None:
         """Forward everything written to fd 1 and 2 so far."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        for reader in self._readers:
-            reader.request_sync()
-        for reader in self._readers:
-            reader.wait_sync(timeout)
+        for pipe in self._pipes:
+            pipe.drain()
 
 
-class _PipeReader:
+class _Pipe:
     def __init__(self, fd: int, read_end: int, stream: int, send_output: Callable[[int, bytes], None]) -> None:
-        self._fd = fd
         self._read_end = read_end
         self._stream = stream
         self._send_output = send_output
-        self._synced = threading.Semaphore(0)
+        # Whoever holds the lock reads and sends, so chunks leave in the order written.
+        self._lock = threading.Lock()
+        os.set_blocking(read_end, False)
         threading.Thread(target=self._pump, name=f"fd{fd}-reader", daemon=True).start()
 
-    def request_sync(self) -> None:
-        os.write(self._fd, _MARKER)
-
-    def wait_sync(self, timeout: float) -> None:
-        self._synced.acquire(timeout=timeout)
+    def drain(self) -> None:
+        with self._lock:
+            while True:
+                try:
+                    chunk = os.read(self._read_end, _CHUNK)
+                except BlockingIOError:
+                    return
+                if not chunk:
+                    return
+                self._send_output(self._stream, chunk)
 
     def _pump(self) -> None:
-        pending = b""
+        poller = select.poll()
+        poller.register(self._read_end, select.POLLIN)
         while True:
-            try:
-                chunk = os.read(self._read_end, 1 << 16)
-            except OSError:
-                return
-            if not chunk:
-                return
-            pending += chunk
-            while (i := pending.find(_MARKER)) >= 0:
-                if i:
-                    self._send_output(self._stream, pending[:i])
-                pending = pending[i + len(_MARKER):]
-                self._synced.release()
-            keep = _marker_prefix_length(pending)
-            if len(pending) > keep:
-                self._send_output(self._stream, pending[: len(pending) - keep])
-                pending = pending[len(pending) - keep:]
-
-
-def _marker_prefix_length(data: bytes) -> int:
-    """Length of the longest tail of ``data`` that could start a marker."""
-    tail = data[-(len(_MARKER) - 1):]
-    start = tail.find(b"\x00")
-    while start >= 0:
-        if _MARKER.startswith(tail[start:]):
-            return len(tail) - start
-        start = tail.find(b"\x00", start + 1)
-    return 0
+            poller.poll()
+            self.drain()
