@@ -34,7 +34,7 @@ class LineRedraws:
         self._interval = interval
         self._tail = ""     # the current, unterminated line as received
         self._shown = ""    # what of that line has been written out
-        self._last_redraw = 0.0
+        self._last_redraw = float("-inf")  # the first redraw always shows
 
     def feed(self, text: str) -> None:
         text = self._tail + text.replace("\r\n", "\n")
