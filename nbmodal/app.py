@@ -15,7 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from nbmodal import serialization
 from nbmodal._runtime.client import CLIENT_PYTHON
-from nbmodal._runtime.connection import get_client
+from nbmodal._runtime.connection import locate_run, place, run_hosts
 from nbmodal._runtime.execution import RunFollower
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
@@ -65,11 +65,15 @@ class App:
         self.registered_functions: dict[str, Function] = {}
 
     def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
-                 name: str | None = None) -> Any:
-        """Decorate a function so that ``.remote()`` runs it on the agent."""
+                 name: str | None = None, host: str | None = None) -> Any:
+        """Decorate a function so that ``.remote()`` runs it on an agent.
+
+        ``host`` names a configured SSH host (``nbmodal host add``); by default
+        runs go to the local agent, or are placed among the configured hosts.
+        """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
-            function = Function(fn, self, timeout=timeout, name=name)
+            function = Function(fn, self, timeout=timeout, name=name, host=host)
             self.registered_functions[function.name] = function
             return function
 
@@ -83,8 +87,9 @@ class App:
 
 class Function(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, host: str | None = None) -> None:
         self.raw_f = fn
+        self.host = host
         self.app = app
         self.timeout = timeout or 0.0
         self.name = name or getattr(fn, "__qualname__", repr(fn))
@@ -99,9 +104,9 @@ class Function(Generic[P, R]):
     @_WithAio
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on the agent and return its result (its prints stream here)."""
-        client = get_client()
-        check_python_versions(client)
-        finished = RunFollower(client, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
+        connection = place(self.host)
+        check_python_versions(connection.client())
+        finished = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
             self._request(args, kwargs, detach=False))
         raise_for_state(finished)
         return function_result(finished)
@@ -116,9 +121,11 @@ class Function(Generic[P, R]):
     @_WithAio
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start the function on the agent and return at once; ``.get()`` waits for the result."""
-        client = get_client()
+        connection = place(self.host)
+        client = connection.client()
         check_python_versions(client)
         info = client.submit(self._request(args, kwargs, detach=True))
+        run_hosts[info.run_id] = connection.name
         return FunctionCall(info.run_id)
 
     def __repr__(self) -> str:
@@ -145,7 +152,8 @@ class FunctionCall(Generic[R]):
         (the run goes on).
         """
         if self._finished is None:
-            follower = RunFollower(get_client(), default_sink(), DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)
+            follower = RunFollower(locate_run(self.object_id), default_sink(), DEFAULT_CANCEL_GRACE_S,
+                                   cancel_on_interrupt=False)
             try:
                 self._finished = follower.attach(self.object_id, self._seen_seq, timeout=timeout)
             except TimeoutError:
@@ -158,7 +166,7 @@ class FunctionCall(Generic[R]):
     @_WithAio
     def cancel(self, terminate_containers: bool = False) -> None:
         """Stop the run: KeyboardInterrupt inside it (or kill its container at once)."""
-        get_client().cancel(self.object_id, force=terminate_containers)
+        locate_run(self.object_id).client().cancel(self.object_id, force=terminate_containers)
 
     @staticmethod
     def gather(*calls: FunctionCall) -> list[Any]:

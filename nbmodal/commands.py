@@ -2,61 +2,80 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from nbmodal._runtime import local_agent
-from nbmodal._runtime.connection import existing_client, forget_client, get_client
+from nbmodal._runtime.client import AgentClient
+from nbmodal._runtime.connection import connection, existing_client, forget, locate_run, session_hosts
 from nbmodal._runtime.execution import RunFollower
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, local_agent_dir
+from nbmodal.exceptions import AgentLostError
+from nbmodal.hosts import LOCAL, HostError, load_hosts
 from nbmodal.output import OutputSink, StreamSink
 from nbmodal.results import function_result, raise_for_state
 from remote_agent.proto import agent_pb2 as pb
 
+log = logging.getLogger(__name__)
 
-def runs_table(limit: int = 20) -> str:
-    infos = get_client().list_runs(limit)
-    if not infos:
-        return "no runs yet"
-    rows = [("RUN", "STATE", "KIND", "SESSION", "STARTED", "DURATION", "WHAT")]
+
+def _reachable(host: str | None) -> list[tuple[str, AgentClient]]:
+    """(name, client) of the given host, or of the local agent (if running) and every configured host."""
+    if host:
+        return [(host, connection(host).client())]
+    found = []
+    local = existing_client()
+    if local is not None:
+        found.append((LOCAL, local))
+    for name in load_hosts():
+        try:
+            found.append((name, connection(name).client()))
+        except (HostError, AgentLostError) as exc:
+            log.warning("host %s is unreachable: %s", name, exc)
+    if not found:
+        found.append((LOCAL, connection(LOCAL).client()))
+    return found
+
+
+def runs_table(limit: int = 20, host: str | None = None) -> str:
+    rows = [("RUN", "HOST", "STATE", "KIND", "SESSION", "STARTED", "DURATION", "WHAT")]
     now = time.time()
-    for info in infos:
-        end = info.finished or now
-        duration = f"{end - info.started:.1f}s" if info.started else "-"
-        rows.append((info.run_id, pb.RunState.Name(info.state), pb.RunKind.Name(info.kind).lower(),
-                     info.session or "-", time.strftime("%H:%M:%S", time.localtime(info.created)),
-                     duration, info.label[:60]))
-    return _table(rows)
+    for name, client in _reachable(host):
+        for info in client.list_runs(limit):
+            end = info.finished or now
+            duration = f"{end - info.started:.1f}s" if info.started else "-"
+            rows.append((info.run_id, name, pb.RunState.Name(info.state), pb.RunKind.Name(info.kind).lower(),
+                         info.session or "-", time.strftime("%H:%M:%S", time.localtime(info.created)),
+                         duration, info.label[:60]))
+    return _table(rows) if len(rows) > 1 else "no runs yet"
 
 
-def sessions_table() -> str:
-    sessions = get_client().list_sessions()
-    if not sessions:
-        return "no sessions"
-    rows = [("SESSION", "CONTAINER", "PID", "BUSY", "IDLE", "NAMES")]
+def sessions_table(host: str | None = None) -> str:
+    rows = [("SESSION", "HOST", "CONTAINER", "PID", "BUSY", "IDLE", "NAMES")]
     now = time.time()
-    for s in sessions:
-        rows.append((s.name, s.container_id, str(s.pid), "yes" if s.busy else "no",
-                     f"{now - s.last_used:.0f}s", ", ".join(s.names)[:60]))
-    return _table(rows)
+    for name, client in _reachable(host):
+        for s in client.list_sessions():
+            rows.append((s.name, name, s.container_id, str(s.pid), "yes" if s.busy else "no",
+                         f"{now - s.last_used:.0f}s", ", ".join(s.names)[:60]))
+    return _table(rows) if len(rows) > 1 else "no sessions"
 
 
-def containers_table() -> str:
-    containers = get_client().list_containers()
-    if not containers:
-        return "no containers"
-    rows = [("CONTAINER", "PID", "STATE", "SESSION", "RUN", "AGE")]
+def containers_table(host: str | None = None) -> str:
+    rows = [("CONTAINER", "HOST", "PID", "STATE", "SESSION", "RUN", "AGE")]
     now = time.time()
-    for c in containers:
-        rows.append((c.container_id, str(c.pid), c.state, c.session or "-", c.run_id or "-", f"{now - c.created:.0f}s"))
-    return _table(rows)
+    for name, client in _reachable(host):
+        for c in client.list_containers():
+            rows.append((c.container_id, name, str(c.pid), c.state, c.session or "-", c.run_id or "-",
+                         f"{now - c.created:.0f}s"))
+    return _table(rows) if len(rows) > 1 else "no containers"
 
 
 def show_logs(run_id: str, sink: OutputSink, follow: bool = False) -> pb.RunInfo:
     """Write a run's output so far (and, with ``follow``, until it ends) to ``sink``."""
-    client = get_client()
-    RunFollower(client, sink, DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False).attach(run_id, follow=follow)
-    return client.get_run(run_id)
+    follower = RunFollower(locate_run(run_id), sink, DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)
+    follower.attach(run_id, follow=follow)
+    return follower.client.get_run(run_id)
 
 
 def attach(run_id: str, sink: OutputSink, shell: Any = None) -> Any:
@@ -67,9 +86,10 @@ def attach(run_id: str, sink: OutputSink, shell: Any = None) -> Any:
     """
     from nbmodal.remote_cell import apply_cell_result
 
-    client = get_client()
+    follower = RunFollower(locate_run(run_id), sink, DEFAULT_CANCEL_GRACE_S)
+    client = follower.client
     info = client.get_run(run_id)
-    finished = RunFollower(client, sink, DEFAULT_CANCEL_GRACE_S).attach(run_id)
+    finished = follower.attach(run_id)
     if finished.results_dropped:
         sink.notice(f"run {run_id}'s results were delivered to the client that started it and not kept")
     if info.kind == pb.CELL and shell is not None:
@@ -81,17 +101,20 @@ def attach(run_id: str, sink: OutputSink, shell: Any = None) -> Any:
 
 def stop(target: str, force: bool = False) -> str:
     """Cancel a run (``r-…``) or end a session by name."""
-    client = get_client()
     if target.startswith("r-"):
-        info = client.cancel(target, force=force)
+        info = locate_run(target).client().cancel(target, force=force)
         return f"run {target}: {'stop requested' if info.state in (pb.PENDING, pb.RUNNING) else pb.RunState.Name(info.state)}"
     from nbmodal.remote_cell import forget_session
 
-    try:
-        client.stop_session(target)
-    except KeyError:
+    for _, client in _reachable(session_hosts.get(target)):
+        try:
+            client.stop_session(target)
+            break
+        except KeyError:
+            continue
+    else:
         raise KeyError(f"no run or session named {target!r} (runs look like r-1a2b3c4d; see `nbmodal runs`, "
-                       f"`nbmodal sessions`)") from None
+                       f"`nbmodal sessions`)")
     forget_session(target)
     return f"session {target!r} stopped"
 
@@ -111,9 +134,7 @@ def agent_start() -> str:
 
 
 def agent_stop() -> str:
-    client = existing_client()
-    if client is not None:
-        forget_client(client)
+    forget(LOCAL)
     address = local_agent.stop_local_agent()
     return "no agent was running" if address is None else f"agent (pid {address.pid}) stopped"
 

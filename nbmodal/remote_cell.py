@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
-from nbmodal._runtime.connection import get_client
+from nbmodal._runtime.connection import place, run_hosts, session_hosts
 from nbmodal._runtime.execution import RunFollower
 from nbmodal.capture import pack_inputs, select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
 from nbmodal.exceptions import VersionMismatchError
+from nbmodal.hosts import LOCAL
 from nbmodal.output import DisplayedValue, default_sink
 from nbmodal.results import cell_values, raise_for_state
 from remote_agent.cellcode import parse_cell
@@ -29,6 +30,7 @@ class CellOptions:
     grace: float = DEFAULT_CANCEL_GRACE_S
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     detach: bool = False
+    host: str = ""
 
 
 # Names each session created remotely: never overwritten by notebook copies.
@@ -37,7 +39,8 @@ _session_names: dict[str, set[str]] = {}
 
 def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     """Run ``cell`` remotely as if it ran here; returns the last expression's display."""
-    client = get_client()
+    connection = place(options.host, options.session, pb.ContainerSpec())
+    client = connection.client()
     check_python_versions(client)
 
     filename = f"<remote cell In[{current_cell_number(shell)}]>"
@@ -47,16 +50,21 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
         kind=pb.CELL, label=_label(cell), payload=pack_inputs(inputs), code=cell, filename=filename,
         first_line=2, session=options.session, timeout_s=options.timeout, cancel_grace_s=options.grace,
         detach=options.detach, client_python=CLIENT_PYTHON, max_result_bytes=options.max_result_bytes,
-        cwd=os.getcwd())
+        cwd=os.getcwd() if connection.name == LOCAL else "")
+    if options.session:
+        session_hosts[options.session] = connection.name
 
     if options.detach:
         from nbmodal.widgets import DetachedRun
 
-        return DetachedRun(client, client.submit(request))
+        info = client.submit(request)
+        run_hosts[info.run_id] = connection.name
+        return DetachedRun(client, info)
 
     sink = default_sink()
-    finished = RunFollower(client, sink, options.grace).start(request)
-    return apply_cell_result(shell, client, finished, options.session, sink.execute_result)
+    follower = RunFollower(connection, sink, options.grace)
+    finished = follower.start(request)
+    return apply_cell_result(shell, follower.client, finished, options.session, sink.execute_result)
 
 
 def apply_cell_result(shell: Any, client: AgentClient, finished: pb.RunFinished, session: str,
@@ -79,6 +87,7 @@ def current_cell_number(shell: Any) -> int:
 
 def forget_session(name: str) -> None:
     _session_names.pop(name, None)
+    session_hosts.pop(name, None)
 
 
 def check_python_versions(client: AgentClient) -> None:

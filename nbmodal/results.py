@@ -37,9 +37,9 @@ class RemoteValue:
 
     def fetch(self) -> Any:
         """Download the value (however large) from its session."""
-        from nbmodal._runtime.connection import get_client
+        from nbmodal._runtime.connection import connection, session_hosts
 
-        reply = get_client().fetch_value(self.session, self.name)
+        reply = connection(session_hosts.get(self.session)).client().fetch_value(self.session, self.name)
         if reply.error:
             raise RuntimeError(f"can't fetch {self.name!r} from session {self.session!r}: {reply.error}")
         return serialization.loads(reply.value)

@@ -20,6 +20,10 @@ DEFAULT_CANCEL_GRACE_S = 10.0
 CONTAINER_PYTHON = "%d.%d" % sys.version_info[:2]
 
 
+class Draining(Exception):
+    pass
+
+
 def _error(type_name: str, message: str) -> pb.ErrorInfo:
     return pb.ErrorInfo(type_name=type_name, message=message, traceback=f"{type_name}: {message}\n")
 
@@ -30,6 +34,7 @@ class Agent:
         self.runs = RunRegistry(state_dir / "runs")
         self.pool = ContainerPool(state_dir / "containers", scaledown_window_s)
         self.stopping = asyncio.Event()
+        self.draining = False
 
     def start(self) -> None:
         self.pool.start_reaper()
@@ -39,6 +44,8 @@ class Agent:
     # -- runs ---------------------------------------------------------------
 
     def submit(self, request: pb.RunRequest) -> Run:
+        if self.draining:
+            raise Draining("this agent is handing over to a newer version; start the run again")
         run = self.runs.create(request)
         run.emit(started=pb.RunStarted(run_id=run.id))
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
@@ -141,6 +148,14 @@ class Agent:
                 session=container.session, run_id=container.run.id if container.run else "",
                 created=container.created, idle_since=container.idle_since))
         return infos
+
+    async def drain(self) -> None:
+        """Take no new runs, finish the ones in flight, then stop (an upgrade took over)."""
+        self.draining = True
+        log.info("draining: no new runs; stopping once the runs in flight end")
+        while any(not run.done for run in self.runs.list()):
+            await asyncio.sleep(0.5)
+        self.stopping.set()
 
     async def shutdown(self) -> None:
         for run in self.runs.list():

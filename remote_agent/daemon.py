@@ -85,15 +85,17 @@ def serve(state_dir: Path, daemon: bool, scaledown_window_s: float) -> int:
         return EXIT_ALREADY_RUNNING
     logging.basicConfig(filename=log_path, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = [lock_fd]  # released early when draining, so the next agent can take over
     try:
-        asyncio.run(_serve(state_dir, scaledown_window_s))
+        asyncio.run(_serve(state_dir, scaledown_window_s, lock))
     finally:
         remove_agent_json(state_dir)
-        os.close(lock_fd)
+        if lock[0] >= 0:
+            os.close(lock[0])
     return 0
 
 
-async def _serve(state_dir: Path, scaledown_window_s: float) -> None:
+async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) -> None:
     import grpc
 
     from remote_agent.agent import Agent
@@ -111,6 +113,16 @@ async def _serve(state_dir: Path, scaledown_window_s: float) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stopping.set)
+
+    def hand_over() -> None:
+        # SIGUSR1: a newer agent takes over this state dir; ours finishes its runs.
+        remove_agent_json(state_dir)
+        if lock[0] >= 0:
+            os.close(lock[0])
+            lock[0] = -1
+        asyncio.ensure_future(agent.drain())
+
+    loop.add_signal_handler(signal.SIGUSR1, hand_over)
     write_agent_json(state_dir, {
         "pid": os.getpid(), "host": "127.0.0.1", "port": port, "token": token,
         "version": __version__, "protocol_version": PROTOCOL_VERSION,

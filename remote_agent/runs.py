@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from remote_agent.pids import pid_alive
 from remote_agent.proto import agent_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,8 @@ class RunRegistry:
         if run_id in self._runs or (self.dir / run_id).exists():
             raise ValueError(f"run id {run_id} is already taken")
         info = pb.RunInfo(run_id=run_id, state=pb.PENDING, kind=request.kind, label=request.label,
-                          session=request.session, created=time.time(), detach=request.detach)
+                          session=request.session, created=time.time(), detach=request.detach,
+                          agent_pid=os.getpid())
         run = Run(self.dir / run_id, info, request)
         run.save_info()
         run.flush()  # on disk at once (in the background): a run is never unknown after a crash
@@ -195,7 +197,7 @@ class RunRegistry:
                 info = pb.RunInfo.FromString(info_path.read_bytes())
             except (OSError, ValueError):
                 continue
-            if info.state not in FINAL_STATES:
+            if info.state not in FINAL_STATES and (info.agent_pid == os.getpid() or not pid_alive(info.agent_pid)):
                 # Its agent died with it; the container went with the agent.
                 info.state = pb.LOST
                 info.error = "the agent stopped while this run was in progress"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from remote_agent import PROTOCOL_VERSION, __version__
-from remote_agent.agent import CONTAINER_PYTHON, Agent
+from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.proto import agent_pb2_grpc as pb_grpc
 
@@ -42,6 +42,8 @@ class AgentService(pb_grpc.AgentServicer):
             return self.agent.submit(request)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Draining as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     async def Attach(self, request: pb.AttachRequest, context) -> AsyncIterator[pb.RunEvent]:
         run = self.agent.runs.get(request.run_id)

@@ -108,7 +108,7 @@ def translate_rpc_error(exc: grpc.RpcError, client: AgentClient) -> Exception:
     if code == grpc.StatusCode.UNAVAILABLE:
         return AgentLostError(
             f"lost the connection to the {client.label} (pid {client.address.pid}, port {client.address.port}): "
-            f"it stopped or was killed. Its log is {client.address.state_dir / 'agent.log'}. "
+            f"it stopped or was killed. Its log is {client.address.state_dir}/agent.log. "
             f"Run the cell again to start a new agent.")
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AgentError(f"the {client.label} refused this client: {details}")

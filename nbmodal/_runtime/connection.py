@@ -1,48 +1,221 @@
-"""Which agent a call goes to, and one cached client per agent.
+"""Where a run goes: the embedded local agent or an SSH host's agent.
 
-Today every run goes to the embedded local agent; SSH hosts add entries here.
+A ``Connection`` hands out a connected ``AgentClient`` and knows how to
+recover after a drop: the local agent can't be recovered (it died, and its
+runs with it), an SSH host can (its agent and runs go on; the client
+reconnects with backoff and the run's stream resumes where it stopped).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 
 from nbmodal._runtime.client import AgentClient
-from nbmodal._runtime.local_agent import ensure_local_agent, read_agent_json
+from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json
+from nbmodal.exceptions import AgentLostError
+from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
 
-_lock = threading.Lock()
-_local: AgentClient | None = None
+log = logging.getLogger(__name__)
+
+# How long a run's follower waits for a dropped host to come back before failing the cell.
+RECONNECT_TIMEOUT_S = float(os.environ.get("NBMODAL_RECONNECT_TIMEOUT", 60))
 
 
-def get_client() -> AgentClient:
-    """A connected client of the local agent, starting the agent if needed."""
-    global _local
-    with _lock:
-        if _local is not None and _local.address.is_alive():
-            return _local
-        if _local is not None:
-            _local.close()
-        _local = AgentClient(ensure_local_agent())
-        return _local
+class LocalConnection:
+    """The embedded agent on this machine, started on first use."""
+
+    name = LOCAL
+
+    def __init__(self) -> None:
+        self._client: AgentClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> AgentClient:
+        with self._lock:
+            if self._client is not None and self._client.address.is_alive():
+                return self._client
+            if self._client is not None:
+                self._client.close()
+            self._client = AgentClient(ensure_local_agent())
+            return self._client
+
+    def existing_client(self) -> AgentClient | None:
+        """A client of the running local agent, without starting one."""
+        with self._lock:
+            if self._client is not None and self._client.address.is_alive():
+                return self._client
+            address = read_agent_json()
+            self._client = AgentClient(address) if address is not None else None
+            return self._client
+
+    def recover(self, lost: AgentLostError) -> AgentClient:
+        # The local agent died, and its containers and runs with it.
+        self.forget()
+        raise lost
+
+    def forget(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+
+
+class HostConnection:
+    """One SSH host: its transport, the forwarded port to its agent, and a client."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ssh = None
+        self._forwarder = None
+        self._agent = None
+        self._client: AgentClient | None = None
+        self._lock = threading.RLock()
+
+    def client(self, accept_new_host_key: bool = False) -> AgentClient:
+        with self._lock:
+            if self._client is not None and self.ssh is not None and self.ssh.alive:
+                return self._client
+            return self._connect(accept_new_host_key)
+
+    def _connect(self, accept_new_host_key: bool = False) -> AgentClient:
+        from nbmodal._runtime import bootstrap
+        from nbmodal._runtime.ssh import SSHConnection
+        from nbmodal._runtime.tunnel import LocalForwarder
+
+        host = get_host(self.name)
+        if self.ssh is not None:
+            self.ssh.close()
+        self.ssh = SSHConnection.open(host, accept_new_host_key)
+        agent = bootstrap.ensure_agent(self.ssh)
+        if self._forwarder is None:
+            self._forwarder = LocalForwarder(self._open_agent_channel, self.name)
+        else:
+            self._forwarder.drop_connections()  # they rode the old transport
+        if self._client is None or agent.pid != self._agent.pid or agent.port != self._agent.port:
+            if self._client is not None:
+                self._client.close()
+            self._agent = agent
+            address = AgentAddress("127.0.0.1", self._forwarder.port, agent.token, agent.pid, agent.version,
+                                   agent.protocol_version, f"{self.name}:{agent.state_dir or '~/.nbmodal/agent'}")
+            self._client = AgentClient(address, label=f"agent on {self.name}")
+        return self._client
+
+    def _open_agent_channel(self):
+        return self.ssh.open_forward(self._agent.port)
+
+    def recover(self, lost: AgentLostError, timeout: float = RECONNECT_TIMEOUT_S) -> AgentClient:
+        """Reconnect with backoff; the host's agent kept running meanwhile."""
+        deadline = time.monotonic() + timeout
+        delay, last_error = 0.2, None
+        while time.monotonic() < deadline:
+            try:
+                with self._lock:
+                    if self.ssh is not None and self.ssh.alive and self._client is not None:
+                        return self._client
+                    return self._connect()
+            except (HostError, OSError, EOFError) as exc:
+                last_error = exc
+                log.info("host %s: reconnect failed (%s); retrying in %.1fs", self.name, exc, delay)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 3.0)
+        raise AgentLostError(
+            f"lost the connection to host {self.name!r} for {timeout:g} s ({last_error}). The run goes on there; "
+            f"`%nbmodal attach RUN_ID` follows it again once the host is reachable.") from None
+
+    def forget(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            if self._forwarder is not None:
+                self._forwarder.close()
+            if self.ssh is not None:
+                self.ssh.close()
+            self._client = self._forwarder = self.ssh = self._agent = None
+
+
+_connections: dict[str, LocalConnection | HostConnection] = {}
+_registry_lock = threading.Lock()
+# Where runs and sessions started from this kernel live.
+run_hosts: dict[str, str] = {}
+session_hosts: dict[str, str] = {}
+
+
+def connection(name: str | None = None) -> LocalConnection | HostConnection:
+    """The connection to a host by name (None or "local": the embedded agent)."""
+    name = name or LOCAL
+    with _registry_lock:
+        if name not in _connections:
+            if name != LOCAL:
+                get_host(name)  # a clear error for an unknown host
+            _connections[name] = LocalConnection() if name == LOCAL else HostConnection(name)
+        return _connections[name]
+
+
+def get_client(host: str | None = None) -> AgentClient:
+    """A connected client of a host's agent (default: the local agent, started if needed)."""
+    return connection(host).client()
 
 
 def existing_client() -> AgentClient | None:
     """A client of the running local agent, without starting one."""
-    global _local
-    with _lock:
-        if _local is not None and _local.address.is_alive():
-            return _local
-        address = read_agent_json()
-        if address is None:
-            return None
-        _local = AgentClient(address)
-        return _local
+    return connection(LOCAL).existing_client()
 
 
-def forget_client(client: AgentClient) -> None:
-    """Drop a client whose agent went away, so the next call starts afresh."""
-    global _local
-    with _lock:
-        if _local is client:
-            _local = None
-            client.close()
+def forget(name: str) -> None:
+    with _registry_lock:
+        conn = _connections.pop(name, None)
+    if conn is not None:
+        conn.forget()
+
+
+def place(host: str | None, session: str = "", spec=None) -> LocalConnection | HostConnection:
+    """Choose where a run goes.
+
+    ``host`` wins; a session stays where it started; with no hosts configured
+    everything runs locally; otherwise a reachable host with a warm container
+    for the spec is preferred, then the first reachable one.
+    """
+    if host:
+        return connection(host)
+    if session and session in session_hosts:
+        return connection(session_hosts[session])
+    hosts = list(load_hosts())
+    if not hosts:
+        return connection(LOCAL)
+    reachable, errors = [], []
+    for name in hosts:
+        conn = connection(name)
+        try:
+            client = conn.client()
+        except HostError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        reachable.append(conn)
+        if spec is not None and any(c.state == "idle" and c.spec == spec and not c.session
+                                    for c in client.list_containers()):
+            return conn
+    if reachable:
+        return reachable[0]
+    raise HostError("no configured host is reachable:\n  " + "\n  ".join(errors))
+
+
+def locate_run(run_id: str) -> LocalConnection | HostConnection:
+    """The connection whose agent has this run (asking each host if it isn't known here)."""
+    if run_id in run_hosts:
+        return connection(run_hosts[run_id])
+    candidates = [LOCAL, *load_hosts()]
+    for name in candidates:
+        conn = connection(name)
+        try:
+            client = conn.existing_client() if name == LOCAL else conn.client()
+            if client is None:
+                continue
+            client.get_run(run_id)
+        except (KeyError, HostError, AgentLostError):
+            continue
+        run_hosts[run_id] = name
+        return conn
+    raise KeyError(f"no run {run_id!r} on {', '.join(candidates)} (see `nbmodal runs`)")

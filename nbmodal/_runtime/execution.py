@@ -14,7 +14,7 @@ import logging
 import grpc
 
 from nbmodal._runtime.client import AgentClient, iterate_events
-from nbmodal._runtime.connection import forget_client
+from nbmodal._runtime.connection import run_hosts
 from nbmodal.exceptions import AgentLostError, RunLostError
 from nbmodal.output import OutputSink
 from remote_agent.proto import agent_pb2 as pb
@@ -24,20 +24,23 @@ log = logging.getLogger(__name__)
 
 
 class RunFollower:
-    def __init__(self, client: AgentClient, sink: OutputSink, grace_s: float,
-                 cancel_on_interrupt: bool = True) -> None:
-        self.client = client
+    def __init__(self, connection, sink: OutputSink, grace_s: float, cancel_on_interrupt: bool = True) -> None:
+        self.connection = connection
+        self.client: AgentClient = connection.client()
         self.cancel_on_interrupt = cancel_on_interrupt
         self.sink = sink
         self.grace_s = grace_s
         self.run_id = ""
         self.last_seq = 0
+        self._request: pb.RunRequest | None = None
 
     def start(self, request: pb.RunRequest) -> pb.RunFinished:
         """Start a run and follow it to the end."""
         if not request.run_id:
             request.run_id = new_run_id()
-        self.run_id = request.run_id
+        self.run_id, self.last_seq = request.run_id, 1  # the Run stream starts after the RunStarted event
+        run_hosts[self.run_id] = self.connection.name
+        self._request = request
         return self._follow(lambda: self.client.run(request))
 
     def attach(self, run_id: str, after_seq: int = 0, follow: bool = True,
@@ -67,11 +70,23 @@ class RunFollower:
                     interrupts += 1
                     self._cancel(force=interrupts > 1)
                     call = self.client.attach(self.run_id, self.last_seq, follow=follow)
-        except AgentLostError:
-            forget_client(self.client)
-            raise
+                except AgentLostError as lost:
+                    call = self._resume(lost, follow)
         finally:
             self.sink.close()
+
+    def _resume(self, lost: AgentLostError, follow: bool) -> grpc.Call:
+        """After a dropped connection: reconnect, then continue after the last event seen."""
+        self.sink.notice(f"connection to {self.connection.name} lost; reconnecting (the run goes on there)")
+        self.client = self.connection.recover(lost)  # raises when it can't come back
+        try:
+            self.client.get_run(self.run_id)
+        except KeyError:
+            if self._request is None:
+                raise
+            return self.client.run(self._request)  # the drop came before the agent took the run
+        self.sink.notice(f"reconnected to {self.connection.name}; resuming run {self.run_id}")
+        return self.client.attach(self.run_id, self.last_seq, follow=follow)
 
     def _consume(self, call: grpc.Call) -> pb.RunFinished | None:
         for event in iterate_events(call, self.client):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nbmodal.config import local_agent_dir
 from nbmodal.exceptions import AgentError
+from remote_agent.pids import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class AgentAddress:
     state_dir: Path
 
     def is_alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
 
 def read_agent_json(state_dir: Path | None = None) -> AgentAddress | None:
@@ -86,27 +87,12 @@ def stop_local_agent(state_dir: Path | None = None, timeout: float = 15.0) -> Ag
         return None
     os.kill(address.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(address.pid):
+    while pid_alive(address.pid):
         if time.monotonic() > deadline:
             os.kill(address.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
     return address
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (an agent we started and nobody reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _tail(path: Path, lines: int = 20) -> str:

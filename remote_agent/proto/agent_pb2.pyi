@@ -244,7 +244,7 @@ class RunFinished(_message.Message):
     def __init__(self, state: _Optional[_Union[RunState, str]] = ..., values: _Optional[_Mapping[str, bytes]] = ..., return_value: _Optional[bytes] = ..., left_out: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., remote_values: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., session_names: _Optional[_Iterable[str]] = ..., results_dropped: _Optional[bool] = ..., modules: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("run_id", "state", "kind", "label", "session", "created", "started", "finished", "container_id", "detach", "error", "last_seq")
+    __slots__ = ("run_id", "state", "kind", "label", "session", "created", "started", "finished", "container_id", "detach", "error", "last_seq", "agent_pid")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +257,7 @@ class RunInfo(_message.Message):
     DETACH_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: RunState
     kind: RunKind
@@ -269,7 +270,8 @@ class RunInfo(_message.Message):
     detach: bool
     error: str
     last_seq: int
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., session: _Optional[str] = ..., created: _Optional[float] = ..., started: _Optional[float] = ..., finished: _Optional[float] = ..., container_id: _Optional[str] = ..., detach: _Optional[bool] = ..., error: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    agent_pid: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., session: _Optional[str] = ..., created: _Optional[float] = ..., started: _Optional[float] = ..., finished: _Optional[float] = ..., container_id: _Optional[str] = ..., detach: _Optional[bool] = ..., error: _Optional[str] = ..., last_seq: _Optional[int] = ..., agent_pid: _Optional[int] = ...) -> None: ...
 
 class RunRef(_message.Message):
     __slots__ = ("run_id",)
