@@ -22,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     agent = sub.add_parser("agent", help="the embedded local agent")
     agent.add_argument("action", choices=["start", "stop", "status"])
 
-    runs = sub.add_parser("runs", help="recent runs")
+    host = sub.add_parser("host", help="SSH hosts: add, ls, rm, doctor")
+    add_host_arguments(host)
+
+    runs = sub.add_parser("runs", help="recent runs (of the local agent and every host)")
     runs.add_argument("-n", "--limit", type=int, default=20)
+    runs.add_argument("--host", help="only this host")
     logs = sub.add_parser("logs", help="a run's output")
     logs.add_argument("run_id")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following until the run ends")
@@ -32,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = sub.add_parser("stop", help="cancel a run (r-…) or end a session (by name)")
     stop.add_argument("target")
     stop.add_argument("--force", action="store_true", help="kill the container now, no grace period")
-    sub.add_parser("sessions", help="live sessions")
-    sub.add_parser("containers", help="running and warm containers")
+    sub.add_parser("sessions", help="live sessions").add_argument("--host", help="only this host")
+    sub.add_parser("containers", help="running and warm containers").add_argument("--host", help="only this host")
 
     args = parser.parse_args(argv)
     try:
@@ -55,8 +59,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_notebook(args.notebook, args.output, args.timeout)
     if args.command == "agent":
         print({"start": commands.agent_start, "stop": commands.agent_stop, "status": commands.agent_status}[args.action]())
+    elif args.command == "host":
+        print(run_host_command(args))
     elif args.command == "runs":
-        print(commands.runs_table(args.limit))
+        print(commands.runs_table(args.limit, args.host))
     elif args.command == "logs":
         commands.show_logs(args.run_id, commands.plain_sink(), follow=args.follow)
     elif args.command == "attach":
@@ -66,10 +72,38 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "stop":
         print(commands.stop(args.target, force=args.force))
     elif args.command == "sessions":
-        print(commands.sessions_table())
+        print(commands.sessions_table(args.host))
     elif args.command == "containers":
-        print(commands.containers_table())
+        print(commands.containers_table(args.host))
     return 0
+
+
+def add_host_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `host` verbs; shared with the %nbmodal magic."""
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="add a host: NAME user@host[:port] or NAME SSH_ALIAS")
+    add.add_argument("name")
+    add.add_argument("target", help="user@host[:port], or a Host alias from your ssh config")
+    add.add_argument("--ssh-config", default="", help="an ssh config file other than ~/.ssh/config")
+    add.add_argument("--accept-new-host-key", action="store_true",
+                     help="trust the host's key if known_hosts doesn't have it yet (a changed key is always refused)")
+    add.add_argument("--no-check", action="store_true", help="don't connect to check the host now")
+    verbs.add_parser("ls", help="configured hosts")
+    rm = verbs.add_parser("rm", help="forget a host")
+    rm.add_argument("name")
+    doctor = verbs.add_parser("doctor", help="check a host: ssh, host key, auth, python, disk, agent, latency")
+    doctor.add_argument("name")
+
+
+def run_host_command(args: argparse.Namespace) -> str:
+    if args.verb == "add":
+        return commands.host_add(args.name, args.target, args.ssh_config, args.accept_new_host_key,
+                                 check=not args.no_check)
+    if args.verb == "ls":
+        return commands.host_list()
+    if args.verb == "rm":
+        return commands.host_remove(args.name)
+    return commands.host_doctor(args.name)
 
 
 if __name__ == "__main__":

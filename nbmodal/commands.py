@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from nbmodal._runtime import local_agent
@@ -146,3 +147,50 @@ def plain_sink() -> StreamSink:
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: bool = False,
+             check: bool = True) -> str:
+    """Add a host; by default connect once to check it (and accept a new host key if asked)."""
+    from nbmodal import hosts
+    from nbmodal._runtime import bootstrap
+    from nbmodal._runtime.ssh import SSHConnection
+
+    host = hosts.Host(name, target, str(Path(ssh_config).expanduser().resolve()) if ssh_config else "")
+    if check:
+        ssh = SSHConnection.open(host, accept_new_host_key)
+        try:
+            facts = bootstrap.probe(ssh)
+        finally:
+            ssh.close()
+        summary = f"; reachable, Python {facts.python_version} on {facts.machine}"
+    else:
+        summary = ""
+    hosts.add_host(name, target, ssh_config)
+    forget(name)
+    return f"host {name!r} added ({target}){summary}"
+
+
+def host_list() -> str:
+    from nbmodal import hosts
+
+    configured = hosts.load_hosts()
+    if not configured:
+        return f"no hosts (runs go to the local agent); add one with `nbmodal host add NAME user@host`"
+    rows = [("HOST", "TARGET", "SSH CONFIG")]
+    rows += [(h.name, h.target, h.ssh_config or "~/.ssh/config") for h in configured.values()]
+    return _table(rows)
+
+
+def host_remove(name: str) -> str:
+    from nbmodal import hosts
+
+    hosts.remove_host(name)
+    forget(name)
+    return f"host {name!r} removed (its agent keeps running there until it is stopped)"
+
+
+def host_doctor(name: str) -> str:
+    from nbmodal.doctor import doctor
+
+    return "\n".join(check.line() for check in doctor(name))

@@ -18,9 +18,9 @@ from nbmodal import commands
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
 
-_OPTION_KEYS = ("session", "timeout", "grace", "max_result")
+_OPTION_KEYS = ("host", "session", "timeout", "grace", "max_result")
 # Part of the design (see the README's roadmap), not yet served by this version.
-_NOT_YET = ("gpu", "image", "volumes", "host", "cpu", "memory", "map")
+_NOT_YET = ("gpu", "image", "volumes", "cpu", "memory", "map")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
                "g": 1e9, "gb": 1e9, "gib": 1024**3}
@@ -37,7 +37,16 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
         if key in _NOT_YET:
             raise UsageError(f"%%remote: {key}= is not available in this version of nbmodal yet; "
                              f"this version runs cells on the embedded local agent (options: {', '.join(_OPTION_KEYS)})")
-        if key == "session":
+        if key == "host":
+            from nbmodal.hosts import LOCAL, HostError, get_host
+
+            if value != LOCAL:
+                try:
+                    get_host(value)
+                except HostError as exc:
+                    raise UsageError(f"%%remote: {exc}") from None
+            options.host = value
+        elif key == "session":
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
                 raise UsageError(f"%%remote: session name {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
             options.session = value
@@ -70,7 +79,8 @@ class RemoteMagics(Magics):
     @argument("--detach", action="store_true",
               help="return at once with a live widget; the run goes on if the kernel dies")
     @argument("options", nargs="*",
-              help="key=value: session=NAME (keep the namespace across cells), timeout=SECONDS, "
+              help="key=value: host=NAME (an `nbmodal host add` host, or local), "
+                   "session=NAME (keep the namespace across cells), timeout=SECONDS, "
                    "grace=SECONDS (after an interrupt, before the container is killed; default 10), "
                    "max_result=SIZE (session values above it stay remote; default 16MiB)")
     @cell_magic
@@ -90,7 +100,9 @@ class RemoteMagics(Magics):
         """Manage runs, sessions and the agent.
 
         %nbmodal runs | sessions | containers | logs RUN_ID | attach RUN_ID |
-        stop RUN_ID_OR_SESSION [--force] | agent status|start|stop
+        stop RUN_ID_OR_SESSION [--force] | agent status|start|stop |
+        host add NAME TARGET [--ssh-config PATH] [--accept-new-host-key] | host ls | host rm NAME |
+        host doctor NAME
         """
         words = shlex.split(line)
         if not words:
@@ -110,6 +122,18 @@ class RemoteMagics(Magics):
             return commands.attach(rest[0], default_sink(), self.shell)
         elif verb == "stop":
             print(commands.stop(rest[0], force="--force" in rest))
+        elif verb == "host":
+            import argparse
+
+            from nbmodal.cli import add_host_arguments, run_host_command
+
+            parser = argparse.ArgumentParser(prog="%nbmodal host", exit_on_error=False)
+            add_host_arguments(parser)
+            try:
+                args = parser.parse_args(rest)
+            except (argparse.ArgumentError, SystemExit) as exc:
+                raise UsageError(f"%nbmodal host: {exc}") from None
+            print(run_host_command(args))
         elif verb == "agent":
             action = rest[0] if rest else "status"
             actions = {"status": commands.agent_status, "start": commands.agent_start, "stop": commands.agent_stop}
