@@ -104,7 +104,7 @@ class Function(Generic[P, R]):
     @_WithAio
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on the agent and return its result (its prints stream here)."""
-        connection = place(self.host)
+        connection = place(self.host, spec=pb.ContainerSpec())
         check_python_versions(connection.client())
         finished = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
             self._request(args, kwargs, detach=False))
@@ -121,7 +121,7 @@ class Function(Generic[P, R]):
     @_WithAio
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start the function on the agent and return at once; ``.get()`` waits for the result."""
-        connection = place(self.host)
+        connection = place(self.host, spec=pb.ContainerSpec())
         client = connection.client()
         check_python_versions(client)
         info = client.submit(self._request(args, kwargs, detach=True))

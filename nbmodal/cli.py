@@ -87,6 +87,8 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--ssh-config", default="", help="an ssh config file other than ~/.ssh/config")
     add.add_argument("--accept-new-host-key", action="store_true",
                      help="trust the host's key if known_hosts doesn't have it yet (a changed key is always refused)")
+    add.add_argument("--python", default="", help="the Python to run the agent with there "
+                                                   "(default: python3.X like this client, else python3)")
     add.add_argument("--no-check", action="store_true", help="don't connect to check the host now")
     verbs.add_parser("ls", help="configured hosts")
     rm = verbs.add_parser("rm", help="forget a host")
@@ -98,7 +100,7 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
 def run_host_command(args: argparse.Namespace) -> str:
     if args.verb == "add":
         return commands.host_add(args.name, args.target, args.ssh_config, args.accept_new_host_key,
-                                 check=not args.no_check)
+                                 check=not args.no_check, python=args.python)
     if args.verb == "ls":
         return commands.host_list()
     if args.verb == "rm":

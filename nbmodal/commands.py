@@ -150,13 +150,14 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: bool = False,
-             check: bool = True) -> str:
+             check: bool = True, python: str = "") -> str:
     """Add a host; by default connect once to check it (and accept a new host key if asked)."""
     from nbmodal import hosts
     from nbmodal._runtime import bootstrap
     from nbmodal._runtime.ssh import SSHConnection
 
-    host = hosts.Host(name, target, str(Path(ssh_config).expanduser().resolve()) if ssh_config else "")
+    host = hosts.Host(name, target, str(Path(ssh_config).expanduser().resolve()) if ssh_config else "",
+                      {"python": python} if python else {})
     if check:
         ssh = SSHConnection.open(host, accept_new_host_key)
         try:
@@ -166,7 +167,7 @@ def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: 
         summary = f"; reachable, Python {facts.python_version} on {facts.machine}"
     else:
         summary = ""
-    hosts.add_host(name, target, ssh_config)
+    hosts.add_host(name, target, ssh_config, python)
     forget(name)
     return f"host {name!r} added ({target}){summary}"
 

@@ -5,6 +5,7 @@ Hosts live in the user's nbmodal config file, ``~/.nbmodal/config.toml``::
     [hosts.gpu1]
     target = "alice@gpu1.lab:22"     # or an alias from ~/.ssh/config
     ssh_config = "/path/to/config"   # optional: another ssh config file
+    python = "/opt/conda/bin/python" # optional: the agent's Python there (default: python3.X, python3)
 
 Connection details (HostName, User, Port, IdentityFile, ProxyJump, known
 hosts) are resolved by OpenSSH's own config parsing (``ssh -G``) each time a
@@ -74,7 +75,7 @@ def get_host(name: str) -> Host:
     return hosts[name]
 
 
-def add_host(name: str, target: str, ssh_config: str = "") -> Host:
+def add_host(name: str, target: str, ssh_config: str = "", python: str = "") -> Host:
     """Add (or replace) a host. ``target`` is ``user@host[:port]`` or an ssh config alias."""
     if not _NAME.fullmatch(name) or name == LOCAL:
         raise HostError(f"host name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (and not {LOCAL!r})")
@@ -85,7 +86,7 @@ def add_host(name: str, target: str, ssh_config: str = "") -> Host:
         if not Path(ssh_config).is_file():
             raise HostError(f"host {name!r}: ssh config file {ssh_config} does not exist")
     hosts = load_hosts()
-    hosts[name] = Host(name, target, ssh_config)
+    hosts[name] = Host(name, target, ssh_config, {"python": python} if python else {})
     _save(hosts)
     return hosts[name]
 

@@ -34,6 +34,8 @@ KEEP_RESULTS_UP_TO = 1 << 20
 FULL_RESULTS_LINGER_S = 60.0
 # Disk writes are batched off the hot path: a short run costs no file I/O while it runs.
 FLUSH_DELAY_S = 0.05
+# How often a run of a predecessor agent (during an upgrade) is re-read from disk.
+DISK_POLL_S = 0.2
 
 
 RUN_ID = re.compile(r"r-[0-9a-f]{8}")
@@ -148,9 +150,22 @@ class Run:
                 yield event
             if self.done or not follow:
                 return
+            if self.request is None:
+                # Another agent (one handing over to us) runs it: follow its files.
+                await asyncio.sleep(DISK_POLL_S)
+                self.refresh_from_disk()
+                continue
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
+
+    def refresh_from_disk(self) -> None:
+        """Re-read a run that another agent process is writing."""
+        try:
+            self.info = pb.RunInfo.FromString((self.dir / "info.pb").read_bytes())
+        except (OSError, ValueError):
+            return
+        self.events = list(read_event_log(self.dir / "events.log"))
 
 
 class RunRegistry:
@@ -182,8 +197,8 @@ class RunRegistry:
 
     def get(self, run_id: str) -> Run | None:
         run = self._runs.get(run_id)
-        if run is not None and not run.events and run.request is None:
-            run.events = list(read_event_log(run.dir / "events.log"))
+        if run is not None and run.request is None and (not run.events or not run.done):
+            run.refresh_from_disk()
         return run
 
     def list(self, limit: int = 0) -> list[Run]:

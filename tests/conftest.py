@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ["sshhosts"]  # real sshd test hosts: the ssh_hosts and online_ssh_host fixtures
+
 
 @pytest.fixture(scope="session", autouse=True)
 def nbmodal_home(tmp_path_factory) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shlex
 import subprocess
 import sys
 import time
@@ -60,8 +61,10 @@ class RemoteAgent:
 def probe(connection: SSHConnection) -> HostFacts:
     """Which Python the host has (preferring this notebook's minor version), its machine and free disk."""
     minor = "%d.%d" % sys.version_info[:2]
+    configured = connection.host.extra.get("python", "")
+    candidates = shlex.quote(configured) if configured else f"python{minor} python3"
     script = (
-        f"for p in python{minor} python3; do if command -v $p >/dev/null 2>&1; then command -v $p; break; fi; done; "
+        f"for p in {candidates}; do if command -v $p >/dev/null 2>&1; then command -v $p; break; fi; done; "
         f"echo; echo \"$HOME\"; mkdir -p {REMOTE_HOME} && df -Pk {REMOTE_HOME} | tail -1")
     status, out, err = connection.run(script, timeout=30)
     lines = out.splitlines()
@@ -69,6 +72,9 @@ def probe(connection: SSHConnection) -> HostFacts:
     if status != 0 or len(lines) < 3:
         raise HostError(f"host {name!r}: can't inspect the host ({err.strip() or out.strip()})")
     python = lines[0].strip()
+    if not python and configured:
+        raise HostError(f"host {name!r}: the configured Python {configured} does not exist there; fix it with "
+                        f"`nbmodal host add {name} {connection.host.target} --python PATH`.")
     if not python:
         raise HostError(f"host {name!r}: no python3 found on the PATH of {connection.params.user}; install "
                         f"Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} there (ideally {minor}, like this notebook).")
@@ -125,14 +131,19 @@ def install(connection: SSHConnection, facts: HostFacts, venv: str) -> None:
                 "finish the install")
 
 
-def upload_agent_code(connection: SSHConnection, site_packages: str, python: str) -> None:
-    """The client's own remote_agent package, byte for byte."""
+def agent_sources() -> dict[str, bytes]:
+    """The client's own remote_agent package, byte for byte: {relative path: content}."""
     package = Path(remote_agent.__file__).parent
+    return {str(path.relative_to(package.parent)): path.read_bytes()
+            for path in sorted(package.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".proto", ".pyi")}
+
+
+def upload_agent_code(connection: SSHConnection, site_packages: str, python: str) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".proto", ".pyi"):
-                archive.write(path, str(path.relative_to(package.parent)))
+        for name, content in agent_sources().items():
+            archive.writestr(name, content)
     remote_zip = f"{site_packages}/remote_agent.zip"
     connection.sftp().putfo(io.BytesIO(buffer.getvalue()), remote_zip)
     run_checked(connection, f"cd {shell_quote(site_packages)} && {python} -m zipfile -e remote_agent.zip . "
@@ -175,7 +186,7 @@ def local_wheels(facts: HostFacts, pins: list[str], with_pip: bool) -> list[Path
     cache = nbmodal_home() / "wheels" / f"cp{facts.python_version.replace('.', '')}-{facts.machine}"
     cache.mkdir(parents=True, exist_ok=True)
     wanted = list(pins) + (["pip"] if with_pip else [])
-    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
             "--only-binary=:all:", "--implementation", "cp", "--python-version", facts.python_version,
             "-d", str(cache)]
     for tag in ("manylinux2014", "manylinux_2_17", "manylinux_2_28"):
@@ -189,9 +200,13 @@ def local_wheels(facts: HostFacts, pins: list[str], with_pip: bool) -> list[Path
 
 
 def read_agent_json(connection: SSHConnection) -> RemoteAgent | None:
+    """The host's running agent, from its agent.json (None if absent, or its process is gone)."""
     status, out, _ = connection.run(
-        f"cat {REMOTE_HOME}/agent/agent.json 2>/dev/null && echo && "
-        f"kill -0 $(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/' {REMOTE_HOME}/agent/agent.json) 2>/dev/null && echo alive")
+        f"f={REMOTE_HOME}/agent/agent.json; cat $f 2>/dev/null || exit 1; echo; "
+        # A killed agent nobody reaped is a zombie: not alive.
+        "pid=$(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/' $f); "
+        "state=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1); "
+        "[ -n \"$state\" ] && [ \"$state\" != Z ] && echo alive")
     if status != 0 or not out.rstrip().endswith("alive"):
         return None
     info = json.loads(out.splitlines()[0])

@@ -103,6 +103,12 @@ class HostConnection:
             self._client = AgentClient(address, label=f"agent on {self.name}")
         return self._client
 
+    def _agent_answers(self) -> bool:
+        from nbmodal._runtime import bootstrap
+
+        running = bootstrap.read_agent_json(self.ssh)
+        return running is not None and running.pid == self._agent.pid
+
     def _open_agent_channel(self):
         return self.ssh.open_forward(self._agent.port)
 
@@ -113,7 +119,7 @@ class HostConnection:
         while time.monotonic() < deadline:
             try:
                 with self._lock:
-                    if self.ssh is not None and self.ssh.alive and self._client is not None:
+                    if self.ssh is not None and self.ssh.alive and self._client is not None and self._agent_answers():
                         return self._client
                     return self._connect()
             except (HostError, OSError, EOFError) as exc:

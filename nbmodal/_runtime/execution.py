@@ -78,7 +78,11 @@ class RunFollower:
     def _resume(self, lost: AgentLostError, follow: bool) -> grpc.Call:
         """After a dropped connection: reconnect, then continue after the last event seen."""
         self.sink.notice(f"connection to {self.connection.name} lost; reconnecting (the run goes on there)")
+        agent_pid = self.client.hello.pid
         self.client = self.connection.recover(lost)  # raises when it can't come back
+        if self.client.hello.pid != agent_pid:
+            raise RunLostError(f"the agent on {self.connection.name} stopped (pid {agent_pid}), and run {self.run_id} "
+                               f"with it; a new agent is running there now, so the next cell will work.")
         try:
             self.client.get_run(self.run_id)
         except KeyError:

@@ -1,0 +1,298 @@
+"""GPU hosts over SSH, against real sshd servers in network namespaces (tests/sshhosts.py).
+
+alpha and beta are offline hosts (no package index): their first use ships wheels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import nbmodal
+from kernels import kernel
+from nbmodal import commands, hosts
+from nbmodal._runtime import connection as connections
+from nbmodal.hosts import HostError
+
+
+@pytest.fixture(scope="module")
+def configured(ssh_hosts):
+    """alpha and beta added with the test's ssh config; removed afterwards."""
+    for host in ssh_hosts:
+        commands.host_add(host.name, host.name, str(host.config_path))
+    yield ssh_hosts
+    for host in ssh_hosts:
+        connections.forget(host.name)
+        if host.name in hosts.load_hosts():
+            hosts.remove_host(host.name)
+
+
+def _remote(host: str):
+    @nbmodal.App("ssh-tests").function(host=host)
+    def where():
+        import os
+        import socket
+
+        return os.environ["HOME"], socket.gethostname(), os.getpid()
+
+    return where
+
+
+def test_bootstrap_into_an_empty_home_on_an_offline_host(configured):
+    alpha = configured.alpha
+    assert not list(alpha.home.glob(".nbmodal/*"))  # `host add` only checked the host
+    home, _, _ = _remote("alpha").remote()
+    assert home == str(alpha.home)
+    venvs = [p.name for p in (alpha.home / ".nbmodal").iterdir() if p.name.startswith("venv-")]
+    assert venvs == [f"venv-{nbmodal.__version__}-py{sys.version_info[0]}.{sys.version_info[1]}"]
+    assert (alpha.home / ".nbmodal" / "wheels").is_dir()  # offline: wheels were shipped
+    agent_json = alpha.home / ".nbmodal" / "agent" / "agent.json"
+    assert stat.S_IMODE(agent_json.stat().st_mode) == 0o600
+    token = json.loads(agent_json.read_text())["token"]
+    logs = (alpha.home / ".nbmodal" / "agent" / "agent.log").read_text()
+    assert token not in logs
+    # The agent listens on the host's loopback only.
+    assert json.loads(agent_json.read_text())["host"] == "127.0.0.1"
+
+
+def test_online_host_installs_from_the_package_index(online_ssh_host):
+    commands.host_add("online", "online", str(online_ssh_host.config_path))
+    try:
+        home, _, _ = _remote("online").remote()
+        assert home == str(online_ssh_host.home)
+        assert not (online_ssh_host.home / ".nbmodal" / "wheels").exists()  # nothing shipped
+    finally:
+        connections.forget("online")
+        hosts.remove_host("online")
+
+
+def test_cells_run_on_each_host_from_a_notebook(configured, tmp_path):
+    with kernel(tmp_path) as k:
+        k.execute("base = 10")
+        a = k.execute("%%remote host=alpha\nimport os\nalpha_home = os.environ['HOME']\nalpha_sum = base + 1")
+        b = k.execute("%%remote host=beta\nimport os\nbeta_home = os.environ['HOME']\nprint('on beta')")
+        assert a["error"] is None and b["error"] is None, (a, b)
+        assert b["stdout"] == "on beta\n"
+        out = k.execute("print(alpha_home, beta_home, alpha_sum)")["stdout"].split()
+        assert out == [str(configured.alpha.home), str(configured.beta.home), "11"]
+        listing = k.execute("%nbmodal host ls")["stdout"]
+        assert "alpha" in listing and "beta" in listing
+        bad = k.execute("%%remote host=gamma\n1")
+        assert "UsageError: %%remote: no host named 'gamma' is configured" in bad["stderr"], bad
+
+
+def test_one_ssh_connection_carries_every_call(configured):
+    where = _remote("beta")
+    where.remote()
+    before = _sshd_sessions(configured.beta)
+    for _ in range(20):
+        where.remote()
+    assert _sshd_sessions(configured.beta) == before
+
+
+def _sshd_sessions(host) -> int:
+    return host.sshd_log.read_text().count("Accepted publickey")
+
+
+def test_placement_prefers_a_warm_container_and_skips_unreachable_hosts(configured):
+    where = _remote(None)
+    _remote("alpha").remote(), _remote("beta").remote()
+    # alpha loses its warm containers; beta keeps one.
+    configured.alpha.run("pkill -f remote_agent.worker")
+    time.sleep(0.5)
+    assert where.remote()[0] == str(configured.beta.home)
+    configured.beta.cut()
+    try:
+        connections.forget("beta")
+        assert where.remote()[0] == str(configured.alpha.home)
+    finally:
+        configured.beta.restore()
+
+
+def test_cut_link_mid_stream_resumes_without_loss_or_duplicates(configured, capsys):
+    @nbmodal.App("ssh-tests").function(host="alpha")
+    def count(n):
+        import time
+
+        for i in range(n):
+            print(f"line {i}", flush=True)
+            time.sleep(0.01)
+        return n
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("n", count.remote(1500)))
+    thread.start()
+    time.sleep(2.0)
+    configured.alpha.cut()
+    time.sleep(8.0)  # longer than the keepalive deadline: the transport is declared dead
+    configured.alpha.restore()
+    thread.join(timeout=90)
+    assert result.get("n") == 1500
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(1500)]
+
+
+def test_killing_the_agent_fails_the_run_clearly_and_the_next_call_starts_a_new_agent(configured):
+    beta = configured.beta
+    where = _remote("beta")
+    where.remote()
+    agent_pid = json.loads((beta.home / ".nbmodal" / "agent" / "agent.json").read_text())["pid"]
+
+    @nbmodal.App("ssh-tests").function(host="beta")
+    def slow():
+        import time
+
+        time.sleep(30)
+
+    killer = threading.Timer(1.0, lambda: beta.run(f"kill -9 {agent_pid}"))
+    killer.start()
+    with pytest.raises(nbmodal.NbmodalError, match="agent on beta stopped"):
+        slow.remote()
+    assert where.remote()[0] == str(beta.home)
+    assert json.loads((beta.home / ".nbmodal" / "agent" / "agent.json").read_text())["pid"] != agent_pid
+
+
+def test_doctor_reports_each_check(configured):
+    report = commands.host_doctor("alpha")
+    for check in ("ssh config", "reachability", "host key", "authentication", "python", "disk", "agent", "latency"):
+        assert f"[ok] {check}" in report, report
+    assert "agent round trip" in report
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+def _config_with(tmp_path, host, **overrides) -> str:
+    options = {"HostName": host.address, "Port": host.port, "User": host.user, "IdentityFile": host.key_path,
+               "UserKnownHostsFile": host.known_hosts_path, "IdentitiesOnly": "yes"}
+    options.update(overrides)
+    path = tmp_path / "ssh_config"
+    path.write_text(f"Host {host.name}\n" + "".join(f"  {k} {v}\n" for k, v in options.items()))
+    return str(path)
+
+
+def test_wrong_key_and_wrong_user_are_refused_by_name(configured, tmp_path):
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    with pytest.raises(HostError, match="refused every key tried.*other_key"):
+        commands.host_add("alpha", "alpha", _config_with(tmp_path, configured.alpha, IdentityFile=other_key))
+    with pytest.raises(HostError, match="nobody-here@.*refused every key"):
+        commands.host_add("alpha", "alpha", _config_with(tmp_path, configured.alpha, User="nobody-here"))
+
+
+def test_unreachable_host_and_unknown_names(configured, tmp_path):
+    with pytest.raises(HostError, match="host 'nowhere': can't reach 127.0.0.1:1"):
+        commands.host_add("nowhere", "someone@127.0.0.1:1")
+    configured.beta.cut()
+    try:
+        with pytest.raises(HostError, match="can't reach|handshake"):
+            commands.host_add("beta2", "beta", str(configured.config_path))
+    finally:
+        configured.beta.restore()
+    with pytest.raises(HostError, match="no host named 'nope' is configured"):
+        nbmodal.App("x").function(host="nope")(lambda: 1).remote()
+    assert "nowhere" not in hosts.load_hosts()
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint_and_a_changed_one_always(configured, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    config = _config_with(tmp_path, configured.alpha, UserKnownHostsFile=empty)
+    with pytest.raises(HostError, match=r"not in known_hosts; its ssh-ed25519 key fingerprint is SHA256:\S+.*"
+                                        r"--accept-new-host-key"):
+        commands.host_add("fresh", "alpha", config)
+    assert commands.host_add("fresh", "alpha", config, accept_new_host_key=True).startswith("host 'fresh' added")
+    assert configured.alpha.address in empty.read_text()
+    hosts.remove_host("fresh")
+    # A changed key: known_hosts holds a different key for the address.
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    empty.write_text(f"{configured.alpha.address} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n")
+    with pytest.raises(HostError, match="host key of .* CHANGED"):
+        commands.host_add("fresh", "alpha", config, accept_new_host_key=True)
+
+
+def test_missing_or_old_python_and_a_full_disk(configured, tmp_path):
+    alpha = configured.alpha
+    config = str(configured.config_path)
+    with pytest.raises(HostError, match="configured Python /nonexistent/python3 does not exist"):
+        commands.host_add("alpha-nopy", "alpha", config, python="/nonexistent/python3")
+    old = alpha.home / "old-python"
+    old.write_text("#!/bin/sh\necho 3.8 x86_64\n")
+    old.chmod(0o755)
+    with pytest.raises(HostError, match="is Python 3.8; the agent needs Python >= 3.10"):
+        commands.host_add("alpha-old", "alpha", config, python=str(old))
+
+
+def test_full_disk_fails_cleanly_and_the_next_try_succeeds(ssh_client, tmp_path):
+    # A fresh host whose ~/.nbmodal sits on a 1 MiB filesystem (in the root
+    # namespace, where the test's mount is visible to sshd's sessions).
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        host = ssh_client.start_host(stack, "gamma", offline=False)
+        state = host.home / ".nbmodal"
+        state.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(state)], check=True)
+        stack.callback(subprocess.run, ["umount", "-l", str(state)])
+        subprocess.run(["chown", f"{host.user}:{host.user}", str(state)], check=True)
+        commands.host_add("gamma", "gamma", str(host.config_path))
+        try:
+            with pytest.raises(HostError, match="MiB free under ~/.nbmodal; the agent needs about"):
+                _remote("gamma").remote()
+            assert not [p for p in state.iterdir() if p.name.startswith("venv-")]  # nothing half-installed
+            subprocess.run(["umount", "-l", str(state)], check=True)
+            subprocess.run(["chown", f"{host.user}:{host.user}", str(state)], check=True)
+            connections.forget("gamma")
+            assert _remote("gamma").remote()[0] == str(host.home)
+        finally:
+            connections.forget("gamma")
+            hosts.remove_host("gamma")
+
+
+def test_upgrade_keeps_runs_in_flight(configured, tmp_path, monkeypatch):
+    """An agent of another version is drained, not killed: its run finishes and can be attached."""
+    import remote_agent
+    from nbmodal._runtime import bootstrap
+
+    beta = configured.beta
+    _remote("beta").remote()
+    old_pid = json.loads((beta.home / ".nbmodal" / "agent" / "agent.json").read_text())["pid"]
+
+    @nbmodal.App("ssh-tests").function(host="beta")
+    def slow_square(x):
+        import time
+
+        print("started", flush=True)
+        time.sleep(4)
+        return x * x
+
+    call = slow_square.spawn(7)
+    time.sleep(1.0)
+    # This client now runs a newer agent version.
+    newer = remote_agent.__version__ + ".post1"
+    sources = bootstrap.agent_sources()
+    init = sources["remote_agent/__init__.py"].decode()
+    sources["remote_agent/__init__.py"] = init.replace(
+        f'__version__ = "{remote_agent.__version__}"', f'__version__ = "{newer}"').encode()
+    monkeypatch.setattr(bootstrap, "agent_sources", lambda: sources)
+    monkeypatch.setattr(remote_agent, "__version__", newer)
+    connections.forget("beta")
+    home, _, _ = _remote("beta").remote()
+    new_info = json.loads((beta.home / ".nbmodal" / "agent" / "agent.json").read_text())
+    assert new_info["pid"] != old_pid and new_info["version"] == remote_agent.__version__
+    assert os.path.exists(f"/proc/{old_pid}")  # the old agent is still finishing its run
+    assert call.get(timeout=30) == 49
+    deadline = time.monotonic() + 15
+    while os.path.exists(f"/proc/{old_pid}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = open(f"/proc/{old_pid}/stat").read().split()[2] if os.path.exists(f"/proc/{old_pid}") else "gone"
+    assert status in ("gone", "Z")  # drained and exited
+    connections.forget("beta")
