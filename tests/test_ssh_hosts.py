@@ -296,3 +296,20 @@ def test_upgrade_keeps_runs_in_flight(configured, tmp_path, monkeypatch):
     status = open(f"/proc/{old_pid}/stat").read().split()[2] if os.path.exists(f"/proc/{old_pid}") else "gone"
     assert status in ("gone", "Z")  # drained and exited
     connections.forget("beta")
+
+
+def test_proxy_jump_through_another_host(configured, online_ssh_host, tmp_path):
+    """ProxyJump from the ssh config: alpha reached through the online host."""
+    alpha = configured.alpha
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        configured.config_path.read_text()
+        + f"\nHost alpha-jump\n  HostName {alpha.address}\n  User {alpha.user}\n  IdentityFile {alpha.key_path}\n"
+          f"  UserKnownHostsFile {alpha.known_hosts_path}\n  ProxyJump online\n")
+    commands.host_add("alpha-jump", "alpha-jump", str(config))
+    try:
+        assert _remote("alpha-jump").remote()[0] == str(alpha.home)
+        assert "via online" in commands.host_doctor("alpha-jump")
+    finally:
+        connections.forget("alpha-jump")
+        hosts.remove_host("alpha-jump")
