@@ -126,6 +126,7 @@ def test_cut_link_mid_stream_resumes_without_loss_or_duplicates(configured, caps
             time.sleep(0.01)
         return n
 
+    _remote("alpha").remote()  # installed and connected before the cut
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("n", count.remote(1500)))
     thread.start()

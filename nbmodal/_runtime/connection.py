@@ -89,7 +89,12 @@ class HostConnection:
         if self.ssh is not None:
             self.ssh.close()
         self.ssh = SSHConnection.open(host, accept_new_host_key)
-        agent = bootstrap.ensure_agent(self.ssh)
+        agent = None
+        if self._agent is not None:  # a reconnect: the agent we knew usually still runs
+            running = bootstrap.read_agent_json(self.ssh)
+            if running is not None and running.pid == self._agent.pid:
+                agent = running
+        agent = agent or bootstrap.ensure_agent(self.ssh)
         if self._forwarder is None:
             self._forwarder = LocalForwarder(self._open_agent_channel, self.name)
         else:
@@ -126,7 +131,7 @@ class HostConnection:
                 last_error = exc
                 log.info("host %s: reconnect failed (%s); retrying in %.1fs", self.name, exc, delay)
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 3.0)
+            delay = min(delay * 2, 1.0)  # a restored link is found within a second
         raise AgentLostError(
             f"lost the connection to host {self.name!r} for {timeout:g} s ({last_error}). The run goes on there; "
             f"`%nbmodal attach RUN_ID` follows it again once the host is reachable.") from None

@@ -247,7 +247,10 @@ class SSHConnection:
 
     def run(self, command: str, timeout: float = 120.0, stdin: bytes | None = None) -> tuple[int, str, str]:
         """Run a shell command on the host; returns (exit status, stdout, stderr)."""
-        channel = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        try:
+            channel = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostError(f"host {self.host.name!r}: the SSH connection is down ({exc})") from None
         channel.settimeout(timeout)
         try:
             channel.exec_command(command)
@@ -277,6 +280,8 @@ class SSHConnection:
 
     def open_forward(self, port: int) -> paramiko.Channel:
         """A channel to 127.0.0.1:port on the host (where its agent listens)."""
+        if not self.alive:
+            raise HostError(f"host {self.host.name!r}: the SSH connection is down")
         return self.transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
                                            timeout=CONNECT_TIMEOUT_S)
 
