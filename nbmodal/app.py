@@ -13,10 +13,10 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from nbmodal import serialization
 from nbmodal._runtime.client import CLIENT_PYTHON
 from nbmodal._runtime.connection import locate_run, place, run_hosts
 from nbmodal._runtime.execution import RunFollower
+from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import check_python_versions
@@ -95,9 +95,9 @@ class Function(Generic[P, R]):
         self.name = name or getattr(fn, "__qualname__", repr(fn))
         functools.update_wrapper(self, fn)
 
-    def _request(self, args: tuple, kwargs: dict, detach: bool) -> pb.RunRequest:
-        return pb.RunRequest(kind=pb.FUNCTION, label=f"{self.name}()",
-                             payload=serialization.dumps((self.raw_f, args, kwargs)),
+    def _request(self, transfer: BlobTransfer, args: tuple, kwargs: dict, detach: bool) -> pb.RunRequest:
+        payload, payload_blob = transfer.pack((self.raw_f, args, kwargs))
+        return pb.RunRequest(kind=pb.FUNCTION, label=f"{self.name}()", payload=payload, payload_blob=payload_blob,
                              timeout_s=self.timeout, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
                              detach=detach, client_python=CLIENT_PYTHON)
 
@@ -105,11 +105,13 @@ class Function(Generic[P, R]):
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on the agent and return its result (its prints stream here)."""
         connection = place(self.host, spec=pb.ContainerSpec())
-        check_python_versions(connection.client())
+        client = connection.client()
+        check_python_versions(client)
+        transfer = BlobTransfer.for_connection(connection, client)
         finished = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
-            self._request(args, kwargs, detach=False))
+            self._request(transfer, args, kwargs, detach=False))
         raise_for_state(finished)
-        return function_result(finished)
+        return function_result(finished, transfer.fetch)
 
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function here, in this process."""
@@ -124,7 +126,8 @@ class Function(Generic[P, R]):
         connection = place(self.host, spec=pb.ContainerSpec())
         client = connection.client()
         check_python_versions(client)
-        info = client.submit(self._request(args, kwargs, detach=True))
+        info = client.submit(self._request(BlobTransfer.for_connection(connection, client), args, kwargs,
+                                           detach=True))
         run_hosts[info.run_id] = connection.name
         return FunctionCall(info.run_id)
 
@@ -139,6 +142,7 @@ class FunctionCall(Generic[R]):
         self.object_id = object_id
         self._seen_seq = 0
         self._finished: pb.RunFinished | None = None
+        self._result: Any = None
 
     @classmethod
     def from_id(cls, function_call_id: str) -> FunctionCall:
@@ -152,16 +156,19 @@ class FunctionCall(Generic[R]):
         (the run goes on).
         """
         if self._finished is None:
-            follower = RunFollower(locate_run(self.object_id), default_sink(), DEFAULT_CANCEL_GRACE_S,
-                                   cancel_on_interrupt=False)
+            connection = locate_run(self.object_id)
+            follower = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)
             try:
                 self._finished = follower.attach(self.object_id, self._seen_seq, timeout=timeout)
             except TimeoutError:
                 raise TimeoutError(f"function call {self.object_id} has not finished after {timeout:g} s") from None
             finally:
                 self._seen_seq = follower.last_seq
+            raise_for_state(self._finished)
+            # A spawned call's result is kept by the agent until fetched here.
+            self._result = function_result(self._finished, BlobTransfer.for_connection(connection, follower.client).fetch)
         raise_for_state(self._finished)
-        return function_result(self._finished)
+        return self._result
 
     @_WithAio
     def cancel(self, terminate_containers: bool = False) -> None:

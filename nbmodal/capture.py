@@ -10,7 +10,7 @@ import io
 import socket
 import threading
 import types
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from nbmodal import serialization
@@ -34,17 +34,20 @@ def select_inputs(code: str, namespace: Mapping[str, Any], skip: Container[str] 
     return inputs
 
 
-def pack_inputs(inputs: dict[str, Any]) -> bytes:
-    """Pickle all inputs at once (shared references stay shared), or name the culprit."""
+def pack_inputs(inputs: dict[str, Any], pack: Callable[[Any], tuple[bytes, str]]) -> tuple[bytes, str]:
+    """Pickle all inputs at once (shared references stay shared), or name the culprit.
+
+    ``pack`` pickles for the wire: (inline payload, "") or (b"", blob id).
+    """
     try:
-        return serialization.dumps(inputs)
+        return pack(inputs)
     except Exception as whole_error:
         for name, value in inputs.items():
             try:
                 serialization.dumps(value)
             except Exception as exc:
                 raise capture_error(name, value, exc) from None
-        raise CaptureError(f"the cell's inputs can't be sent together: {whole_error}") from None
+        raise whole_error  # not one value's fault (e.g. the upload failed)
 
 
 def capture_error(name: str, value: Any, exc: BaseException) -> CaptureError:

@@ -11,6 +11,7 @@ from nbmodal._runtime import local_agent
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.connection import connection, existing_client, forget, locate_run, session_hosts
 from nbmodal._runtime.execution import RunFollower
+from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, local_agent_dir
 from nbmodal.exceptions import AgentLostError
 from nbmodal.hosts import LOCAL, HostError, load_hosts
@@ -93,11 +94,15 @@ def attach(run_id: str, sink: OutputSink, shell: Any = None) -> Any:
     finished = follower.attach(run_id)
     if finished.results_dropped:
         sink.notice(f"run {run_id}'s results were delivered to the client that started it and not kept")
+    transfer = BlobTransfer.for_connection(follower.connection, client)
+    keep = info.detach  # a detached run's results stay for other attaches (for a day)
     if info.kind == pb.CELL and shell is not None:
         execute_result = getattr(sink, "execute_result", None)
-        return apply_cell_result(shell, client, finished, info.session, execute_result)
+        return apply_cell_result(shell, transfer, finished, info.session, execute_result, keep_blobs=keep)
     raise_for_state(finished)
-    return function_result(finished) if info.kind == pb.FUNCTION and finished.return_value else None
+    if info.kind != pb.FUNCTION or not (finished.return_value or finished.return_blob):
+        return None
+    return function_result(finished, lambda blob_id: transfer.fetch(blob_id, delete=not keep))
 
 
 def stop(target: str, force: bool = False) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
 from nbmodal._runtime.connection import place, run_hosts, session_hosts
+from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal._runtime.execution import RunFollower
 from nbmodal.capture import pack_inputs, select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
@@ -46,8 +47,10 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     filename = f"<remote cell In[{current_cell_number(shell)}]>"
     tree = parse_cell(cell, filename, first_line=2)  # line 1 of the cell is the %%remote line
     inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
+    transfer = BlobTransfer.for_connection(connection, client)
+    payload, payload_blob = pack_inputs(inputs, transfer.pack)
     request = pb.RunRequest(
-        kind=pb.CELL, label=_label(cell), payload=pack_inputs(inputs), code=cell, filename=filename,
+        kind=pb.CELL, label=_label(cell), payload=payload, payload_blob=payload_blob, code=cell, filename=filename,
         first_line=2, session=options.session, timeout_s=options.timeout, cancel_grace_s=options.grace,
         detach=options.detach, client_python=CLIENT_PYTHON, max_result_bytes=options.max_result_bytes,
         cwd=os.getcwd() if connection.name == LOCAL else "")
@@ -64,15 +67,17 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     sink = default_sink()
     follower = RunFollower(connection, sink, options.grace)
     finished = follower.start(request)
-    return apply_cell_result(shell, follower.client, finished, options.session, sink.execute_result)
+    return apply_cell_result(shell, BlobTransfer.for_connection(connection, follower.client), finished,
+                             options.session, sink.execute_result)
 
 
-def apply_cell_result(shell: Any, client: AgentClient, finished: pb.RunFinished, session: str,
-                      execute_result: dict | None) -> Any:
+def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinished, session: str,
+                      execute_result: dict | None, keep_blobs: bool = False) -> Any:
     """Set what the cell assigned, then raise what it raised (as a local cell would)."""
     if session:
         _session_names[session] = set(finished.session_names)
-    shell.user_ns.update(cell_values(finished, session, client.label))
+    fetch = lambda blob_id: transfer.fetch(blob_id, delete=not keep_blobs)  # noqa: E731
+    shell.user_ns.update(cell_values(finished, session, transfer.client.label, fetch))
     raise_for_state(finished)
     return DisplayedValue(execute_result) if execute_result else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from nbmodal import serialization
@@ -38,10 +39,15 @@ class RemoteValue:
     def fetch(self) -> Any:
         """Download the value (however large) from its session."""
         from nbmodal._runtime.connection import connection, session_hosts
+        from nbmodal._runtime.transfer import BlobTransfer
 
-        reply = connection(session_hosts.get(self.session)).client().fetch_value(self.session, self.name)
+        conn = connection(session_hosts.get(self.session))
+        client = conn.client()
+        reply = client.fetch_value(self.session, self.name)
         if reply.error:
             raise RuntimeError(f"can't fetch {self.name!r} from session {self.session!r}: {reply.error}")
+        if reply.value_blob:
+            return BlobTransfer.for_connection(conn, client).fetch(reply.value_blob)
         return serialization.loads(reply.value)
 
     def __repr__(self) -> str:
@@ -53,13 +59,16 @@ class RemoteValue:
                 f"({self.reason}); use it in `%%remote session={self.session}` cells>")
 
 
-def cell_values(finished: pb.RunFinished, session: str, agent_label: str) -> dict[str, Any]:
+def cell_values(finished: pb.RunFinished, session: str, agent_label: str,
+                fetch_blob: Callable[[str], Any]) -> dict[str, Any]:
     """The names a cell assigned, ready to set in the notebook; warns once about the rest."""
     values: dict[str, Any] = {}
     problems = [f"`{info.name}` ({info.type_name}): {info.reason}" for info in finished.left_out]
-    for name, data in finished.values.items():
+    pickled = [(name, lambda data=data: serialization.loads(data)) for name, data in finished.values.items()]
+    pickled += [(name, lambda blob=blob: fetch_blob(blob)) for name, blob in finished.value_blobs.items()]
+    for name, load in pickled:
         try:
-            values[name] = serialization.loads(data)
+            values[name] = load()
         except Exception as exc:
             problems.append(f"`{name}`: can't be rebuilt in this kernel ({type(exc).__name__}: {exc})")
     for name, module_name in finished.modules.items():
@@ -75,7 +84,9 @@ def cell_values(finished: pb.RunFinished, session: str, agent_label: str) -> dic
     return values
 
 
-def function_result(finished: pb.RunFinished) -> Any:
+def function_result(finished: pb.RunFinished, fetch_blob: Callable[[str], Any]) -> Any:
+    if finished.return_blob:
+        return fetch_blob(finished.return_blob)
     return serialization.loads(finished.return_value)
 
 

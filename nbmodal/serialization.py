@@ -26,9 +26,10 @@ from remote_agent.worker.modules import code_with_source, load_module_from_sourc
 PICKLE_PROTOCOL = 5
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, buffer_callback=None) -> bytes:
+    """Pickle ``obj``; with ``buffer_callback``, large buffers (arrays) are handed over out of band."""
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=PICKLE_PROTOCOL).dump(obj)
+    _Pickler(buffer, protocol=PICKLE_PROTOCOL, buffer_callback=buffer_callback).dump(obj)
     return buffer.getvalue()
 
 

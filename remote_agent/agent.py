@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from remote_agent import blobs
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.runs import Run, RunRegistry
@@ -32,7 +33,10 @@ class Agent:
     def __init__(self, state_dir: Path, scaledown_window_s: float) -> None:
         self.state_dir = state_dir
         self.runs = RunRegistry(state_dir / "runs")
-        self.pool = ContainerPool(state_dir / "containers", scaledown_window_s)
+        self.blob_dir = state_dir / "blobs"
+        self.blob_dir.mkdir(exist_ok=True)
+        blobs.remove_stale_blobs(self.blob_dir)
+        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s)
         self.stopping = asyncio.Event()
         self.draining = False
 
@@ -68,14 +72,21 @@ class Agent:
         run.container = container
         run.info.container_id = container.id
         run.set_state(pb.RUNNING)
+        payload_path = self.blob_dir / request.payload_blob if request.payload_blob else None
         try:
-            finished = await container.execute(run, request)
+            if payload_path is not None and not blobs.valid_blob_path(payload_path):
+                finished = pb.RunFinished(state=pb.FAILED, error=_error(
+                    "RuntimeError", f"the run's payload blob {request.payload_blob} is not on this agent"))
+            else:
+                finished = await container.execute(run, request, str(payload_path or ""))
         except ContainerDied as died:
             finished = self._result_of_dead_container(run, container, died)
             self.pool.replace(container)
         finally:
             run.container = None
             self.pool.release(container)
+            if payload_path is not None:
+                payload_path.unlink(missing_ok=True)
         if request.session and finished.session_names:
             slot = self.pool.sessions().get(request.session)
             if slot is not None:

@@ -38,8 +38,10 @@ def spec_key(spec: pb.ContainerSpec) -> bytes:
 
 
 class Container:
-    def __init__(self, container_id: str, spec: pb.ContainerSpec, logs_dir: Path, session: str = "") -> None:
+    def __init__(self, container_id: str, spec: pb.ContainerSpec, logs_dir: Path, blob_dir: Path,
+                 session: str = "") -> None:
         self.id = container_id
+        self.blob_dir = blob_dir
         self.spec = spec
         self.session = session
         self.log_path = logs_dir / f"{container_id}.log"
@@ -80,7 +82,7 @@ class Container:
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", MPLBACKEND=_MPL_BACKEND,
-                   NBMODAL_CONTAINER_ID=self.id)
+                   NBMODAL_CONTAINER_ID=self.id, NBMODAL_BLOB_DIR=str(self.blob_dir))
         env.update(self.spec.env)
         argv = [sys.executable, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
         if self.session:
@@ -106,7 +108,7 @@ class Container:
         log.info("container %s started (pid %d)%s", self.id, self.pid,
                  f" for session {self.session}" if self.session else "")
 
-    async def execute(self, run, request: pb.RunRequest) -> pb.RunFinished:
+    async def execute(self, run, request: pb.RunRequest, payload_path: str = "") -> pb.RunFinished:
         """Send one run to the container and wait for its result.
 
         Raises ContainerDied if the process ends first (killed after a cancel
@@ -118,7 +120,8 @@ class Container:
             run_id=run.id, kind=request.kind, payload=request.payload, code=request.code,
             filename=request.filename, first_line=request.first_line, timeout_s=request.timeout_s,
             keep_namespace=bool(self.session), max_result_bytes=request.max_result_bytes,
-            client_python=request.client_python, cwd=request.cwd)))
+            client_python=request.client_python, cwd=request.cwd, payload_path=payload_path)))
+        request.ClearField("payload")  # the container has it; don't hold it for the run's lifetime
         await self._writer.drain()
         try:
             if request.timeout_s > 0:
@@ -203,8 +206,9 @@ class _SessionSlot:
 class ContainerPool:
     """Starts, reuses, scales down and stops containers."""
 
-    def __init__(self, logs_dir: Path, scaledown_window_s: float) -> None:
+    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float) -> None:
         self.logs_dir = logs_dir
+        self.blob_dir = blob_dir
         self.scaledown_window_s = scaledown_window_s
         self._idle: dict[bytes, list[Container]] = {}
         self._starting: dict[bytes, list[asyncio.Task]] = {}
@@ -288,7 +292,7 @@ class ContainerPool:
 
     async def _start(self, spec: pb.ContainerSpec, session: str = "") -> Container:
         self._counter += 1
-        container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, session)
+        container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session)
         self._containers[container.id] = container
         try:
             await container.start()

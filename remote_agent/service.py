@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from remote_agent import PROTOCOL_VERSION, __version__
+from remote_agent import PROTOCOL_VERSION, __version__, blobs
 from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.proto import agent_pb2_grpc as pb_grpc
@@ -80,6 +80,28 @@ class AgentService(pb_grpc.AgentServicer):
     async def Shutdown(self, request: pb.Empty, context) -> pb.Empty:
         self.agent.stopping.set()
         return pb.Empty()
+
+    async def PutBlob(self, request_iterator, context) -> pb.BlobRef:
+        blob_id = blobs.new_blob_id()
+        path = self.agent.blob_dir / blob_id
+        partial = path.with_name(path.name + ".partial")
+        size = 0
+        with open(partial, "wb") as f:
+            async for chunk in request_iterator:
+                f.write(chunk.data)
+                size += len(chunk.data)
+        os.replace(partial, path)
+        return pb.BlobRef(blob_id=blob_id, size=size)
+
+    async def GetBlob(self, request: pb.BlobRef, context) -> AsyncIterator[pb.BlobChunk]:
+        path = self.agent.blob_dir / request.blob_id
+        if not blobs.valid_blob_path(path):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no blob {request.blob_id!r} on this agent")
+        with open(path, "rb") as f:
+            while chunk := f.read(blobs.CHUNK_BYTES):
+                yield pb.BlobChunk(data=chunk)
+        if request.delete:
+            path.unlink(missing_ok=True)
 
     async def _run(self, run_id: str, context):
         run = self.agent.runs.get(run_id)

@@ -314,3 +314,14 @@ def test_proxy_jump_through_another_host(configured, online_ssh_host, tmp_path):
     finally:
         connections.forget("alpha-jump")
         hosts.remove_host("alpha-jump")
+
+
+def test_large_values_stream_through_the_tunnel_as_blobs(configured):
+    @nbmodal.App("ssh-tests").function(host="alpha")
+    def reverse(data):
+        return data[::-1]
+
+    data = os.urandom(32 * 1024 * 1024)  # over the inline limit (the host's bare venv has no numpy)
+    assert reverse.remote(data) == data[::-1]
+    blob_dir = configured.alpha.home / ".nbmodal" / "agent" / "blobs"
+    assert list(blob_dir.iterdir()) == []  # uploaded payload and downloaded result are both gone

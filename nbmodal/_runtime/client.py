@@ -86,6 +86,22 @@ class AgentClient:
     def list_containers(self) -> list[pb.ContainerInfo]:
         return list(self._unary(self._stub.ListContainers, pb.Empty()).containers)
 
+    def put_blob(self, chunks) -> str:
+        """Upload blob content (an iterable of bytes-like pieces); returns the blob id."""
+        try:
+            return self._stub.PutBlob((pb.BlobChunk(data=bytes(c)) for c in chunks), metadata=self._metadata).blob_id
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def get_blob(self, blob_id: str, delete: bool) -> bytearray:
+        content = bytearray()
+        try:
+            for chunk in self._stub.GetBlob(pb.BlobRef(blob_id=blob_id, delete=delete), metadata=self._metadata):
+                content += chunk.data
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+        return content
+
     def shutdown(self) -> None:
         self._unary(self._stub.Shutdown, pb.Empty())
 

@@ -42,6 +42,22 @@ LOST: RunState
 STDOUT: Stream
 STDERR: Stream
 
+class BlobChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class BlobRef(_message.Message):
+    __slots__ = ("blob_id", "delete", "size")
+    BLOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    blob_id: str
+    delete: bool
+    size: int
+    def __init__(self, blob_id: _Optional[str] = ..., delete: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
+
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -102,7 +118,7 @@ class VolumeMount(_message.Message):
     def __init__(self, volume: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd", "run_id")
+    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd", "run_id", "payload_blob")
     KIND_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +134,7 @@ class RunRequest(_message.Message):
     MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_BLOB_FIELD_NUMBER: _ClassVar[int]
     kind: RunKind
     label: str
     payload: bytes
@@ -133,7 +150,8 @@ class RunRequest(_message.Message):
     max_result_bytes: int
     cwd: str
     run_id: str
-    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    payload_blob: str
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ..., payload_blob: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice")
@@ -208,7 +226,7 @@ class ErrorInfo(_message.Message):
     def __init__(self, type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., exception: _Optional[bytes] = ...) -> None: ...
 
 class RunFinished(_message.Message):
-    __slots__ = ("state", "values", "return_value", "left_out", "remote_values", "error", "session_names", "results_dropped", "modules")
+    __slots__ = ("state", "values", "return_value", "left_out", "remote_values", "error", "session_names", "results_dropped", "modules", "value_blobs", "return_blob")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +235,13 @@ class RunFinished(_message.Message):
         value: bytes
         def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     class ModulesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ValueBlobsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +257,8 @@ class RunFinished(_message.Message):
     SESSION_NAMES_FIELD_NUMBER: _ClassVar[int]
     RESULTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     MODULES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_BLOBS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_BLOB_FIELD_NUMBER: _ClassVar[int]
     state: RunState
     values: _containers.ScalarMap[str, bytes]
     return_value: bytes
@@ -241,7 +268,9 @@ class RunFinished(_message.Message):
     session_names: _containers.RepeatedScalarFieldContainer[str]
     results_dropped: bool
     modules: _containers.ScalarMap[str, str]
-    def __init__(self, state: _Optional[_Union[RunState, str]] = ..., values: _Optional[_Mapping[str, bytes]] = ..., return_value: _Optional[bytes] = ..., left_out: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., remote_values: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., session_names: _Optional[_Iterable[str]] = ..., results_dropped: _Optional[bool] = ..., modules: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    value_blobs: _containers.ScalarMap[str, str]
+    return_blob: str
+    def __init__(self, state: _Optional[_Union[RunState, str]] = ..., values: _Optional[_Mapping[str, bytes]] = ..., return_value: _Optional[bytes] = ..., left_out: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., remote_values: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., session_names: _Optional[_Iterable[str]] = ..., results_dropped: _Optional[bool] = ..., modules: _Optional[_Mapping[str, str]] = ..., value_blobs: _Optional[_Mapping[str, str]] = ..., return_blob: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
     __slots__ = ("run_id", "state", "kind", "label", "session", "created", "started", "finished", "container_id", "detach", "error", "last_seq", "agent_pid")
@@ -348,12 +377,14 @@ class FetchValueRequest(_message.Message):
     def __init__(self, session: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class FetchValueReply(_message.Message):
-    __slots__ = ("value", "error")
+    __slots__ = ("value", "error", "value_blob")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_BLOB_FIELD_NUMBER: _ClassVar[int]
     value: bytes
     error: str
-    def __init__(self, value: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+    value_blob: str
+    def __init__(self, value: _Optional[bytes] = ..., error: _Optional[str] = ..., value_blob: _Optional[str] = ...) -> None: ...
 
 class ContainerInfo(_message.Message):
     __slots__ = ("container_id", "pid", "spec", "state", "session", "run_id", "created", "idle_since")
@@ -382,7 +413,7 @@ class ContainerList(_message.Message):
     def __init__(self, containers: _Optional[_Iterable[_Union[ContainerInfo, _Mapping]]] = ...) -> None: ...
 
 class Execute(_message.Message):
-    __slots__ = ("run_id", "kind", "payload", "code", "filename", "first_line", "timeout_s", "keep_namespace", "max_result_bytes", "client_python", "cwd")
+    __slots__ = ("run_id", "kind", "payload", "code", "filename", "first_line", "timeout_s", "keep_namespace", "max_result_bytes", "client_python", "cwd", "payload_path")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +425,7 @@ class Execute(_message.Message):
     MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_PYTHON_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_PATH_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     kind: RunKind
     payload: bytes
@@ -405,7 +437,8 @@ class Execute(_message.Message):
     max_result_bytes: int
     client_python: str
     cwd: str
-    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., timeout_s: _Optional[float] = ..., keep_namespace: _Optional[bool] = ..., max_result_bytes: _Optional[int] = ..., client_python: _Optional[str] = ..., cwd: _Optional[str] = ...) -> None: ...
+    payload_path: str
+    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., timeout_s: _Optional[float] = ..., keep_namespace: _Optional[bool] = ..., max_result_bytes: _Optional[int] = ..., client_python: _Optional[str] = ..., cwd: _Optional[str] = ..., payload_path: _Optional[str] = ...) -> None: ...
 
 class FetchValue(_message.Message):
     __slots__ = ("name",)

@@ -94,6 +94,16 @@ class AgentStub:
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
                 response_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PutBlob = channel.stream_unary(
+                '/nbmodal.agent.v1.Agent/PutBlob',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
+                _registered_method=True)
+        self.GetBlob = channel.unary_stream(
+                '/nbmodal.agent.v1.Agent/GetBlob',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -177,6 +187,20 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutBlob(self, request_iterator, context):
+        """Large values (remote_agent/blobs.py), streamed in chunks by clients on
+        other machines; a client on the agent's machine uses the files directly.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBlob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +263,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
                     response_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            ),
+            'PutBlob': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutBlob,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
+            ),
+            'GetBlob': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetBlob,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -565,6 +599,60 @@ class Agent:
             '/nbmodal.agent.v1.Agent/Shutdown',
             remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
             remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutBlob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nbmodal.agent.v1.Agent/PutBlob',
+            remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBlob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/GetBlob',
+            remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,10 +16,12 @@ import sys
 import traceback
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
+from remote_agent import blobs
 from remote_agent.cellcode import names_assigned, parse_cell, split_last_expression
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.worker import display as display_module
@@ -103,7 +105,7 @@ def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts
 
 def _run_cell(request: pb.Execute, session: Session | None, interrupts: Interrupts) -> pb.RunFinished:
     namespace = session.namespace if session else new_namespace()
-    inputs: dict[str, Any] = cloudpickle.loads(request.payload) if request.payload else {}
+    inputs: dict[str, Any] = _load_payload(request) or {}
     for name, value in inputs.items():
         # A session's own objects are never overwritten by stale notebook copies.
         if session is None or name not in session.created:
@@ -149,43 +151,68 @@ def _pack_values(finished: pb.RunFinished, namespace: dict[str, Any], names: lis
             continue
         info = pb.ValueInfo(name=name, type_name=_type_name(value))
         try:
-            data = cloudpickle.dumps(value, protocol=5)
+            encoded = blobs.encode(value, _dumps)
         except Exception as exc:
             info.reason = f"{type(exc).__name__}: {exc}"
             (finished.remote_values if keep_remote else finished.left_out).append(info)
             continue
-        if keep_remote and max_bytes and len(data) > max_bytes:
-            info.size = len(data)
-            info.reason = f"{len(data)} bytes pickled, over the {max_bytes}-byte limit"
+        if keep_remote and max_bytes and encoded.size > max_bytes:
+            info.size = encoded.size
+            info.reason = f"{encoded.size} bytes pickled, over the {max_bytes}-byte limit"
             finished.remote_values.append(info)
             continue
-        finished.values[name] = data
+        if encoded.is_blob:
+            finished.value_blobs[name] = _store_blob(encoded)
+        else:
+            finished.values[name] = encoded.inline
 
 
 def _run_function(request: pb.Execute, interrupts: Interrupts) -> pb.RunFinished:
-    function, args, kwargs = cloudpickle.loads(request.payload)
+    function, args, kwargs = _load_payload(request)
     interrupts.start(request.timeout_s)
     try:
         result = function(*args, **kwargs)
     finally:
         interrupts.stop()
     try:
-        data = cloudpickle.dumps(result, protocol=5)
+        encoded = blobs.encode(result, _dumps)
     except Exception as exc:
         raise TypeError(
             f"{getattr(function, '__qualname__', function)!s} returned a {_type_name(result)}, "
             f"which can't be pickled back to the notebook ({exc}). Return plain data instead."
         ) from exc
-    return pb.RunFinished(state=pb.SUCCEEDED, return_value=data)
+    if encoded.is_blob:
+        return pb.RunFinished(state=pb.SUCCEEDED, return_blob=_store_blob(encoded))
+    return pb.RunFinished(state=pb.SUCCEEDED, return_value=encoded.inline)
 
 
 def fetch_value(session: Session | None, name: str) -> pb.FetchValueReply:
     if session is None or name not in session.namespace:
         return pb.FetchValueReply(error=f"no value named {name!r} in this session")
     try:
-        return pb.FetchValueReply(value=cloudpickle.dumps(session.namespace[name], protocol=5))
+        encoded = blobs.encode(session.namespace[name], _dumps)
     except Exception as exc:
         return pb.FetchValueReply(error=f"{name} ({_type_name(session.namespace[name])}) can't be pickled: {exc}")
+    if encoded.is_blob:
+        return pb.FetchValueReply(value_blob=_store_blob(encoded))
+    return pb.FetchValueReply(value=encoded.inline)
+
+
+def _dumps(value: Any, buffer_callback=None) -> bytes:
+    return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
+
+
+def _load_payload(request: pb.Execute) -> Any:
+    if request.payload_path:
+        return blobs.read_blob(Path(request.payload_path))
+    return cloudpickle.loads(request.payload) if request.payload else None
+
+
+def _store_blob(encoded: blobs.Encoded) -> str:
+    """Write a large value where the agent (and a notebook on its machine) finds it."""
+    blob_id = blobs.new_blob_id()
+    blobs.write_blob(Path(os.environ["NBMODAL_BLOB_DIR"]) / blob_id, encoded)
+    return blob_id
 
 
 def error_info(exc: BaseException) -> pb.ErrorInfo:
