@@ -102,6 +102,28 @@ def machine_info() -> dict:
             "mem_total_gib": C.r(mem_kib / 2**20, 1) if mem_kib else None, "kernel": platform.release()}
 
 
+def source_fingerprint() -> dict:
+    """Which code was measured: git HEAD (if any) and a digest of the imported
+    nbmodal/remote_agent sources (the tree may be uncommitted or changing)."""
+    import hashlib
+    import subprocess
+
+    import nbmodal
+
+    root = Path(nbmodal.__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(p for pkg in ("nbmodal", "remote_agent") for p in (root / pkg).rglob("*")
+                       if p.suffix in (".py", ".proto")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--", "nbmodal", "remote_agent")) if head else None
+    return {"git_head": head or None, "git_dirty": dirty, "sources_sha256": digest.hexdigest()[:16],
+            "root": str(root)}
+
+
 def _proc_status_kib(path: str, key: str) -> int | None:
     try:
         with open(path) as f:
@@ -317,7 +339,17 @@ class _NullSink:
         pass
 
 
-def run_on_spec(client, spec) -> float:
+def local_target():
+    """What ``RunFollower`` follows runs through, for the local agent: a Connection
+    (since nbmodal gained SSH hosts), or the AgentClient itself (before that)."""
+    from nbmodal._runtime import connection
+
+    if hasattr(connection, "connection"):
+        return connection.connection()
+    return connection.get_client()
+
+
+def run_on_spec(target, spec) -> float:
     """Milliseconds for one ``trivial`` run with container spec ``spec``, through
     the low-level client: build the RunRequest, follow the run, unpickle the result."""
     from nbmodal import serialization
@@ -329,7 +361,7 @@ def run_on_spec(client, spec) -> float:
     t = time.perf_counter()
     request = pb.RunRequest(kind=pb.FUNCTION, label="trivial()", client_python=CLIENT_PYTHON, spec=spec,
                             payload=serialization.dumps((trivial, (), {})))
-    finished = RunFollower(client, _NullSink(), 10).start(request)
+    finished = RunFollower(target, _NullSink(), 10).start(request)
     raise_for_state(finished)
     assert function_result(finished) == 1
     return (time.perf_counter() - t) * 1e3
@@ -340,15 +372,14 @@ def measure_containers(counts: Counts) -> dict:
     (env BENCH_NONCE=<unique>), so the agent must start one: ``container_cold_start_ms``
     is the whole call, nothing subtracted. The same call is then repeated at once
     with the same spec, now served by that warm container: ``container_warm_ms``."""
-    from nbmodal._runtime.connection import get_client
     from remote_agent.proto import agent_pb2 as pb
 
-    client = get_client()
+    target = local_target()
     cold, warm = [], []
     for i in range(counts.container_trials):
         spec = pb.ContainerSpec(env={"BENCH_NONCE": f"{os.getpid()}-{i}-{time.time_ns()}"})
-        cold.append(run_on_spec(client, spec))
-        warm.append(run_on_spec(client, spec))
+        cold.append(run_on_spec(target, spec))
+        warm.append(run_on_spec(target, spec))
     return {"container_cold_start_ms": C.r(C.median(cold)), "container_warm_ms": C.r(C.median(warm)),
             "container_cold_start_samples_ms": [C.r(x) for x in cold],
             "container_warm_samples_ms": [C.r(x) for x in warm]}
@@ -512,6 +543,7 @@ def bench(counts: Counts, quick: bool) -> None:
         from nbmodal._runtime.connection import get_client
 
         res["versions"] = C.versions(VERSION_PKGS)
+        res["source"] = source_fingerprint()
         app = nbmodal.App("bench")
         fns = {f.__name__: app.function()(f) for f in (trivial, ident, printer)}
         assert fns["trivial"].remote() == 1  # starts this run's agent
