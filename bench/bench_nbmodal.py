@@ -339,16 +339,6 @@ class _NullSink:
         pass
 
 
-def local_target():
-    """What ``RunFollower`` follows runs through, for the local agent: a Connection
-    (since nbmodal gained SSH hosts), or the AgentClient itself (before that)."""
-    from nbmodal._runtime import connection
-
-    if hasattr(connection, "connection"):
-        return connection.connection()
-    return connection.get_client()
-
-
 def run_on_spec(target, spec) -> float:
     """Milliseconds for one ``trivial`` run with container spec ``spec``, through
     the low-level client: build the RunRequest, follow the run, unpickle the result."""
@@ -363,7 +353,7 @@ def run_on_spec(target, spec) -> float:
                             payload=serialization.dumps((trivial, (), {})))
     finished = RunFollower(target, _NullSink(), 10).start(request)
     raise_for_state(finished)
-    assert function_result(finished) == 1
+    assert function_result(finished, fetch_blob=None) == 1  # a small result: inline, no blob
     return (time.perf_counter() - t) * 1e3
 
 
@@ -374,7 +364,9 @@ def measure_containers(counts: Counts) -> dict:
     with the same spec, now served by that warm container: ``container_warm_ms``."""
     from remote_agent.proto import agent_pb2 as pb
 
-    target = local_target()
+    from nbmodal._runtime.connection import connection
+
+    target = connection("local")
     cold, warm = [], []
     for i in range(counts.container_trials):
         spec = pb.ContainerSpec(env={"BENCH_NONCE": f"{os.getpid()}-{i}-{time.time_ns()}"})

@@ -21,6 +21,7 @@ from nbmodal.exceptions import (
     AgentError,
     AgentLostError,
     CaptureError,
+    GpuUnavailableError,
     NbmodalError,
     RemoteError,
     RunLostError,
@@ -30,7 +31,8 @@ from nbmodal.results import RemoteValue, ResultWarning
 from remote_agent import __version__
 
 __all__ = [
-    "AgentError", "AgentLostError", "App", "CaptureError", "Function", "FunctionCall", "NbmodalError",
+    "AgentError", "AgentLostError", "App", "CaptureError", "Function", "FunctionCall", "GpuUnavailableError",
+    "NbmodalError",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
     "load_ipython_extension",
 ]

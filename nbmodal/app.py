@@ -21,6 +21,7 @@ from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import check_python_versions
 from nbmodal.results import function_result, raise_for_state
+from remote_agent.gpus import parse_gpu_request
 from remote_agent.proto import agent_pb2 as pb
 
 P = ParamSpec("P")
@@ -65,15 +66,17 @@ class App:
         self.registered_functions: dict[str, Function] = {}
 
     def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
-                 name: str | None = None, host: str | None = None) -> Any:
+                 name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None) -> Any:
         """Decorate a function so that ``.remote()`` runs it on an agent.
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
         runs go to the local agent, or are placed among the configured hosts.
+        ``gpu`` asks for whole GPUs: ``"H100"``, ``"A100-80GB:2"``, ``"any"``, or
+        a list of fallbacks in order of preference.
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
-            function = Function(fn, self, timeout=timeout, name=name, host=host)
+            function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu)
             self.registered_functions[function.name] = function
             return function
 
@@ -87,9 +90,12 @@ class App:
 
 class Function(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
-                 name: str | None = None, host: str | None = None) -> None:
+                 name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None) -> None:
         self.raw_f = fn
         self.host = host
+        self.gpu = ",".join(gpu) if isinstance(gpu, (list, tuple)) else (gpu or "")
+        parse_gpu_request(self.gpu)  # an unknown type is an error here, at decoration
+        self.spec = pb.ContainerSpec(gpu=self.gpu)
         self.app = app
         self.timeout = timeout or 0.0
         self.name = name or getattr(fn, "__qualname__", repr(fn))
@@ -98,13 +104,14 @@ class Function(Generic[P, R]):
     def _request(self, transfer: BlobTransfer, args: tuple, kwargs: dict, detach: bool) -> pb.RunRequest:
         payload, payload_blob = transfer.pack((self.raw_f, args, kwargs))
         return pb.RunRequest(kind=pb.FUNCTION, label=f"{self.name}()", payload=payload, payload_blob=payload_blob,
+                             spec=self.spec,
                              timeout_s=self.timeout, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
                              detach=detach, client_python=CLIENT_PYTHON)
 
     @_WithAio
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on the agent and return its result (its prints stream here)."""
-        connection = place(self.host, spec=pb.ContainerSpec())
+        connection = place(self.host, spec=self.spec)
         client = connection.client()
         check_python_versions(client)
         transfer = BlobTransfer.for_connection(connection, client)
@@ -123,7 +130,7 @@ class Function(Generic[P, R]):
     @_WithAio
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start the function on the agent and return at once; ``.get()`` waits for the result."""
-        connection = place(self.host, spec=pb.ContainerSpec())
+        connection = place(self.host, spec=self.spec)
         client = connection.client()
         check_python_versions(client)
         info = client.submit(self._request(BlobTransfer.for_connection(connection, client), args, kwargs,

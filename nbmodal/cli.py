@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--force", action="store_true", help="kill the container now, no grace period")
     sub.add_parser("sessions", help="live sessions").add_argument("--host", help="only this host")
     sub.add_parser("containers", help="running and warm containers").add_argument("--host", help="only this host")
+    sub.add_parser("gpus", help="GPUs of every host: figures and who holds them").add_argument(
+        "--host", help="only this host")
 
     args = parser.parse_args(argv)
     try:
@@ -75,6 +77,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(commands.sessions_table(args.host))
     elif args.command == "containers":
         print(commands.containers_table(args.host))
+    elif args.command == "gpus":
+        print(commands.gpus_table(args.host))
     return 0
 
 

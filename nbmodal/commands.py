@@ -73,6 +73,19 @@ def containers_table(host: str | None = None) -> str:
     return _table(rows) if len(rows) > 1 else "no containers"
 
 
+def gpus_table(host: str | None = None) -> str:
+    """Every reachable host's GPUs: figures, and the run or session holding each."""
+    rows = [("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "HELD BY")]
+    for name, client in _reachable(host):
+        for g in client.list_gpus():
+            holder = (f"run {g.run_id}" if g.run_id else f"session {g.session}" if g.session
+                      else f"container {g.container_id}" if g.container_id else "-")
+            rows.append((name, str(g.index), g.name, f"{g.utilization}%",
+                         f"{g.memory_used / 2**30:.1f}/{g.memory_total / 2**30:.0f} GiB", f"{g.temperature}C",
+                         f"{g.power_w:.0f}W", holder))
+    return _table(rows) if len(rows) > 1 else "no GPUs on the local agent or any reachable host"
+
+
 def show_logs(run_id: str, sink: OutputSink, follow: bool = False) -> pb.RunInfo:
     """Write a run's output so far (and, with ``follow``, until it ends) to ``sink``."""
     follower = RunFollower(locate_run(run_id), sink, DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)

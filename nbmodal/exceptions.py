@@ -40,5 +40,9 @@ class RemoteError(Exception):
         self.remote_traceback = remote_traceback
 
 
+class GpuUnavailableError(NbmodalError):
+    """A ``gpu=`` request that no reachable host can ever meet."""
+
+
 class RunLostError(NbmodalError):
     """The run's container died (or the run was lost with its agent)."""

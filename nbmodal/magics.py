@@ -17,10 +17,11 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from nbmodal import commands
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
+from remote_agent.gpus import GpuRequestError, parse_gpu_request
 
-_OPTION_KEYS = ("host", "session", "timeout", "grace", "max_result")
+_OPTION_KEYS = ("host", "gpu", "session", "timeout", "grace", "max_result")
 # Part of the design (see the README's roadmap), not yet served by this version.
-_NOT_YET = ("gpu", "image", "volumes", "cpu", "memory", "map")
+_NOT_YET = ("image", "volumes", "cpu", "memory", "map")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
                "g": 1e9, "gb": 1e9, "gib": 1024**3}
@@ -46,6 +47,12 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
                 except HostError as exc:
                     raise UsageError(f"%%remote: {exc}") from None
             options.host = value
+        elif key == "gpu":
+            try:
+                parse_gpu_request(value)
+            except GpuRequestError as exc:
+                raise UsageError(f"%%remote: {exc}") from None
+            options.gpu = value
         elif key == "session":
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
                 raise UsageError(f"%%remote: session name {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
@@ -80,6 +87,7 @@ class RemoteMagics(Magics):
               help="return at once with a live widget; the run goes on if the kernel dies")
     @argument("options", nargs="*",
               help="key=value: host=NAME (an `nbmodal host add` host, or local), "
+                   "gpu=TYPE[:COUNT][,FALLBACK…] (any, T4, L4, A10G, A100-80GB, H100, …), "
                    "session=NAME (keep the namespace across cells), timeout=SECONDS, "
                    "grace=SECONDS (after an interrupt, before the container is killed; default 10), "
                    "max_result=SIZE (session values above it stay remote; default 16MiB)")
@@ -99,7 +107,7 @@ class RemoteMagics(Magics):
     def nbmodal(self, line: str):
         """Manage runs, sessions and the agent.
 
-        %nbmodal runs | sessions | containers | logs RUN_ID | attach RUN_ID |
+        %nbmodal runs | sessions | containers | gpus | logs RUN_ID | attach RUN_ID |
         stop RUN_ID_OR_SESSION [--force] | agent status|start|stop |
         host add NAME TARGET [--ssh-config PATH] [--accept-new-host-key] | host ls | host rm NAME |
         host doctor NAME
@@ -108,7 +116,9 @@ class RemoteMagics(Magics):
         if not words:
             raise UsageError(self.nbmodal.__doc__)
         verb, rest = words[0], words[1:]
-        if verb == "runs":
+        if verb == "gpus":
+            print(commands.gpus_table())
+        elif verb == "runs":
             print(commands.runs_table())
         elif verb == "sessions":
             print(commands.sessions_table())

@@ -32,6 +32,7 @@ class CellOptions:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     detach: bool = False
     host: str = ""
+    gpu: str = ""
 
 
 # Names each session created remotely: never overwritten by notebook copies.
@@ -40,7 +41,8 @@ _session_names: dict[str, set[str]] = {}
 
 def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     """Run ``cell`` remotely as if it ran here; returns the last expression's display."""
-    connection = place(options.host, options.session, pb.ContainerSpec())
+    spec = pb.ContainerSpec(gpu=options.gpu)
+    connection = place(options.host, options.session, spec)
     client = connection.client()
     check_python_versions(client)
 
@@ -51,6 +53,7 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     payload, payload_blob = pack_inputs(inputs, transfer.pack)
     request = pb.RunRequest(
         kind=pb.CELL, label=_label(cell), payload=payload, payload_blob=payload_blob, code=cell, filename=filename,
+        spec=spec,
         first_line=2, session=options.session, timeout_s=options.timeout, cancel_grace_s=options.grace,
         detach=options.detach, client_python=CLIENT_PYTHON, max_result_bytes=options.max_result_bytes,
         cwd=os.getcwd() if connection.name == LOCAL else "")

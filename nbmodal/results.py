@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from nbmodal import serialization
-from nbmodal.exceptions import RemoteError, RunLostError
+from nbmodal.exceptions import GpuUnavailableError, RemoteError, RunLostError
 from remote_agent.proto import agent_pb2 as pb
+
+
+# Errors the agent reports by name (it has no pickled exception for them).
+_AGENT_ERRORS = {"nbmodal.GpuUnavailable": GpuUnavailableError, "nbmodal.ContainerDied": RunLostError}
 
 
 class ResultWarning(UserWarning):
@@ -107,10 +112,9 @@ def rebuild_exception(error: pb.ErrorInfo) -> BaseException:
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        if error.type_name == "KeyboardInterrupt":
-            exc = KeyboardInterrupt(error.message)
-        elif error.type_name == "TimeoutError":
-            exc = TimeoutError(error.message)
+        known = _AGENT_ERRORS.get(error.type_name) or getattr(builtins, error.type_name, None)
+        if isinstance(known, type) and issubclass(known, BaseException):
+            exc = known(error.message)
         else:
             exc = RemoteError(error.type_name, error.message, error.traceback)
     traceback_text = _name_notebook_cells(error.traceback)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from remote_agent import blobs
+from remote_agent.gpu_allocator import GpuAllocator, GpuUnavailable
+from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.runs import Run, RunRegistry
@@ -36,7 +38,9 @@ class Agent:
         self.blob_dir = state_dir / "blobs"
         self.blob_dir.mkdir(exist_ok=True)
         blobs.remove_stale_blobs(self.blob_dir)
-        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s)
+        self.gpus = GpuAllocator(host_inventory(state_dir))
+        log.info("GPUs: %s", describe(self.gpus.gpus))
+        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.gpus)
         self.stopping = asyncio.Event()
         self.draining = False
 
@@ -59,10 +63,14 @@ class Agent:
     async def _execute(self, run: Run) -> None:
         request = run.request
         try:
-            container, _ = await self.pool.acquire(request.spec, request.session)
+            container, _ = await self.pool.acquire(
+                request.spec, request.session, notify=lambda text: run.emit(notice=pb.Notice(text=text)))
         except asyncio.CancelledError:
             run.finish(pb.RunFinished(state=pb.CANCELLED,
                                       error=_error("KeyboardInterrupt", "cancelled before it started")))
+            return
+        except (GpuUnavailable, GpuRequestError) as exc:
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc))))
             return
         except Exception as exc:
             log.exception("no container for run %s", run.id)
@@ -157,7 +165,24 @@ class Agent:
             infos.append(pb.ContainerInfo(
                 container_id=container.id, pid=container.pid, spec=container.spec, state=state,
                 session=container.session, run_id=container.run.id if container.run else "",
-                created=container.created, idle_since=container.idle_since))
+                created=container.created, idle_since=container.idle_since,
+                gpus=self.gpus.held_by(container.id)))
+        return infos
+
+    def gpu_infos(self) -> list[pb.GpuInfo]:
+        containers = {c.id: c for c in self.pool.containers()}
+        infos = []
+        for gpu in self.gpus.inventory.read():
+            info = pb.GpuInfo(index=gpu.index, uuid=gpu.uuid, name=gpu.name, memory_total=gpu.memory_total,
+                              memory_used=gpu.memory_used, utilization=gpu.utilization,
+                              temperature=gpu.temperature, power_w=gpu.power_w,
+                              processes=[pb.GpuProcess(pid=pid, memory_used=used) for pid, used in gpu.processes])
+            holder = containers.get(self.gpus.holders.get(gpu.index, ""))
+            if holder is not None:
+                info.container_id = holder.id
+                info.session = holder.session
+                info.run_id = holder.run.id if holder.run is not None else ""
+            infos.append(info)
         return infos
 
     async def drain(self) -> None:

@@ -9,16 +9,20 @@ of its own that keeps its namespace until the session is stopped.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from remote_agent.frames import read_frame, write_frame
+from remote_agent.gpu_allocator import GpuAllocator
+from remote_agent.gpus import Gpu, GpuOption, parse_gpu_request
 from remote_agent.proto import agent_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,7 @@ class Container:
         self._fetched: asyncio.Future | None = None
         self._exited = asyncio.Event()
         self._pump_task: asyncio.Task | None = None
+        self.gpus: list[Gpu] = []
 
     @property
     def pid(self) -> int:
@@ -83,6 +88,10 @@ class Container:
         env = dict(os.environ)
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", MPLBACKEND=_MPL_BACKEND,
                    NBMODAL_CONTAINER_ID=self.id, NBMODAL_BLOB_DIR=str(self.blob_dir))
+        if self.spec.gpu:
+            # Only its own cards are visible to CUDA (UUIDs: unambiguous whatever the device order).
+            env.update(CUDA_VISIBLE_DEVICES=",".join(gpu.uuid for gpu in self.gpus), CUDA_DEVICE_ORDER="PCI_BUS_ID",
+                       NBMODAL_GPUS=",".join(str(gpu.index) for gpu in self.gpus))
         env.update(self.spec.env)
         argv = [sys.executable, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
         if self.session:
@@ -194,6 +203,26 @@ class Container:
             self._writer.close()
 
 
+_waiter_ids = itertools.count(1)
+
+
+@dataclass
+class _GpuWaiter:
+    spec: pb.ContainerSpec
+    options: list[GpuOption]
+    session: str
+    granted: asyncio.Future  # a warm Container, or the list of Gpus to start one with
+    notify: Callable[[str], None] | None
+    holder: str = field(default_factory=lambda: f"waiter-{next(_waiter_ids)}")
+    _told: int = -1
+
+    def tell_position(self, ahead: int) -> None:
+        if self.notify is not None and ahead != self._told:
+            self._told = ahead
+            queue = f"{ahead} ahead" if ahead else "next in line"
+            self.notify(f"waiting for gpu={self.spec.gpu} ({queue})")
+
+
 @dataclass
 class _SessionSlot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -206,9 +235,11 @@ class _SessionSlot:
 class ContainerPool:
     """Starts, reuses, scales down and stops containers."""
 
-    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float) -> None:
+    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, gpus: GpuAllocator) -> None:
         self.logs_dir = logs_dir
         self.blob_dir = blob_dir
+        self.gpus = gpus
+        self._gpu_waiters: list[_GpuWaiter] = []
         self.scaledown_window_s = scaledown_window_s
         self._idle: dict[bytes, list[Container]] = {}
         self._starting: dict[bytes, list[asyncio.Task]] = {}
@@ -223,10 +254,17 @@ class ContainerPool:
 
     # -- placement ---------------------------------------------------------
 
-    async def acquire(self, spec: pb.ContainerSpec, session: str = "") -> tuple[Container, bool]:
-        """A container for one run; the bool says whether it was started for it."""
+    async def acquire(self, spec: pb.ContainerSpec, session: str = "",
+                      notify: Callable[[str], None] | None = None) -> tuple[Container, bool]:
+        """A container for one run; the bool says whether it was started for it.
+
+        A run that asks for GPUs waits in a fair queue until a warm container
+        of its spec or enough free cards are there; ``notify`` hears why it waits.
+        """
         if session:
-            return await self._acquire_session(spec, session)
+            return await self._acquire_session(spec, session, notify)
+        if spec.gpu:
+            return await self._acquire_with_gpus(spec, notify)
         key = spec_key(spec)
         idle = self._idle.get(key, [])
         while idle:
@@ -251,6 +289,68 @@ class ContainerPool:
             return
         container.idle_since = time.time()
         self._idle.setdefault(spec_key(container.spec), []).append(container)
+        self._serve_gpu_waiters()
+
+    async def _acquire_with_gpus(self, spec: pb.ContainerSpec, notify, session: str = "") -> tuple[Container, bool]:
+        options = parse_gpu_request(spec.gpu)
+        self.gpus.check_satisfiable(options, spec.gpu)
+        waiter = _GpuWaiter(spec, options, session, asyncio.get_running_loop().create_future(), notify)
+        self._gpu_waiters.append(waiter)
+        self._serve_gpu_waiters()
+        try:
+            granted = await waiter.granted
+        except BaseException:  # cancelled while waiting: give back whatever came meanwhile
+            if waiter in self._gpu_waiters:
+                self._gpu_waiters.remove(waiter)
+            if waiter.granted.done() and not waiter.granted.cancelled():
+                if isinstance(waiter.granted.result(), Container):
+                    self.release(waiter.granted.result())
+                else:
+                    self.gpus.release(waiter.holder)
+            self._serve_gpu_waiters()
+            raise
+        if isinstance(granted, Container):
+            return granted, False
+        try:
+            return await self._start(spec, session, gpus=granted), True
+        except BaseException:
+            self.gpus.release(waiter.holder)
+            self._serve_gpu_waiters()
+            raise
+
+    def _serve_gpu_waiters(self) -> None:
+        """Grant waiting GPU requests in arrival order: a warm container of the spec, or free cards."""
+        for waiter in list(self._gpu_waiters):
+            if waiter.granted.done():
+                continue
+            idle = [c for c in self._idle.get(spec_key(waiter.spec), []) if c.alive] if not waiter.session else []
+            if idle:
+                container = idle[-1]
+                self._idle[spec_key(waiter.spec)].remove(container)
+                self._gpu_waiters.remove(waiter)
+                waiter.granted.set_result(container)
+                continue
+            cards = self.gpus.try_allocate(waiter.options, waiter.holder)
+            if cards is not None:
+                self._gpu_waiters.remove(waiter)
+                waiter.granted.set_result(cards)
+        self._evict_idle_gpu_holders()
+        for ahead, waiter in enumerate(self._gpu_waiters):
+            waiter.tell_position(ahead)
+
+    def _evict_idle_gpu_holders(self) -> None:
+        """Warm containers are a cache: one holding cards the head of the queue needs gives them up."""
+        if not self._gpu_waiters:
+            return
+        head = self._gpu_waiters[0]
+        for containers in self._idle.values():
+            for container in list(containers):
+                held = self.gpus.held_by(container.id)
+                if held and self.gpus.could_use(head.options, held):
+                    log.info("evicting idle container %s: run waiting for gpu=%s", container.id, head.spec.gpu)
+                    containers.remove(container)
+                    container.kill()  # its cards are released when it has exited
+                    return
 
     def prewarm(self, spec: pb.ContainerSpec) -> None:
         """Start a container in the background for the next run with this spec."""
@@ -274,7 +374,7 @@ class ContainerPool:
         if not container.session:
             self.prewarm(container.spec)
 
-    async def _acquire_session(self, spec: pb.ContainerSpec, session: str) -> tuple[Container, bool]:
+    async def _acquire_session(self, spec: pb.ContainerSpec, session: str, notify) -> tuple[Container, bool]:
         slot = self._sessions.setdefault(session, _SessionSlot())
         await slot.lock.acquire()
         try:
@@ -283,16 +383,23 @@ class ContainerPool:
                 return container, False
             if container is not None:
                 container.kill()
-                self._forget(container)
-            slot.container = await self._start(spec, session)
+                await container.wait_exited()  # its cards, if any, are free again
+            if spec.gpu:
+                slot.container, _ = await self._acquire_with_gpus(spec, notify, session)
+            else:
+                slot.container = await self._start(spec, session)
             return slot.container, True
         except BaseException:
             slot.lock.release()
             raise
 
-    async def _start(self, spec: pb.ContainerSpec, session: str = "") -> Container:
+    async def _start(self, spec: pb.ContainerSpec, session: str = "", gpus: list[Gpu] | None = None) -> Container:
         self._counter += 1
         container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session)
+        if gpus:
+            container.gpus = gpus
+            for gpu in gpus:  # the waiter's provisional hold becomes the container's
+                self.gpus.holders[gpu.index] = container.id
         self._containers[container.id] = container
         try:
             await container.start()
@@ -313,6 +420,8 @@ class ContainerPool:
         idle = self._idle.get(spec_key(container.spec))
         if idle and container in idle:
             idle.remove(container)
+        if not container.alive and self.gpus.release(container.id):
+            self._serve_gpu_waiters()
 
     # -- sessions ----------------------------------------------------------
 

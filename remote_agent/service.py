@@ -77,6 +77,9 @@ class AgentService(pb_grpc.AgentServicer):
     async def ListContainers(self, request: pb.Empty, context) -> pb.ContainerList:
         return pb.ContainerList(containers=self.agent.container_infos())
 
+    async def ListGpus(self, request: pb.Empty, context) -> pb.GpuList:
+        return pb.GpuList(gpus=self.agent.gpu_infos())
+
     async def Shutdown(self, request: pb.Empty, context) -> pb.Empty:
         self.agent.stopping.set()
         return pb.Empty()

@@ -46,6 +46,7 @@ def test_options_parse_and_bad_ones_name_the_problem():
     assert (options.session, options.timeout, options.grace, options.max_result_bytes, options.detach) == (
         "train", 30.0, 2.5, 64 * 1024 * 1024, True)
     assert parse_cell_options(["max_result=500MB"], False).max_result_bytes == 500_000_000
+    assert parse_cell_options(["gpu=H100:2,a10g", "host=local"], False).gpu == "H100:2,a10g"
     for tokens, message in [
         (["timeout=soon"], "timeout='soon' must be a number of seconds"),
         (["timeout=0"], "must be more than 0 seconds"),
@@ -53,7 +54,9 @@ def test_options_parse_and_bad_ones_name_the_problem():
         (["session"], "expected key=value"),
         (["session=a b/c"], "session name 'a b/c' must be"),
         (["max_result=lots"], "max_result='lots' is not a size"),
-        (["gpu=H100"], "gpu= is not available in this version"),
+        (["image=torch"], "image= is not available in this version"),
+        (["gpu=H1000"], "unknown GPU type 'H1000'"),
+        (["host=nowhere"], "no host named 'nowhere' is configured"),
     ]:
         with pytest.raises(UsageError, match=message):
             parse_cell_options(tokens, False)

@@ -75,6 +75,9 @@ def test_online_host_installs_from_the_package_index(online_ssh_host):
 
 def test_cells_run_on_each_host_from_a_notebook(configured, tmp_path):
     with kernel(tmp_path) as k:
+        for host in configured:  # the notebook adds its hosts itself
+            added = k.execute(f"%nbmodal host add {host.name} {host.name} --ssh-config {host.config_path}")
+            assert f"host '{host.name}' added" in added["stdout"], added
         k.execute("base = 10")
         a = k.execute("%%remote host=alpha\nimport os\nalpha_home = os.environ['HOME']\nalpha_sum = base + 1")
         b = k.execute("%%remote host=beta\nimport os\nbeta_home = os.environ['HOME']\nprint('on beta')")
@@ -138,6 +141,42 @@ def test_cut_link_mid_stream_resumes_without_loss_or_duplicates(configured, caps
     assert result.get("n") == 1500
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("line ")]
     assert lines == [f"line {i}" for i in range(1500)]
+
+
+def test_a_long_drop_fails_the_cell_clearly_and_the_run_can_be_attached_later(configured, monkeypatch, capsys):
+    @nbmodal.App("ssh-tests").function(host="alpha")
+    def count_slowly(n):
+        import time
+
+        for i in range(n):
+            print(f"beat {i}", flush=True)
+            time.sleep(0.02)
+        return n
+
+    _remote("alpha").remote()
+    monkeypatch.setenv("NBMODAL_RECONNECT_TIMEOUT", "2")
+    call = {}
+
+    def run():
+        try:
+            count_slowly.remote(400)
+        except nbmodal.AgentLostError as exc:
+            call["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.5)
+    configured.alpha.cut()
+    thread.join(timeout=60)
+    configured.alpha.restore()
+    error = call["error"]
+    assert "lost the connection to host 'alpha' for 2 s" in str(error) and "%nbmodal attach" in str(error)
+    run_id = [r for r, host in connections.run_hosts.items() if host == "alpha"][-1]
+    before = [line for line in capsys.readouterr().out.splitlines() if line.startswith("beat ")]
+    assert commands.attach(run_id, commands.plain_sink()) == 400
+    replayed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("beat ")]
+    assert replayed == [f"beat {i}" for i in range(400)]  # attach replays from the start
+    assert before == replayed[:len(before)]
 
 
 def test_killing_the_agent_fails_the_run_clearly_and_the_next_call_starts_a_new_agent(configured):
@@ -325,3 +364,45 @@ def test_large_values_stream_through_the_tunnel_as_blobs(configured):
     assert reverse.remote(data) == data[::-1]
     blob_dir = configured.alpha.home / ".nbmodal" / "agent" / "blobs"
     assert list(blob_dir.iterdir()) == []  # uploaded payload and downloaded result are both gone
+
+
+def _restart_agent(host) -> None:
+    agent_json = host.home / ".nbmodal" / "agent" / "agent.json"
+    if agent_json.exists():
+        host.run(f"kill {json.loads(agent_json.read_text())['pid']}")
+        deadline = time.monotonic() + 15
+        while agent_json.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    connections.forget(host.name)
+
+
+def test_gpu_runs_are_placed_on_a_host_with_the_cards(configured):
+    declared = {configured.alpha: "A10G:1", configured.beta: "H100:1"}
+    try:
+        for host, declaration in declared.items():
+            _remote(host.name).remote()  # installed and running
+            fake = host.home / ".nbmodal" / "agent" / "fake-gpus"
+            fake.write_text(declaration)
+            fake.chmod(0o644)
+            _restart_agent(host)
+
+        def on_gpu(gpu):
+            @nbmodal.App("ssh-tests").function(gpu=gpu)
+            def where():
+                import os
+
+                return os.environ["HOME"], os.environ["CUDA_VISIBLE_DEVICES"]
+
+            return where
+
+        assert on_gpu("H100").remote()[0] == str(configured.beta.home)
+        assert on_gpu("a10g").remote()[0] == str(configured.alpha.home)
+        with pytest.raises(nbmodal.GpuUnavailableError) as info:
+            on_gpu("T4").remote()
+        assert "alpha: 1× NVIDIA A10G" in str(info.value) and "beta: 1× NVIDIA H100 80GB HBM3" in str(info.value)
+        table = commands.gpus_table()
+        assert "alpha" in table and "beta" in table and "NVIDIA H100 80GB HBM3" in table
+    finally:
+        for host in declared:
+            (host.home / ".nbmodal" / "agent" / "fake-gpus").unlink(missing_ok=True)
+            _restart_agent(host)

@@ -33,7 +33,7 @@ from nbmodal.hosts import HostError
 log = logging.getLogger(__name__)
 
 REMOTE_HOME = "~/.nbmodal"
-AGENT_DEPENDENCIES = ("grpcio", "protobuf", "cloudpickle")
+AGENT_DEPENDENCIES = ("grpcio", "protobuf", "cloudpickle", "nvidia-ml-py")
 MIN_PYTHON = (3, 10)
 AGENT_START_TIMEOUT_S = 30.0
 MIN_FREE_BYTES = 200 * 1024 * 1024

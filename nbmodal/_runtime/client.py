@@ -83,6 +83,9 @@ class AgentClient:
     def fetch_value(self, session: str, name: str) -> pb.FetchValueReply:
         return self._unary(self._stub.FetchValue, pb.FetchValueRequest(session=session, name=name))
 
+    def list_gpus(self) -> list[pb.GpuInfo]:
+        return list(self._unary(self._stub.ListGpus, pb.Empty()).gpus)
+
     def list_containers(self) -> list[pb.ContainerInfo]:
         return list(self._unary(self._stub.ListContainers, pb.Empty()).containers)
 

@@ -15,13 +15,15 @@ import time
 
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json
-from nbmodal.exceptions import AgentLostError
+from nbmodal.exceptions import AgentLostError, GpuUnavailableError
 from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
+from remote_agent.gpus import Gpu, describe, gpu_matches, parse_gpu_request
 
 log = logging.getLogger(__name__)
 
-# How long a run's follower waits for a dropped host to come back before failing the cell.
-RECONNECT_TIMEOUT_S = float(os.environ.get("NBMODAL_RECONNECT_TIMEOUT", 60))
+def reconnect_timeout_s() -> float:
+    """How long a run's follower waits for a dropped host to come back before failing the cell."""
+    return float(os.environ.get("NBMODAL_RECONNECT_TIMEOUT", 60))
 
 
 class LocalConnection:
@@ -117,8 +119,9 @@ class HostConnection:
     def _open_agent_channel(self):
         return self.ssh.open_forward(self._agent.port)
 
-    def recover(self, lost: AgentLostError, timeout: float = RECONNECT_TIMEOUT_S) -> AgentClient:
+    def recover(self, lost: AgentLostError) -> AgentClient:
         """Reconnect with backoff; the host's agent kept running meanwhile."""
+        timeout = reconnect_timeout_s()
         deadline = time.monotonic() + timeout
         delay, last_error = 0.2, None
         while time.monotonic() < deadline:
@@ -186,8 +189,10 @@ def place(host: str | None, session: str = "", spec=None) -> LocalConnection | H
     """Choose where a run goes.
 
     ``host`` wins; a session stays where it started; with no hosts configured
-    everything runs locally; otherwise a reachable host with a warm container
-    for the spec is preferred, then the first reachable one.
+    everything runs locally. Otherwise, among reachable hosts: for a ``gpu=``
+    run, one with matching free cards, else one that has the cards (the run
+    waits there); for other runs, one with a warm container for the spec,
+    else the first reachable one.
     """
     if host:
         return connection(host)
@@ -196,21 +201,37 @@ def place(host: str | None, session: str = "", spec=None) -> LocalConnection | H
     hosts = list(load_hosts())
     if not hosts:
         return connection(LOCAL)
-    reachable, errors = [], []
+    options = parse_gpu_request(spec.gpu) if spec is not None and spec.gpu else []
+    fallback, problems = None, []
     for name in hosts:
         conn = connection(name)
         try:
             client = conn.client()
         except HostError as exc:
-            errors.append(f"{name}: {exc}")
+            problems.append(f"{name}: unreachable ({exc})")
             continue
-        reachable.append(conn)
-        if spec is not None and any(c.state == "idle" and c.spec == spec and not c.session
-                                    for c in client.list_containers()):
+        if options:
+            gpus = client.list_gpus()
+            cards = [Gpu(g.index, g.uuid, g.name, g.memory_total) for g in gpus]
+            free = [card for card, g in zip(cards, gpus) if not g.container_id]
+            if not _fits(options, cards):
+                problems.append(f"{name}: {describe(cards)}")
+                continue
+            if _fits(options, free):
+                return conn
+        elif spec is not None and any(c.state == "idle" and c.spec == spec and not c.session
+                                      for c in client.list_containers()):
             return conn
-    if reachable:
-        return reachable[0]
-    raise HostError("no configured host is reachable:\n  " + "\n  ".join(errors))
+        fallback = fallback or conn
+    if fallback is not None:
+        return fallback
+    if options:
+        raise GpuUnavailableError(f"no host can run gpu={spec.gpu!r}:\n  " + "\n  ".join(problems))
+    raise HostError("no configured host is reachable:\n  " + "\n  ".join(problems))
+
+
+def _fits(options, cards) -> bool:
+    return any(sum(gpu_matches(option, card) for card in cards) >= option.count for option in options)
 
 
 def locate_run(run_id: str) -> LocalConnection | HostConnection:

@@ -387,7 +387,7 @@ class FetchValueReply(_message.Message):
     def __init__(self, value: _Optional[bytes] = ..., error: _Optional[str] = ..., value_blob: _Optional[str] = ...) -> None: ...
 
 class ContainerInfo(_message.Message):
-    __slots__ = ("container_id", "pid", "spec", "state", "session", "run_id", "created", "idle_since")
+    __slots__ = ("container_id", "pid", "spec", "state", "session", "run_id", "created", "idle_since", "gpus")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -396,6 +396,7 @@ class ContainerInfo(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     IDLE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     pid: int
     spec: ContainerSpec
@@ -404,13 +405,56 @@ class ContainerInfo(_message.Message):
     run_id: str
     created: float
     idle_since: float
-    def __init__(self, container_id: _Optional[str] = ..., pid: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., state: _Optional[str] = ..., session: _Optional[str] = ..., run_id: _Optional[str] = ..., created: _Optional[float] = ..., idle_since: _Optional[float] = ...) -> None: ...
+    gpus: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, container_id: _Optional[str] = ..., pid: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., state: _Optional[str] = ..., session: _Optional[str] = ..., run_id: _Optional[str] = ..., created: _Optional[float] = ..., idle_since: _Optional[float] = ..., gpus: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ContainerList(_message.Message):
     __slots__ = ("containers",)
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     containers: _containers.RepeatedCompositeFieldContainer[ContainerInfo]
     def __init__(self, containers: _Optional[_Iterable[_Union[ContainerInfo, _Mapping]]] = ...) -> None: ...
+
+class GpuProcess(_message.Message):
+    __slots__ = ("pid", "memory_used")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    memory_used: int
+    def __init__(self, pid: _Optional[int] = ..., memory_used: _Optional[int] = ...) -> None: ...
+
+class GpuInfo(_message.Message):
+    __slots__ = ("index", "uuid", "name", "memory_total", "memory_used", "utilization", "temperature", "power_w", "processes", "container_id", "run_id", "session")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    POWER_W_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    uuid: str
+    name: str
+    memory_total: int
+    memory_used: int
+    utilization: int
+    temperature: int
+    power_w: float
+    processes: _containers.RepeatedCompositeFieldContainer[GpuProcess]
+    container_id: str
+    run_id: str
+    session: str
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total: _Optional[int] = ..., memory_used: _Optional[int] = ..., utilization: _Optional[int] = ..., temperature: _Optional[int] = ..., power_w: _Optional[float] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
+
+class GpuList(_message.Message):
+    __slots__ = ("gpus",)
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    gpus: _containers.RepeatedCompositeFieldContainer[GpuInfo]
+    def __init__(self, gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ...) -> None: ...
 
 class Execute(_message.Message):
     __slots__ = ("run_id", "kind", "payload", "code", "filename", "first_line", "timeout_s", "keep_namespace", "max_result_bytes", "client_python", "cwd", "payload_path")

@@ -89,6 +89,11 @@ class AgentStub:
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
                 response_deserializer=remote__agent_dot_proto_dot_agent__pb2.ContainerList.FromString,
                 _registered_method=True)
+        self.ListGpus = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/ListGpus',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.GpuList.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/Shutdown',
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
@@ -181,6 +186,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListGpus(self, request, context):
+        """The host's GPUs: NVML's figures and which container/run holds each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -258,6 +270,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ListContainers,
                     request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
                     response_serializer=remote__agent_dot_proto_dot_agent__pb2.ContainerList.SerializeToString,
+            ),
+            'ListGpus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGpus,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.GpuList.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -572,6 +589,33 @@ class Agent:
             '/nbmodal.agent.v1.Agent/ListContainers',
             remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
             remote__agent_dot_proto_dot_agent__pb2.ContainerList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGpus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/ListGpus',
+            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.GpuList.FromString,
             options,
             channel_credentials,
             insecure,
