@@ -367,14 +367,19 @@ def measure_containers(counts: Counts) -> dict:
     from nbmodal._runtime.connection import connection
 
     target = connection("local")
-    cold, warm = [], []
+    cold, warm, gpu_cold = [], [], []
     for i in range(counts.container_trials):
         spec = pb.ContainerSpec(env={"BENCH_NONCE": f"{os.getpid()}-{i}-{time.time_ns()}"})
         cold.append(run_on_spec(target, spec))
         warm.append(run_on_spec(target, spec))
+        # The same with a GPU request: allocation decision + container start on a free (fake) card.
+        gpu_spec = pb.ContainerSpec(gpu="H100", env={"BENCH_NONCE": f"gpu-{os.getpid()}-{i}-{time.time_ns()}"})
+        gpu_cold.append(run_on_spec(target, gpu_spec))
     return {"container_cold_start_ms": C.r(C.median(cold)), "container_warm_ms": C.r(C.median(warm)),
+            "container_gpu_cold_start_ms": C.r(C.median(gpu_cold)),
             "container_cold_start_samples_ms": [C.r(x) for x in cold],
-            "container_warm_samples_ms": [C.r(x) for x in warm]}
+            "container_warm_samples_ms": [C.r(x) for x in warm],
+            "container_gpu_cold_start_samples_ms": [C.r(x) for x in gpu_cold]}
 
 
 # ---------------------------------------------------------------------------
@@ -527,6 +532,7 @@ def bench(counts: Counts, quick: bool) -> None:
     errors: list[str] = []
     workdir = tempfile.mkdtemp(prefix="nbmodal-bench-")
     os.environ["NBMODAL_HOME"] = os.path.join(workdir, "home")  # before nbmodal is imported
+    os.environ["NBMODAL_FAKE_GPUS"] = "H100:8"  # a declared inventory, for the gpu= container start
     try:
         # cold starts first, while no agent of ours runs (fresh interpreters, own homes)
         run_section("cold start", lambda: measure_cold_starts(counts.cold_starts, errors), res, errors)

@@ -66,6 +66,7 @@ def main() -> None:
     from nbmodal._runtime.client import AgentClient
     from nbmodal._runtime.execution import RunFollower
     from nbmodal._runtime.local_agent import AgentAddress, read_agent_json
+    from nbmodal._runtime.transfer import BlobTransfer
     from nbmodal.output import StreamSink
 
     result: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
@@ -100,10 +101,10 @@ def main() -> None:
             def client(self):
                 return direct_client
 
-        request_fn = trivial._request
+        transfer = BlobTransfer(direct_client, on_agent_machine=False)
 
         def direct_call():
-            RunFollower(Direct(), StreamSink(), 10).start(request_fn((), {}, detach=False))
+            RunFollower(Direct(), StreamSink(), 10).start(trivial._request(transfer, (), {}, detach=False))
 
         direct = timed_calls(direct_call, 1000, 100)
         result.update(tunnel_rtt_p50_ms=round(pct(tunnel, 50), 3), tunnel_rtt_p99_ms=round(pct(tunnel, 99), 3),

@@ -36,6 +36,7 @@ NBMODAL_ROWS = [
     ("cell_first_remote_ms", "first `%%remote` cell of the kernel, ms"),
     ("container_cold_start_ms", "call on a new container (running agent), ms"),
     ("container_warm_ms", "same call on a warm container, ms"),
+    ("container_gpu_cold_start_ms", "call on a new container with gpu=H100 (fake card), ms"),
     ("print_to_local_ms", "remote print() -> local sys.stdout, ms"),
     ("array_roundtrip_64mib_gbps", "64 MiB array round trip, GB/s (median)"),
     ("agent_rss_mib_after_arrays", "agent RSS after the array calls, MiB"),

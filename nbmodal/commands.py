@@ -195,7 +195,7 @@ def host_list() -> str:
 
     configured = hosts.load_hosts()
     if not configured:
-        return f"no hosts (runs go to the local agent); add one with `nbmodal host add NAME user@host`"
+        return "no hosts (runs go to the local agent); add one with `nbmodal host add NAME user@host`"
     rows = [("HOST", "TARGET", "SSH CONFIG")]
     rows += [(h.name, h.target, h.ssh_config or "~/.ssh/config") for h in configured.values()]
     return _table(rows)

@@ -12,8 +12,8 @@ from typing import Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
 from nbmodal._runtime.connection import place, run_hosts, session_hosts
-from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal._runtime.execution import RunFollower
+from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.capture import pack_inputs, select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
 from nbmodal.exceptions import VersionMismatchError
@@ -41,22 +41,20 @@ _session_names: dict[str, set[str]] = {}
 
 def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     """Run ``cell`` remotely as if it ran here; returns the last expression's display."""
+    filename = f"<remote cell In[{current_cell_number(shell)}]>"
+    parse_cell(cell, filename, first_line=2)  # a SyntaxError shows now; line 1 of the cell is %%remote
+    inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
+
     spec = pb.ContainerSpec(gpu=options.gpu)
     connection = place(options.host, options.session, spec)
     client = connection.client()
     check_python_versions(client)
-
-    filename = f"<remote cell In[{current_cell_number(shell)}]>"
-    tree = parse_cell(cell, filename, first_line=2)  # line 1 of the cell is the %%remote line
-    inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
-    transfer = BlobTransfer.for_connection(connection, client)
-    payload, payload_blob = pack_inputs(inputs, transfer.pack)
+    payload, payload_blob = pack_inputs(inputs, BlobTransfer.for_connection(connection, client).pack)
     request = pb.RunRequest(
-        kind=pb.CELL, label=_label(cell), payload=payload, payload_blob=payload_blob, code=cell, filename=filename,
-        spec=spec,
-        first_line=2, session=options.session, timeout_s=options.timeout, cancel_grace_s=options.grace,
-        detach=options.detach, client_python=CLIENT_PYTHON, max_result_bytes=options.max_result_bytes,
-        cwd=os.getcwd() if connection.name == LOCAL else "")
+        kind=pb.CELL, label=_label(cell), payload=payload, payload_blob=payload_blob, code=cell,
+        filename=filename, first_line=2, spec=spec, session=options.session, timeout_s=options.timeout,
+        cancel_grace_s=options.grace, detach=options.detach, client_python=CLIENT_PYTHON,
+        max_result_bytes=options.max_result_bytes, cwd=os.getcwd() if connection.name == LOCAL else "")
     if options.session:
         session_hosts[options.session] = connection.name
 
