@@ -17,22 +17,25 @@ or, from Python::
 """
 
 from nbmodal.app import App, Function, FunctionCall
+from nbmodal.dict import Dict
 from nbmodal.exceptions import (
     AgentError,
     AgentLostError,
     CaptureError,
     GpuUnavailableError,
     NbmodalError,
+    NotFoundError,
     RemoteError,
     RunLostError,
     VersionMismatchError,
 )
+from nbmodal.queue import Queue
 from nbmodal.results import RemoteValue, ResultWarning
 from remote_agent import __version__
 
 __all__ = [
-    "AgentError", "AgentLostError", "App", "CaptureError", "Function", "FunctionCall", "GpuUnavailableError",
-    "NbmodalError",
+    "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
+    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
     "load_ipython_extension",
 ]

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("containers", help="running and warm containers").add_argument("--host", help="only this host")
     sub.add_parser("gpus", help="GPUs of every host: figures and who holds them").add_argument(
         "--host", help="only this host")
+    for kind in ("dict", "queue"):
+        add_store_arguments(sub.add_parser(kind, help=f"named {kind.capitalize()}s: ls, peek, len, clear, delete"))
 
     args = parser.parse_args(argv)
     try:
@@ -79,7 +81,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(commands.containers_table(args.host))
     elif args.command == "gpus":
         print(commands.gpus_table(args.host))
+    elif args.command in ("dict", "queue"):
+        print(commands.store_command(args.command, args.verb, args.name, args.host, args.n))
     return 0
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `dict` / `queue` verbs; shared with the %nbmodal magic."""
+    parser.add_argument("verb", choices=["ls", "peek", "len", "clear", "delete"])
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--host", help="the host it lives on (default: see README)")
+    parser.add_argument("-n", type=int, default=10, help="peek: how many items")
 
 
 def add_host_arguments(parser: argparse.ArgumentParser) -> None:

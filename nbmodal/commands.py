@@ -213,3 +213,36 @@ def host_doctor(name: str) -> str:
     from nbmodal.doctor import doctor
 
     return "\n".join(check.line() for check in doctor(name))
+
+
+def store_command(kind: str, verb: str, name: str | None = None, host: str | None = None, n: int = 10) -> str:
+    """``dict|queue ls|peek|len|clear|delete``: what the CLI and %nbmodal run."""
+    from nbmodal._runtime.connection import storage_connection
+    from nbmodal.dict import Dict
+    from nbmodal.queue import Queue
+
+    if verb == "ls":
+        client = storage_connection(host).client()
+        call = client.dict_call(pb.DictRequest(op=pb.LIST)) if kind == "dict" else \
+            client.queue_call(pb.QueueRequest(op=pb.LIST))
+        rows = [("NAME", "ITEMS", "CREATED")] + [
+            (s.name + (" (ephemeral)" if s.ephemeral else ""), str(s.length),
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created))) for s in call.stores]
+        return _table(rows) if len(rows) > 1 else f"no {kind}s"
+    if not name:
+        raise ValueError(f"{kind} {verb} needs a name")
+    store = (Dict if kind == "dict" else Queue).from_name(name, host=host)
+    if verb == "len":
+        return str(len(store))
+    if verb == "peek":
+        if kind == "dict":
+            items = store.items()[:n]
+            return "\n".join(f"{k!r}: {v!r}" for k, v in items) or "(empty)"
+        return "\n".join(repr(v) for v in store.peek(n)) or "(empty)"
+    if verb == "clear":
+        store.clear()
+        return f"{kind} {name!r} cleared"
+    if verb == "delete":
+        (Dict if kind == "dict" else Queue).delete(name, host=host)
+        return f"{kind} {name!r} deleted"
+    raise ValueError(f"unknown verb {verb!r}: use ls, peek, len, clear or delete")

@@ -40,6 +40,13 @@ class RemoteError(Exception):
         self.remote_traceback = remote_traceback
 
 
+class NotFoundError(NbmodalError, KeyError):
+    """A named Dict, Queue or Volume that doesn't exist (the message lists those that do)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class GpuUnavailableError(NbmodalError):
     """A ``gpu=`` request that no reachable host can ever meet."""
 

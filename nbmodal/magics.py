@@ -110,7 +110,7 @@ class RemoteMagics(Magics):
         %nbmodal runs | sessions | containers | gpus | logs RUN_ID | attach RUN_ID |
         stop RUN_ID_OR_SESSION [--force] | agent status|start|stop |
         host add NAME TARGET [--ssh-config PATH] [--accept-new-host-key] | host ls | host rm NAME |
-        host doctor NAME
+        host doctor NAME | dict|queue ls|peek|len|clear|delete [NAME]
         """
         words = shlex.split(line)
         if not words:
@@ -133,17 +133,14 @@ class RemoteMagics(Magics):
         elif verb == "stop":
             print(commands.stop(rest[0], force="--force" in rest))
         elif verb == "host":
-            import argparse
-
             from nbmodal.cli import add_host_arguments, run_host_command
 
-            parser = argparse.ArgumentParser(prog="%nbmodal host", exit_on_error=False)
-            add_host_arguments(parser)
-            try:
-                args = parser.parse_args(rest)
-            except (argparse.ArgumentError, SystemExit) as exc:
-                raise UsageError(f"%nbmodal host: {exc}") from None
-            print(run_host_command(args))
+            print(run_host_command(_parse_words("host", add_host_arguments, rest)))
+        elif verb in ("dict", "queue"):
+            from nbmodal.cli import add_store_arguments
+
+            args = _parse_words(verb, add_store_arguments, rest)
+            print(commands.store_command(verb, args.verb, args.name, args.host, args.n))
         elif verb == "agent":
             action = rest[0] if rest else "status"
             actions = {"status": commands.agent_status, "start": commands.agent_start, "stop": commands.agent_stop}
@@ -152,3 +149,15 @@ class RemoteMagics(Magics):
             print(actions[action]())
         else:
             raise UsageError(f"unknown verb {verb!r}. " + self.nbmodal.__doc__)
+
+
+def _parse_words(verb: str, add_arguments, words: list[str]):
+    """The CLI's parser for a %nbmodal verb, with usage errors as UsageError."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"%nbmodal {verb}", exit_on_error=False)
+    add_arguments(parser)
+    try:
+        return parser.parse_args(words)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise UsageError(f"%nbmodal {verb}: {exc}") from None

@@ -16,6 +16,7 @@ from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.runs import Run, RunRegistry
+from remote_agent.storage import AsyncStorage
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Agent:
         self.blob_dir = state_dir / "blobs"
         self.blob_dir.mkdir(exist_ok=True)
         blobs.remove_stale_blobs(self.blob_dir)
+        self.storage = AsyncStorage(state_dir / "storage.db")
         self.gpus = GpuAllocator(host_inventory(state_dir))
         log.info("GPUs: %s", describe(self.gpus.gpus))
         self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.gpus)

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -61,6 +62,9 @@ class Container:
         self._exited = asyncio.Event()
         self._pump_task: asyncio.Task | None = None
         self.gpus: list[Gpu] = []
+        self.agent_port = 0
+        # The container's own credential: storage calls only, revoked when it exits.
+        self.token = secrets.token_urlsafe(24)
 
     @property
     def pid(self) -> int:
@@ -87,7 +91,8 @@ class Container:
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", MPLBACKEND=_MPL_BACKEND,
-                   NBMODAL_CONTAINER_ID=self.id, NBMODAL_BLOB_DIR=str(self.blob_dir))
+                   NBMODAL_CONTAINER_ID=self.id, NBMODAL_BLOB_DIR=str(self.blob_dir),
+                   NBMODAL_AGENT_PORT=str(self.agent_port), NBMODAL_CONTAINER_TOKEN=self.token)
         if self.spec.gpu:
             # Only its own cards are visible to CUDA (UUIDs: unambiguous whatever the device order).
             env.update(CUDA_VISIBLE_DEVICES=",".join(gpu.uuid for gpu in self.gpus), CUDA_DEVICE_ORDER="PCI_BUS_ID",
@@ -240,6 +245,8 @@ class ContainerPool:
         self.blob_dir = blob_dir
         self.gpus = gpus
         self._gpu_waiters: list[_GpuWaiter] = []
+        self.agent_port = 0
+        self.container_tokens: set[str] = set()  # read by the service's TokenInterceptor
         self.scaledown_window_s = scaledown_window_s
         self._idle: dict[bytes, list[Container]] = {}
         self._starting: dict[bytes, list[asyncio.Task]] = {}
@@ -396,6 +403,8 @@ class ContainerPool:
     async def _start(self, spec: pb.ContainerSpec, session: str = "", gpus: list[Gpu] | None = None) -> Container:
         self._counter += 1
         container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session)
+        container.agent_port = self.agent_port
+        self.container_tokens.add(container.token)
         if gpus:
             container.gpus = gpus
             for gpu in gpus:  # the waiter's provisional hold becomes the container's
@@ -417,6 +426,8 @@ class ContainerPool:
 
     def _forget(self, container: Container) -> None:
         self._containers.pop(container.id, None)
+        if not container.alive:
+            self.container_tokens.discard(container.token)
         idle = self._idle.get(spec_key(container.spec))
         if idle and container in idle:
             idle.remove(container)

@@ -104,10 +104,12 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
 
     token = secrets.token_urlsafe(32)
     agent = Agent(state_dir, scaledown_window_s)
-    server = grpc.aio.server(options=MESSAGE_SIZE_OPTIONS, interceptors=[TokenInterceptor(token)])
+    server = grpc.aio.server(options=MESSAGE_SIZE_OPTIONS,
+                             interceptors=[TokenInterceptor(token, agent.pool.container_tokens)])
     pb_grpc.add_AgentServicer_to_server(AgentService(agent), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    agent.pool.agent_port = port  # containers reach their host's storage here, with their own token
     agent.start()
 
     loop = asyncio.get_running_loop()
@@ -135,4 +137,5 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     remove_agent_json(state_dir)
     await server.stop(grace=1.0)
     await agent.shutdown()
+    agent.storage.close()
     log.info("agent stopped")

@@ -13,6 +13,7 @@ from remote_agent import PROTOCOL_VERSION, __version__, blobs
 from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.proto import agent_pb2_grpc as pb_grpc
+from remote_agent.storage import StoreError
 
 TOKEN_METADATA_KEY = "x-nbmodal-token"
 # Payloads (captured variables, results) can be large; the agent binds to loopback.
@@ -106,6 +107,74 @@ class AgentService(pb_grpc.AgentServicer):
         if request.delete:
             path.unlink(missing_ok=True)
 
+    async def DictCall(self, request: pb.DictRequest, context) -> pb.DictReply:
+        storage, op, name = self.agent.storage, request.op, request.name
+        try:
+            if op == pb.CREATE:
+                return pb.DictReply(created=await storage.call("create", "dict", name, request.ephemeral))
+            if op == pb.LOOKUP:
+                await storage.call("lookup", "dict", name)
+                return pb.DictReply()
+            if op == pb.DELETE:
+                await storage.call("delete", "dict", name)
+                return pb.DictReply()
+            if op == pb.LIST:
+                return pb.DictReply(stores=_store_infos(await storage.call("list", "dict")))
+            if op == pb.LEN:
+                return pb.DictReply(length=await storage.call("dict_len", name))
+            if op == pb.CLEAR:
+                await storage.call("dict_clear", name)
+                return pb.DictReply()
+            if op in (pb.GET, pb.POP, pb.CONTAINS):
+                value = await storage.call("dict_pop" if op == pb.POP else "dict_get", name, request.keys[0])
+                return pb.DictReply(found=value is not None, values=[value] if value is not None else [])
+            if op == pb.PUT:
+                stored = await storage.call("dict_put", name, list(request.keys), list(request.values),
+                                            request.skip_if_exists)
+                return pb.DictReply(found=not stored)
+            if op == pb.ITEMS:
+                items = await storage.call("dict_items", name)
+                return pb.DictReply(keys=[k for k, _ in items],
+                                    values=[] if request.keys_only else [v for _, v in items])
+        except StoreError as exc:
+            await _abort_for(exc, context)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Dict operation {op}")
+
+    async def QueueCall(self, request: pb.QueueRequest, context) -> pb.QueueReply:
+        storage, op, name = self.agent.storage, request.op, request.name
+        try:
+            if op == pb.CREATE:
+                return pb.QueueReply(created=await storage.call("create", "queue", name, request.ephemeral))
+            if op == pb.LOOKUP:
+                await storage.call("lookup", "queue", name)
+                return pb.QueueReply()
+            if op == pb.DELETE:
+                await storage.call("delete", "queue", name)
+                storage.notify(name)
+                return pb.QueueReply()
+            if op == pb.LIST:
+                return pb.QueueReply(stores=_store_infos(await storage.call("list", "queue")))
+            if op == pb.LEN:
+                return pb.QueueReply(length=await storage.call("queue_len", name, request.partition, request.total))
+            if op == pb.CLEAR:
+                await storage.call("queue_clear", name, request.partition, request.total)
+                storage.notify(name)
+                return pb.QueueReply()
+            if op == pb.PUT:
+                stored = await storage.queue_put(name, request.partition, list(request.values), request.block,
+                                                 request.timeout_s)
+                return pb.QueueReply(full=not stored)
+            if op == pb.GET:
+                values = await storage.queue_get(name, request.partition, request.count, request.block,
+                                                 request.timeout_s)
+                return pb.QueueReply(values=values, empty=not values)
+            if op == pb.ITEMS:
+                return pb.QueueReply(values=await storage.call("queue_get", name, request.partition,
+                                                               request.count, False))
+        except StoreError as exc:
+            await _abort_for(exc, context)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Queue operation {op}")
+
     async def _run(self, run_id: str, context):
         run = self.agent.runs.get(run_id)
         if run is None:
@@ -113,16 +182,31 @@ class AgentService(pb_grpc.AgentServicer):
         return run
 
 
-class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses every call that doesn't carry the agent's token."""
+def _store_infos(rows) -> list[pb.StoreInfo]:
+    return [pb.StoreInfo(name=n, length=length, created=created, ephemeral=eph) for n, length, created, eph in rows]
 
-    def __init__(self, token: str) -> None:
+
+async def _abort_for(exc: StoreError, context) -> None:
+    code = grpc.StatusCode.NOT_FOUND if exc.code == "not_found" else grpc.StatusCode.INVALID_ARGUMENT
+    await context.abort(code, str(exc))
+
+
+# What a container's own token may call: its host's storage, nothing that runs code or reads runs.
+CONTAINER_METHODS = frozenset(f"/nbmodal.agent.v1.Agent/{name}" for name in ("Hello", "DictCall", "QueueCall"))
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call without the agent's token (or, for storage, a live container's token)."""
+
+    def __init__(self, token: str, container_tokens: set[str] | None = None) -> None:
         self._token = token.encode()
+        self._container_tokens = container_tokens if container_tokens is not None else set()
 
     async def intercept_service(self, continuation, handler_call_details):
         for key, value in handler_call_details.invocation_metadata or ():
             if key == TOKEN_METADATA_KEY:
-                if hmac.compare_digest(value.encode(), self._token):
+                if hmac.compare_digest(value.encode(), self._token) or (
+                        handler_call_details.method in CONTAINER_METHODS and value in self._container_tokens):
                     return await continuation(handler_call_details)
                 break
         handler = await continuation(handler_call_details)

@@ -406,3 +406,23 @@ def test_gpu_runs_are_placed_on_a_host_with_the_cards(configured):
         for host in declared:
             (host.home / ".nbmodal" / "agent" / "fake-gpus").unlink(missing_ok=True)
             _restart_agent(host)
+
+
+def test_dicts_and_queues_live_on_a_host_and_work_inside_its_containers(configured):
+    results = nbmodal.Dict.from_name("sweep", create_if_missing=True, host="alpha")
+    jobs = nbmodal.Queue.from_name("sweep-jobs", create_if_missing=True, host="alpha")
+    jobs.put_many([1, 2, 3])
+
+    @nbmodal.App("ssh-tests").function(host="alpha")
+    def work():
+        while True:
+            try:
+                n = jobs.get(block=False)
+            except Exception:  # queue.Empty
+                return len(results)
+            results[n] = n * n
+
+    assert work.remote() == 3
+    assert dict(results.items()) == {1: 1, 2: 4, 3: 9}
+    with pytest.raises(nbmodal.NotFoundError):
+        nbmodal.Dict.from_name("sweep", host="beta")  # each host has its own

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import nbmodal
 import remote_agent
 from nbmodal._runtime.ssh import SSHConnection, shell_quote
 from nbmodal.config import nbmodal_home
@@ -132,11 +133,18 @@ def install(connection: SSHConnection, facts: HostFacts, venv: str) -> None:
 
 
 def agent_sources() -> dict[str, bytes]:
-    """The client's own remote_agent package, byte for byte: {relative path: content}."""
-    package = Path(remote_agent.__file__).parent
-    return {str(path.relative_to(package.parent)): path.read_bytes()
-            for path in sorted(package.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".proto", ".pyi")}
+    """The client's own packages, byte for byte: {relative path: content}.
+
+    The agent is ``remote_agent``; ``nbmodal`` comes along so that code in a
+    container can use Dicts and Queues (it never imports IPython there).
+    """
+    sources = {}
+    for package in (Path(remote_agent.__file__).parent, Path(nbmodal.__file__).parent):
+        sources.update({str(path.relative_to(package.parent)): path.read_bytes()
+                        for path in sorted(package.rglob("*"))
+                        if path.is_file() and "__pycache__" not in path.parts
+                        and path.suffix in (".py", ".proto", ".pyi")})
+    return sources
 
 
 def upload_agent_code(connection: SSHConnection, site_packages: str, python: str) -> None:

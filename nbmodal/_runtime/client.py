@@ -83,6 +83,12 @@ class AgentClient:
     def fetch_value(self, session: str, name: str) -> pb.FetchValueReply:
         return self._unary(self._stub.FetchValue, pb.FetchValueRequest(session=session, name=name))
 
+    def dict_call(self, request: pb.DictRequest) -> pb.DictReply:
+        return self._unary(self._stub.DictCall, request, timeout=None)
+
+    def queue_call(self, request: pb.QueueRequest) -> pb.QueueReply:
+        return self._unary(self._stub.QueueCall, request, timeout=None)
+
     def list_gpus(self) -> list[pb.GpuInfo]:
         return list(self._unary(self._stub.ListGpus, pb.Empty()).gpus)
 
@@ -111,9 +117,9 @@ class AgentClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _unary(self, method, request):
+    def _unary(self, method, request, timeout: float | None = 60):
         try:
-            return method(request, metadata=self._metadata, timeout=60)
+            return method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
@@ -133,6 +139,8 @@ def translate_rpc_error(exc: grpc.RpcError, client: AgentClient) -> Exception:
         return AgentError(f"the {client.label} refused this client: {details}")
     if code == grpc.StatusCode.NOT_FOUND:
         return KeyError(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return ValueError(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError(details)
     return AgentError(f"{client.label}: {code.name if code else 'error'}: {details}")

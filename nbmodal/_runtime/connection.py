@@ -150,7 +150,47 @@ class HostConnection:
             self._client = self._forwarder = self.ssh = self._agent = None
 
 
-_connections: dict[str, LocalConnection | HostConnection] = {}
+class ContainerConnection:
+    """Inside a container: its own agent, with the container's scoped token (storage only)."""
+
+    name = "container"
+
+    def __init__(self) -> None:
+        self._client: AgentClient | None = None
+
+    def client(self) -> AgentClient:
+        if self._client is None:
+            address = AgentAddress("127.0.0.1", int(os.environ["NBMODAL_AGENT_PORT"]),
+                                   os.environ["NBMODAL_CONTAINER_TOKEN"], 0, "?", 0, "(this container's agent)")
+            self._client = AgentClient(address, label="agent of this container")
+        return self._client
+
+    def recover(self, lost: AgentLostError) -> AgentClient:
+        raise lost
+
+    def forget(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+
+
+def in_container() -> bool:
+    return bool(os.environ.get("NBMODAL_CONTAINER_TOKEN"))
+
+
+def storage_connection(host: str | None = None):
+    """Where a Dict, Queue or Volume lives: inside a container, its own host; in the notebook,
+    ``host``, else the local agent when no hosts are configured, else the first configured host."""
+    if in_container():
+        with _registry_lock:
+            return _connections.setdefault("container", ContainerConnection())
+    if host:
+        return connection(host)
+    hosts = list(load_hosts())
+    return connection(hosts[0] if hosts else LOCAL)
+
+
+_connections: dict[str, LocalConnection | HostConnection | ContainerConnection] = {}
 _registry_lock = threading.Lock()
 # Where runs and sessions started from this kernel live.
 run_hosts: dict[str, str] = {}

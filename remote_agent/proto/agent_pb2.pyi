@@ -7,6 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class StoreOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STORE_OP_UNSPECIFIED: _ClassVar[StoreOp]
+    CREATE: _ClassVar[StoreOp]
+    LOOKUP: _ClassVar[StoreOp]
+    DELETE: _ClassVar[StoreOp]
+    LIST: _ClassVar[StoreOp]
+    LEN: _ClassVar[StoreOp]
+    CLEAR: _ClassVar[StoreOp]
+    GET: _ClassVar[StoreOp]
+    PUT: _ClassVar[StoreOp]
+    POP: _ClassVar[StoreOp]
+    CONTAINS: _ClassVar[StoreOp]
+    ITEMS: _ClassVar[StoreOp]
+
 class RunKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RUN_KIND_UNSPECIFIED: _ClassVar[RunKind]
@@ -28,6 +43,18 @@ class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STDOUT: _ClassVar[Stream]
     STDERR: _ClassVar[Stream]
+STORE_OP_UNSPECIFIED: StoreOp
+CREATE: StoreOp
+LOOKUP: StoreOp
+DELETE: StoreOp
+LIST: StoreOp
+LEN: StoreOp
+CLEAR: StoreOp
+GET: StoreOp
+PUT: StoreOp
+POP: StoreOp
+CONTAINS: StoreOp
+ITEMS: StoreOp
 RUN_KIND_UNSPECIFIED: RunKind
 CELL: RunKind
 FUNCTION: RunKind
@@ -41,6 +68,90 @@ TIMED_OUT: RunState
 LOST: RunState
 STDOUT: Stream
 STDERR: Stream
+
+class DictRequest(_message.Message):
+    __slots__ = ("op", "name", "keys", "values", "skip_if_exists", "ephemeral", "keys_only")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    SKIP_IF_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    KEYS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    op: StoreOp
+    name: str
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    values: _containers.RepeatedScalarFieldContainer[bytes]
+    skip_if_exists: bool
+    ephemeral: bool
+    keys_only: bool
+    def __init__(self, op: _Optional[_Union[StoreOp, str]] = ..., name: _Optional[str] = ..., keys: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[bytes]] = ..., skip_if_exists: _Optional[bool] = ..., ephemeral: _Optional[bool] = ..., keys_only: _Optional[bool] = ...) -> None: ...
+
+class DictReply(_message.Message):
+    __slots__ = ("found", "keys", "values", "length", "stores", "created")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    values: _containers.RepeatedScalarFieldContainer[bytes]
+    length: int
+    stores: _containers.RepeatedCompositeFieldContainer[StoreInfo]
+    created: bool
+    def __init__(self, found: _Optional[bool] = ..., keys: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[bytes]] = ..., length: _Optional[int] = ..., stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class QueueRequest(_message.Message):
+    __slots__ = ("op", "name", "partition", "values", "count", "block", "timeout_s", "total", "ephemeral")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    op: StoreOp
+    name: str
+    partition: str
+    values: _containers.RepeatedScalarFieldContainer[bytes]
+    count: int
+    block: bool
+    timeout_s: float
+    total: bool
+    ephemeral: bool
+    def __init__(self, op: _Optional[_Union[StoreOp, str]] = ..., name: _Optional[str] = ..., partition: _Optional[str] = ..., values: _Optional[_Iterable[bytes]] = ..., count: _Optional[int] = ..., block: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., total: _Optional[bool] = ..., ephemeral: _Optional[bool] = ...) -> None: ...
+
+class QueueReply(_message.Message):
+    __slots__ = ("values", "length", "empty", "full", "stores", "created")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    EMPTY_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[bytes]
+    length: int
+    empty: bool
+    full: bool
+    stores: _containers.RepeatedCompositeFieldContainer[StoreInfo]
+    created: bool
+    def __init__(self, values: _Optional[_Iterable[bytes]] = ..., length: _Optional[int] = ..., empty: _Optional[bool] = ..., full: _Optional[bool] = ..., stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class StoreInfo(_message.Message):
+    __slots__ = ("name", "length", "created", "ephemeral")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    length: int
+    created: float
+    ephemeral: bool
+    def __init__(self, name: _Optional[str] = ..., length: _Optional[int] = ..., created: _Optional[float] = ..., ephemeral: _Optional[bool] = ...) -> None: ...
 
 class BlobChunk(_message.Message):
     __slots__ = ("data",)

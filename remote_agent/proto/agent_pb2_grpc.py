@@ -109,6 +109,16 @@ class AgentStub:
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
                 response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
                 _registered_method=True)
+        self.DictCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/DictCall',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.DictRequest.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.DictReply.FromString,
+                _registered_method=True)
+        self.QueueCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/QueueCall',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.QueueReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -213,6 +223,20 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DictCall(self, request, context):
+        """Durable named Dicts and Queues on this host (remote_agent/storage.py).
+        Containers may call these (and Hello) with their own scoped token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueueCall(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -290,6 +314,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.GetBlob,
                     request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
                     response_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            ),
+            'DictCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.DictCall,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.DictRequest.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.DictReply.SerializeToString,
+            ),
+            'QueueCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueueCall,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.QueueRequest.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.QueueReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -697,6 +731,60 @@ class Agent:
             '/nbmodal.agent.v1.Agent/GetBlob',
             remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
             remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DictCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/DictCall',
+            remote__agent_dot_proto_dot_agent__pb2.DictRequest.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.DictReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueueCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/QueueCall',
+            remote__agent_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.QueueReply.FromString,
             options,
             channel_credentials,
             insecure,
