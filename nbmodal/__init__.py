@@ -31,11 +31,12 @@ from nbmodal.exceptions import (
 )
 from nbmodal.queue import Queue
 from nbmodal.results import RemoteValue, ResultWarning
+from nbmodal.volume import Volume
 from remote_agent import __version__
 
 __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
-    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue",
+    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "Volume",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
     "load_ipython_extension",
 ]

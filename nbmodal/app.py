@@ -19,9 +19,10 @@ from nbmodal._runtime.execution import RunFollower
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
-from nbmodal.remote_cell import check_python_versions
+from nbmodal.remote_cell import check_python_versions, container_spec
 from nbmodal.results import function_result, raise_for_state
 from remote_agent.gpus import parse_gpu_request
+from remote_agent.sandbox import check_mount_path
 from remote_agent.proto import agent_pb2 as pb
 
 P = ParamSpec("P")
@@ -66,17 +67,19 @@ class App:
         self.registered_functions: dict[str, Function] = {}
 
     def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
-                 name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None) -> Any:
+                 name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
+                 volumes: dict[str, Any] | None = None) -> Any:
         """Decorate a function so that ``.remote()`` runs it on an agent.
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
         runs go to the local agent, or are placed among the configured hosts.
         ``gpu`` asks for whole GPUs: ``"H100"``, ``"A100-80GB:2"``, ``"any"``, or
-        a list of fallbacks in order of preference.
+        a list of fallbacks in order of preference. ``volumes`` mounts volumes:
+        ``{"/ckpt": nbmodal.Volume.from_name("ckpt")}`` (or the volume's name).
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
-            function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu)
+            function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes)
             self.registered_functions[function.name] = function
             return function
 
@@ -90,12 +93,15 @@ class App:
 
 class Function(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
-                 name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None) -> None:
+                 name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
+                 volumes: dict[str, Any] | None = None) -> None:
         self.raw_f = fn
         self.host = host
         self.gpu = ",".join(gpu) if isinstance(gpu, (list, tuple)) else (gpu or "")
         parse_gpu_request(self.gpu)  # an unknown type is an error here, at decoration
-        self.spec = pb.ContainerSpec(gpu=self.gpu)
+        mounts = {check_mount_path(getattr(v, "name", v), path): getattr(v, "name", v)
+                  for path, v in (volumes or {}).items()}
+        self.spec = container_spec(self.gpu, mounts)
         self.app = app
         self.timeout = timeout or 0.0
         self.name = name or getattr(fn, "__qualname__", repr(fn))

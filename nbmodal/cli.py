@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("containers", help="running and warm containers").add_argument("--host", help="only this host")
     sub.add_parser("gpus", help="GPUs of every host: figures and who holds them").add_argument(
         "--host", help="only this host")
+    add_volume_arguments(sub.add_parser("volume", help="volumes: create, ls, put, get, rm, delete"))
     for kind in ("dict", "queue"):
         add_store_arguments(sub.add_parser(kind, help=f"named {kind.capitalize()}s: ls, peek, len, clear, delete"))
 
@@ -81,9 +82,40 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(commands.containers_table(args.host))
     elif args.command == "gpus":
         print(commands.gpus_table(args.host))
+    elif args.command == "volume":
+        print(run_volume_command(args))
     elif args.command in ("dict", "queue"):
         print(commands.store_command(args.command, args.verb, args.name, args.host, args.n))
     return 0
+
+
+def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `volume` verbs; shared with the %volume magic."""
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for verb, helptext in (("create", "create a volume"), ("delete", "delete a volume and its files")):
+        verbs.add_parser(verb, help=helptext).add_argument("name")
+    ls = verbs.add_parser("ls", help="volumes, or the files of one")
+    ls.add_argument("name", nargs="?")
+    ls.add_argument("path", nargs="?", default="/")
+    put = verbs.add_parser("put", help="upload a file or directory")
+    put.add_argument("name")
+    put.add_argument("local")
+    put.add_argument("remote", nargs="?", default="/")
+    put.add_argument("--force", action="store_true", help="upload even if the content is already there")
+    get = verbs.add_parser("get", help="download a file")
+    get.add_argument("name")
+    get.add_argument("remote")
+    get.add_argument("local", nargs="?", default=".")
+    rm = verbs.add_parser("rm", help="remove a file or directory")
+    rm.add_argument("name")
+    rm.add_argument("remote")
+    rm.add_argument("-r", "--recursive", action="store_true")
+    for sub in verbs.choices.values():
+        sub.add_argument("--host", help="the host it lives on (default: see README)")
+
+
+def run_volume_command(args: argparse.Namespace) -> str:
+    return commands.volume_command(args)
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

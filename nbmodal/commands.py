@@ -246,3 +246,46 @@ def store_command(kind: str, verb: str, name: str | None = None, host: str | Non
         (Dict if kind == "dict" else Queue).delete(name, host=host)
         return f"{kind} {name!r} deleted"
     raise ValueError(f"unknown verb {verb!r}: use ls, peek, len, clear or delete")
+
+
+def volume_command(args) -> str:
+    """``volume create|ls|put|get|rm|delete``: what the CLI and %volume run."""
+    from nbmodal._runtime.connection import storage_connection
+    from nbmodal.volume import Volume, upload_file
+
+    if args.verb == "create":
+        Volume.from_name(args.name, create_if_missing=True, host=args.host)
+        return f"volume {args.name!r} ready"
+    if args.verb == "delete":
+        Volume.delete(args.name, host=args.host)
+        return f"volume {args.name!r} deleted"
+    if args.verb == "ls" and not args.name:
+        reply = storage_connection(args.host).client().volume_call(pb.VolumeRequest(op=pb.VOLUME_LIST))
+        rows = [("VOLUME", "SIZE")] + [(s.name, f"{s.length / 2**20:.1f} MiB") for s in reply.stores]
+        return _table(rows) if len(rows) > 1 else "no volumes"
+    volume = Volume.from_name(args.name, host=args.host)
+    if args.verb == "ls":
+        rows = [("PATH", "TYPE", "SIZE", "MODIFIED")] + [
+            (e.path, e.type, str(e.size), time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime)))
+            for e in volume.listdir(args.path)]
+        return _table(rows) if len(rows) > 1 else "(empty)"
+    if args.verb == "put":
+        local = Path(args.local)
+        if local.is_dir():
+            with volume.batch_upload(force=args.force, progress=True) as batch:
+                batch.put_directory(local, args.remote)
+            return f"uploaded {local}/ to {args.name}:{args.remote}"
+        remote = args.remote.rstrip("/") + "/" + local.name if args.remote.endswith("/") else args.remote
+        sent = upload_file(volume, local, remote, force=args.force, progress=True)
+        return f"{'uploaded' if sent else 'already there:'} {local} -> {args.name}:{remote}"
+    if args.verb == "get":
+        target = Path(args.local)
+        if target.is_dir():
+            target = target / Path(args.remote).name
+        with open(target, "wb") as f:
+            size = volume.read_file_into_fileobj(args.remote, f, progress=True)
+        return f"downloaded {args.name}:{args.remote} -> {target} ({size} bytes)"
+    if args.verb == "rm":
+        volume.remove_file(args.remote, recursive=args.recursive)
+        return f"removed {args.name}:{args.remote}"
+    raise ValueError(f"unknown verb {args.verb!r}")

@@ -19,9 +19,9 @@ from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
 from remote_agent.gpus import GpuRequestError, parse_gpu_request
 
-_OPTION_KEYS = ("host", "gpu", "session", "timeout", "grace", "max_result")
+_OPTION_KEYS = ("host", "gpu", "volumes", "session", "timeout", "grace", "max_result")
 # Part of the design (see the README's roadmap), not yet served by this version.
-_NOT_YET = ("image", "volumes", "cpu", "memory", "map")
+_NOT_YET = ("image", "cpu", "memory", "map")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
                "g": 1e9, "gb": 1e9, "gib": 1024**3}
@@ -53,6 +53,8 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
             except GpuRequestError as exc:
                 raise UsageError(f"%%remote: {exc}") from None
             options.gpu = value
+        elif key == "volumes":
+            options.volumes = _parse_volumes(value)
         elif key == "session":
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
                 raise UsageError(f"%%remote: session name {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
@@ -68,6 +70,27 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
         else:
             raise UsageError(f"%%remote: unknown option {key!r} (options: {', '.join(_OPTION_KEYS)}, --detach)")
     return options
+
+
+def _parse_volumes(value: str) -> dict[str, str]:
+    """``ckpt:/ckpt,data:/data`` → {mount path: volume name}."""
+    from remote_agent.sandbox import MountError, check_mount_path
+    from remote_agent.storage import StoreError, check_name
+
+    mounts = {}
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        name, sep, path = part.partition(":")
+        if not sep or not name or not path:
+            raise UsageError(f"%%remote: volumes={value!r}: each mount is NAME:/path, like ckpt:/ckpt")
+        try:
+            check_name("volume", name)
+            path = check_mount_path(name, path)
+        except (StoreError, MountError) as exc:
+            raise UsageError(f"%%remote: {exc}") from None
+        if path in mounts:
+            raise UsageError(f"%%remote: two volumes are mounted at {path}")
+        mounts[path] = name
+    return mounts
 
 
 def _positive_float(key: str, value: str) -> float:
@@ -88,6 +111,7 @@ class RemoteMagics(Magics):
     @argument("options", nargs="*",
               help="key=value: host=NAME (an `nbmodal host add` host, or local), "
                    "gpu=TYPE[:COUNT][,FALLBACK…] (any, T4, L4, A10G, A100-80GB, H100, …), "
+                   "volumes=NAME:/path[,NAME:/path…], "
                    "session=NAME (keep the namespace across cells), timeout=SECONDS, "
                    "grace=SECONDS (after an interrupt, before the container is killed; default 10), "
                    "max_result=SIZE (session values above it stay remote; default 16MiB)")
@@ -102,6 +126,13 @@ class RemoteMagics(Magics):
         """
         args = parse_argstring(self.remote, line)
         return run_cell(self.shell, cell, parse_cell_options(args.options, args.detach))
+
+    @line_magic
+    def volume(self, line: str):
+        """%volume create|ls|put|get|rm|delete NAME …  (as `nbmodal volume`)."""
+        from nbmodal.cli import add_volume_arguments, run_volume_command
+
+        print(run_volume_command(_parse_words("volume", add_volume_arguments, shlex.split(line))))
 
     @line_magic
     def nbmodal(self, line: str):

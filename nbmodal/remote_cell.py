@@ -7,7 +7,7 @@ The magic (magics.py) parses its line into ``CellOptions`` and calls
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
@@ -33,6 +33,7 @@ class CellOptions:
     detach: bool = False
     host: str = ""
     gpu: str = ""
+    volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
 
 
 # Names each session created remotely: never overwritten by notebook copies.
@@ -45,7 +46,7 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     parse_cell(cell, filename, first_line=2)  # a SyntaxError shows now; line 1 of the cell is %%remote
     inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
 
-    spec = pb.ContainerSpec(gpu=options.gpu)
+    spec = container_spec(options.gpu, options.volumes)
     connection = place(options.host, options.session, spec)
     client = connection.client()
     check_python_versions(client)
@@ -81,6 +82,12 @@ def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinish
     shell.user_ns.update(cell_values(finished, session, transfer.client.label, fetch))
     raise_for_state(finished)
     return DisplayedValue(execute_result) if execute_result else None
+
+
+def container_spec(gpu: str, volumes: dict[str, str]) -> pb.ContainerSpec:
+    """What the run's container must have: GPUs, and volumes mounted at their paths."""
+    return pb.ContainerSpec(gpu=gpu, volumes=[pb.VolumeMount(volume=name, path=path)
+                                              for path, name in sorted(volumes.items())])
 
 
 def current_cell_number(shell: Any) -> int:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from remote_agent import blobs
@@ -16,7 +18,9 @@ from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.runs import Run, RunRegistry
-from remote_agent.storage import AsyncStorage
+from remote_agent.sandbox import MountError, check_mount_path
+from remote_agent.storage import AsyncStorage, StoreError
+from remote_agent.volumes import VolumeStore
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,12 @@ class Agent:
         self.blob_dir.mkdir(exist_ok=True)
         blobs.remove_stale_blobs(self.blob_dir)
         self.storage = AsyncStorage(state_dir / "storage.db")
+        self.volumes = VolumeStore(state_dir / "volumes")
+        self.volume_io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="volume-io")
         self.gpus = GpuAllocator(host_inventory(state_dir))
         log.info("GPUs: %s", describe(self.gpus.gpus))
-        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.gpus)
+        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.gpus,
+                                  volume_dir=self.volumes.volume_dir)
         self.stopping = asyncio.Event()
         self.draining = False
 
@@ -65,6 +72,9 @@ class Agent:
     async def _execute(self, run: Run) -> None:
         request = run.request
         try:
+            for mount in request.spec.volumes:
+                mount.path = check_mount_path(mount.volume, mount.path)
+                await self.in_io_thread(self.volumes.volume_dir, mount.volume)
             container, _ = await self.pool.acquire(
                 request.spec, request.session, notify=lambda text: run.emit(notice=pb.Notice(text=text)))
         except asyncio.CancelledError:
@@ -73,6 +83,9 @@ class Agent:
             return
         except (GpuUnavailable, GpuRequestError) as exc:
             run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc))))
+            return
+        except (StoreError, MountError) as exc:  # an unknown volume, a path it can't be mounted at
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.MountError", str(exc))))
             return
         except Exception as exc:
             log.exception("no container for run %s", run.id)
@@ -97,6 +110,8 @@ class Agent:
             self.pool.release(container)
             if payload_path is not None:
                 payload_path.unlink(missing_ok=True)
+        if request.spec.volumes:
+            await self.in_io_thread(os.sync)  # commit on exit: what the run wrote is on disk
         if request.session and finished.session_names:
             slot = self.pool.sessions().get(request.session)
             if slot is not None:
@@ -194,6 +209,10 @@ class Agent:
         while any(not run.done for run in self.runs.list()):
             await asyncio.sleep(0.5)
         self.stopping.set()
+
+    async def in_io_thread(self, function, *args):
+        """Volume file work, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.volume_io, function, *args)
 
     async def shutdown(self) -> None:
         for run in self.runs.list():

@@ -24,6 +24,7 @@ from pathlib import Path
 from remote_agent.frames import read_frame, write_frame
 from remote_agent.gpu_allocator import GpuAllocator
 from remote_agent.gpus import Gpu, GpuOption, parse_gpu_request
+from remote_agent import sandbox
 from remote_agent.proto import agent_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ def spec_key(spec: pb.ContainerSpec) -> bytes:
 
 class Container:
     def __init__(self, container_id: str, spec: pb.ContainerSpec, logs_dir: Path, blob_dir: Path,
-                 session: str = "") -> None:
+                 session: str = "", mounts: list[tuple[Path, str]] | None = None) -> None:
         self.id = container_id
         self.blob_dir = blob_dir
+        self.mounts = mounts or []  # (volume dir on the host, path in the container)
+        self.worker_pid = 0
         self.spec = spec
         self.session = session
         self.log_path = logs_dir / f"{container_id}.log"
@@ -101,6 +104,12 @@ class Container:
         argv = [sys.executable, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
         if self.session:
             argv.append("--session")
+        if self.mounts:
+            if sandbox.bwrap_available():
+                argv = sandbox.bwrap_argv(self.mounts) + argv
+                env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
+            else:
+                sandbox.link_without_sandbox(self.mounts)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self.process = await asyncio.create_subprocess_exec(
@@ -118,6 +127,7 @@ class Container:
             await self.process.wait()
             raise RuntimeError(f"{self.exit_description()} before it was ready; see {self.log_path}")
         self.python = ready.ready.python
+        self.worker_pid = ready.ready.pid
         self._pump_task = asyncio.create_task(self._pump(reader), name=f"pump-{self.id}")
         log.info("container %s started (pid %d)%s", self.id, self.pid,
                  f" for session {self.session}" if self.session else "")
@@ -164,20 +174,22 @@ class Container:
 
     def interrupt(self) -> None:
         """KeyboardInterrupt in the running code (and SIGINT to its children)."""
-        self._signal_group(signal.SIGINT)
+        self._signal_group(signal.SIGINT, self.worker_pid or self.pid)
 
     def kill(self) -> None:
         self.killed_by_agent = True
-        self._signal_group(signal.SIGKILL)
+        self._signal_group(signal.SIGKILL, self.worker_pid or self.pid)
+        if self.worker_pid and self.worker_pid != self.pid:  # the sandbox around it
+            self._signal_group(signal.SIGKILL)
 
     async def wait_exited(self) -> None:
         await self._exited.wait()
 
-    def _signal_group(self, signum: int) -> None:
+    def _signal_group(self, signum: int, group: int = 0) -> None:
         if not self.alive:
             return
         try:
-            os.killpg(self.pid, signum)
+            os.killpg(group or self.pid, signum)
         except ProcessLookupError:
             pass
 
@@ -240,9 +252,11 @@ class _SessionSlot:
 class ContainerPool:
     """Starts, reuses, scales down and stops containers."""
 
-    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, gpus: GpuAllocator) -> None:
+    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, gpus: GpuAllocator,
+                 volume_dir=None) -> None:
         self.logs_dir = logs_dir
         self.blob_dir = blob_dir
+        self.volume_dir = volume_dir  # -> the host dir of a volume (raises for unknown ones)
         self.gpus = gpus
         self._gpu_waiters: list[_GpuWaiter] = []
         self.agent_port = 0
@@ -402,7 +416,8 @@ class ContainerPool:
 
     async def _start(self, spec: pb.ContainerSpec, session: str = "", gpus: list[Gpu] | None = None) -> Container:
         self._counter += 1
-        container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session)
+        mounts = [(self.volume_dir(m.volume), m.path) for m in spec.volumes]
+        container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session, mounts)
         container.agent_port = self.agent_port
         self.container_tokens.add(container.token)
         if gpus:

@@ -14,6 +14,7 @@ from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.proto import agent_pb2_grpc as pb_grpc
 from remote_agent.storage import StoreError
+from remote_agent.volumes import CHUNK_BYTES, hash_prefix
 
 TOKEN_METADATA_KEY = "x-nbmodal-token"
 # Payloads (captured variables, results) can be large; the agent binds to loopback.
@@ -175,11 +176,105 @@ class AgentService(pb_grpc.AgentServicer):
             await _abort_for(exc, context)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Queue operation {op}")
 
+    async def VolumeCall(self, request: pb.VolumeRequest, context) -> pb.VolumeReply:
+        volumes, io, op, name = self.agent.volumes, self.agent.in_io_thread, request.op, request.name
+        try:
+            if op == pb.VOLUME_CREATE:
+                return pb.VolumeReply(created=await io(volumes.create, name))
+            if op == pb.VOLUME_LOOKUP:
+                await io(volumes.volume_dir, name)
+            elif op == pb.VOLUME_DELETE:
+                await io(volumes.delete, name)
+            elif op == pb.VOLUME_LIST:
+                return pb.VolumeReply(stores=[pb.StoreInfo(name=n, length=used, created=created)
+                                              for n, used, created in await io(volumes.list)])
+            elif op == pb.VOLUME_LISTDIR:
+                entries = await io(volumes.listdir, name, request.path or "/", request.recursive)
+                return pb.VolumeReply(entries=[pb.VolumeEntry(path=e.path, type=e.type, size=e.size, mtime=e.mtime)
+                                               for e in entries])
+            elif op == pb.VOLUME_REMOVE:
+                await io(volumes.remove, name, request.path, request.recursive)
+            elif op == pb.VOLUME_COPY:
+                await io(volumes.copy, name, list(request.paths), request.path)
+            elif op == pb.VOLUME_RENAME:
+                await io(volumes.rename, name, request.new_name)
+            elif op == pb.VOLUME_STAT:
+                exists, size, offset, there = await io(volumes.stat_for_upload, name, request.path, request.sha256)
+                return pb.VolumeReply(file=pb.VolumeFile(name=name, path=request.path, size=size, sha256=there,
+                                                         offset=offset, exists=exists))
+            elif op == pb.VOLUME_COMMIT:
+                await io(volumes.volume_dir, name)
+                await io(os.sync)
+            else:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Volume operation {op}")
+        except StoreError as exc:
+            await _abort_for(exc, context)
+        return pb.VolumeReply()
+
+    async def VolumeUpload(self, request_iterator, context) -> pb.VolumeFile:
+        volumes, io = self.agent.volumes, self.agent.in_io_thread
+        chunks = request_iterator.__aiter__()
+        first = await chunks.__anext__()
+        meta = first.file
+        try:
+            await io(volumes.resolve, meta.name, meta.path)  # refuse a bad path before taking data
+            partial = await io(volumes.partial_path, meta.name, meta.sha256)
+        except StoreError as exc:
+            await _abort_for(exc, context)
+        there = partial.stat().st_size if partial.exists() else 0
+        if meta.offset != there:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"upload of {meta.path!r} resumes at byte {there}, not {meta.offset}")
+        digest = await io(hash_prefix, partial, there)
+        with open(partial, "ab") as f:
+            for data in [first.data] if first.data else []:
+                await io(_write_and_hash, f, digest, data)
+            async for chunk in chunks:
+                await io(_write_and_hash, f, digest, chunk.data)
+            await io(os.fsync, f.fileno())
+        if digest.hexdigest() != meta.sha256:
+            partial.unlink(missing_ok=True)
+            await context.abort(grpc.StatusCode.DATA_LOSS,
+                                f"checksum mismatch for {meta.path!r}: sent {meta.sha256}, got {digest.hexdigest()}")
+        try:
+            real = await io(volumes.finish_upload, meta.name, meta.path, partial)
+        except StoreError as exc:
+            await _abort_for(exc, context)
+        volumes.remember_checksum(real, meta.sha256)
+        return pb.VolumeFile(name=meta.name, path=meta.path, size=real.stat().st_size, sha256=meta.sha256)
+
+    async def VolumeDownload(self, request: pb.VolumeRequest, context) -> AsyncIterator[pb.VolumeChunk]:
+        volumes, io = self.agent.volumes, self.agent.in_io_thread
+        try:
+            real = await io(volumes.resolve, request.name, request.path)
+        except StoreError as exc:
+            await _abort_for(exc, context)
+        if not real.is_file():
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no file {request.path!r} in volume {request.name!r}")
+        digest = await io(hash_prefix, real, request.offset)
+        with open(real, "rb") as f:
+            f.seek(request.offset)
+            while data := await io(_read_and_hash, f, digest):
+                yield pb.VolumeChunk(data=data)
+        yield pb.VolumeChunk(file=pb.VolumeFile(name=request.name, path=request.path, size=real.stat().st_size,
+                                                sha256=digest.hexdigest()))
+
     async def _run(self, run_id: str, context):
         run = self.agent.runs.get(run_id)
         if run is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {run_id!r} on this agent")
         return run
+
+
+def _write_and_hash(f, digest, data: bytes) -> None:
+    f.write(data)
+    digest.update(data)
+
+
+def _read_and_hash(f, digest) -> bytes:
+    data = f.read(CHUNK_BYTES)
+    digest.update(data)
+    return data
 
 
 def _store_infos(rows) -> list[pb.StoreInfo]:
@@ -192,7 +287,8 @@ async def _abort_for(exc: StoreError, context) -> None:
 
 
 # What a container's own token may call: its host's storage, nothing that runs code or reads runs.
-CONTAINER_METHODS = frozenset(f"/nbmodal.agent.v1.Agent/{name}" for name in ("Hello", "DictCall", "QueueCall"))
+CONTAINER_METHODS = frozenset(f"/nbmodal.agent.v1.Agent/{name}" for name in (
+    "Hello", "DictCall", "QueueCall", "VolumeCall", "VolumeUpload", "VolumeDownload"))
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):

@@ -5,7 +5,7 @@
 # When something is missing and we are not root, lists it and exits 1.
 set -euo pipefail
 
-PACKAGES=(openssh-server openssh-client iproute2 python3-venv)
+PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap)
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

@@ -89,6 +89,21 @@ class AgentClient:
     def queue_call(self, request: pb.QueueRequest) -> pb.QueueReply:
         return self._unary(self._stub.QueueCall, request, timeout=None)
 
+    def volume_call(self, request: pb.VolumeRequest) -> pb.VolumeReply:
+        return self._unary(self._stub.VolumeCall, request, timeout=None)
+
+    def volume_upload(self, chunks) -> pb.VolumeFile:
+        try:
+            return self._stub.VolumeUpload(chunks, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def volume_download(self, request: pb.VolumeRequest):
+        try:
+            yield from self._stub.VolumeDownload(request, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
     def list_gpus(self) -> list[pb.GpuInfo]:
         return list(self._unary(self._stub.ListGpus, pb.Empty()).gpus)
 

@@ -7,6 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VolumeOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VOLUME_OP_UNSPECIFIED: _ClassVar[VolumeOp]
+    VOLUME_CREATE: _ClassVar[VolumeOp]
+    VOLUME_LOOKUP: _ClassVar[VolumeOp]
+    VOLUME_DELETE: _ClassVar[VolumeOp]
+    VOLUME_LIST: _ClassVar[VolumeOp]
+    VOLUME_LISTDIR: _ClassVar[VolumeOp]
+    VOLUME_REMOVE: _ClassVar[VolumeOp]
+    VOLUME_COPY: _ClassVar[VolumeOp]
+    VOLUME_RENAME: _ClassVar[VolumeOp]
+    VOLUME_STAT: _ClassVar[VolumeOp]
+    VOLUME_COMMIT: _ClassVar[VolumeOp]
+
 class StoreOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STORE_OP_UNSPECIFIED: _ClassVar[StoreOp]
@@ -43,6 +57,17 @@ class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STDOUT: _ClassVar[Stream]
     STDERR: _ClassVar[Stream]
+VOLUME_OP_UNSPECIFIED: VolumeOp
+VOLUME_CREATE: VolumeOp
+VOLUME_LOOKUP: VolumeOp
+VOLUME_DELETE: VolumeOp
+VOLUME_LIST: VolumeOp
+VOLUME_LISTDIR: VolumeOp
+VOLUME_REMOVE: VolumeOp
+VOLUME_COPY: VolumeOp
+VOLUME_RENAME: VolumeOp
+VOLUME_STAT: VolumeOp
+VOLUME_COMMIT: VolumeOp
 STORE_OP_UNSPECIFIED: StoreOp
 CREATE: StoreOp
 LOOKUP: StoreOp
@@ -68,6 +93,76 @@ TIMED_OUT: RunState
 LOST: RunState
 STDOUT: Stream
 STDERR: Stream
+
+class VolumeRequest(_message.Message):
+    __slots__ = ("op", "name", "path", "paths", "recursive", "new_name", "ephemeral", "sha256", "offset")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    op: VolumeOp
+    name: str
+    path: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    recursive: bool
+    new_name: str
+    ephemeral: bool
+    sha256: str
+    offset: int
+    def __init__(self, op: _Optional[_Union[VolumeOp, str]] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., recursive: _Optional[bool] = ..., new_name: _Optional[str] = ..., ephemeral: _Optional[bool] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class VolumeEntry(_message.Message):
+    __slots__ = ("path", "type", "size", "mtime")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    type: str
+    size: int
+    mtime: float
+    def __init__(self, path: _Optional[str] = ..., type: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ...) -> None: ...
+
+class VolumeReply(_message.Message):
+    __slots__ = ("entries", "stores", "created", "file")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[VolumeEntry]
+    stores: _containers.RepeatedCompositeFieldContainer[StoreInfo]
+    created: bool
+    file: VolumeFile
+    def __init__(self, entries: _Optional[_Iterable[_Union[VolumeEntry, _Mapping]]] = ..., stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ..., created: _Optional[bool] = ..., file: _Optional[_Union[VolumeFile, _Mapping]] = ...) -> None: ...
+
+class VolumeFile(_message.Message):
+    __slots__ = ("name", "path", "size", "sha256", "offset", "exists")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    size: int
+    sha256: str
+    offset: int
+    exists: bool
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., exists: _Optional[bool] = ...) -> None: ...
+
+class VolumeChunk(_message.Message):
+    __slots__ = ("file", "data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    file: VolumeFile
+    data: bytes
+    def __init__(self, file: _Optional[_Union[VolumeFile, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DictRequest(_message.Message):
     __slots__ = ("op", "name", "keys", "values", "skip_if_exists", "ephemeral", "keys_only")

@@ -119,6 +119,21 @@ class AgentStub:
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
                 response_deserializer=remote__agent_dot_proto_dot_agent__pb2.QueueReply.FromString,
                 _registered_method=True)
+        self.VolumeCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/VolumeCall',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeReply.FromString,
+                _registered_method=True)
+        self.VolumeUpload = channel.stream_unary(
+                '/nbmodal.agent.v1.Agent/VolumeUpload',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeFile.FromString,
+                _registered_method=True)
+        self.VolumeDownload = channel.unary_stream(
+                '/nbmodal.agent.v1.Agent/VolumeDownload',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -237,6 +252,26 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VolumeCall(self, request, context):
+        """Volumes: directories on the host, mounted into containers (remote_agent/volumes.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VolumeUpload(self, request_iterator, context):
+        """The first chunk names the file (VolumeFile); the rest carry data from its offset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VolumeDownload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +359,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.QueueCall,
                     request_deserializer=remote__agent_dot_proto_dot_agent__pb2.QueueRequest.FromString,
                     response_serializer=remote__agent_dot_proto_dot_agent__pb2.QueueReply.SerializeToString,
+            ),
+            'VolumeCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.VolumeCall,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeReply.SerializeToString,
+            ),
+            'VolumeUpload': grpc.stream_unary_rpc_method_handler(
+                    servicer.VolumeUpload,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeFile.SerializeToString,
+            ),
+            'VolumeDownload': grpc.unary_stream_rpc_method_handler(
+                    servicer.VolumeDownload,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -785,6 +835,87 @@ class Agent:
             '/nbmodal.agent.v1.Agent/QueueCall',
             remote__agent_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
             remote__agent_dot_proto_dot_agent__pb2.QueueReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VolumeCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/VolumeCall',
+            remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.VolumeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VolumeUpload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nbmodal.agent.v1.Agent/VolumeUpload',
+            remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.VolumeFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VolumeDownload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/VolumeDownload',
+            remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True, help="socket to the agent")
     parser.add_argument("--session", action="store_true", help="keep the namespace between runs")
     args = parser.parse_args()
+    if os.environ.pop("NBMODAL_OWN_PROCESS_GROUP", ""):
+        os.setpgid(0, 0)  # in a sandbox: the agent signals this group, not bubblewrap's
 
     # fd 2 is the agent's log file for this container; keep a copy for our own
     # logging before fd 1 and 2 are pointed at the capture pipes.
