@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -152,12 +153,17 @@ def test_an_interrupted_upload_resumes(vol, tmp_path):
     sha = file_sha256(source)
     client = storage_connection().client()
 
+    partial = read_agent_json().state_dir / "volumes" / ".partial" / vol.name / sha
+
     def first_two_chunks_then_fail():
         yield pb.VolumeChunk(file=pb.VolumeFile(name=vol.name, path="/data.bin", size=source.stat().st_size,
                                                 sha256=sha, offset=0))
         with open(source, "rb") as f:
             yield pb.VolumeChunk(data=f.read(CHUNK_BYTES))
             yield pb.VolumeChunk(data=f.read(CHUNK_BYTES))
+        deadline = time.monotonic() + 20  # the link drops once the agent has written some of it
+        while (not partial.exists() or partial.stat().st_size == 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise ConnectionError("the link dropped")
 
     with pytest.raises(Exception):
