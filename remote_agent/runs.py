@@ -183,7 +183,7 @@ class RunRegistry:
         run_id = request.run_id or new_run_id()
         if not RUN_ID.fullmatch(run_id):
             raise ValueError(f"run id {run_id!r} is not of the form r-1a2b3c4d")
-        if run_id in self._runs or (self.dir / run_id).exists():
+        if run_id in self._runs:
             raise ValueError(f"run id {run_id} is already taken")
         info = pb.RunInfo(run_id=run_id, state=pb.PENDING, kind=request.kind, label=request.label,
                           session=request.session, created=time.time(), detach=request.detach,

@@ -155,6 +155,8 @@ def test_rich_display_figures_and_last_expression(tmp_path):
         """),
         "%%remote\nx = 1\nx + 1",
         "_ + ''",  # the last expression's display is the cell's Out[] value
+        "%%remote\nfrom IPython.display import display as show, HTML, Markdown\nshow(HTML('<i>ipython</i>'))\n"
+        "show(Markdown('**md**'))",
     ], cwd=tmp_path, allow_errors=True)
     outputs = nb.outputs(0)
     kinds = [o.output_type for o in outputs]
@@ -166,6 +168,8 @@ def test_rich_display_figures_and_last_expression(tmp_path):
     results = nb.data(0, "execute_result")
     assert results == [{"text/plain": "{'answer': 42}"}]
     assert nb.data(1, "execute_result") == [{"text/plain": "2"}]
+    ipython_displays = nb.data(3, "display_data")  # IPython's own display() publishes rich output too
+    assert ipython_displays[0]["text/html"] == "<i>ipython</i>" and ipython_displays[1]["text/markdown"] == "**md**"
 
 
 def test_results_come_back_and_unpicklable_ones_are_named_once(tmp_path):

@@ -133,3 +133,43 @@ def _plain_text(obj: Any) -> str:
         return pprint.pformat(obj) if isinstance(obj, (dict, list, tuple, set)) else repr(obj)
     except Exception as exc:  # a broken __repr__ must not fail the run
         return f"<{type(obj).__name__} object (repr failed: {exc!r})>"
+
+
+class _IPythonDisplayHook:
+    """When user code imports IPython's display functions in a container, they publish here too.
+
+    ``from IPython.display import display, HTML`` is how notebooks show things;
+    without a kernel IPython's own ``display`` would only print. The import
+    goes through as usual; its ``display`` is then ours.
+    """
+
+    _TARGET = "IPython.core.display_functions"
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self._TARGET:
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        original_exec = loader.exec_module
+
+        def exec_module(module):
+            original_exec(module)
+            module.display = display
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def route_ipython_display() -> None:
+    """Install the hook (and patch an IPython already imported)."""
+    already = sys.modules.get(_IPythonDisplayHook._TARGET)
+    if already is not None:
+        already.display = display
+        if "IPython.display" in sys.modules:
+            sys.modules["IPython.display"].display = display
+        return
+    sys.meta_path.insert(0, _IPythonDisplayHook())

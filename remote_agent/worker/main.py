@@ -52,6 +52,7 @@ def main() -> None:
 
     display.set_publisher(publish)
     builtins.display = display.display  # as in IPython, display() needs no import
+    display.route_ipython_display()  # and `from IPython.display import display` works as in a kernel
     interrupts = Interrupts()
     session = Session() if args.session else None
 
