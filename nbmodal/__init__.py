@@ -16,6 +16,7 @@ or, from Python::
     square.remote(4)   # 16, computed by the agent
 """
 
+from nbmodal._runtime.fanout import Retries
 from nbmodal.app import App, Function, FunctionCall
 from nbmodal.dict import Dict
 from nbmodal.exceptions import (
@@ -36,7 +37,7 @@ from remote_agent import __version__
 
 __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
-    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "Volume",
+    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "Retries", "Volume",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
     "load_ipython_extension",
 ]

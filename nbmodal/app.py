@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from nbmodal._runtime.client import CLIENT_PYTHON
 from nbmodal._runtime.connection import locate_run, place, run_hosts
 from nbmodal._runtime.execution import RunFollower
+from nbmodal._runtime.fanout import MapRunner, Retries
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
@@ -68,18 +69,22 @@ class App:
 
     def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
-                 volumes: dict[str, Any] | None = None) -> Any:
-        """Decorate a function so that ``.remote()`` runs it on an agent.
+                 volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
+                 max_containers: int | None = None) -> Any:
+        """Decorate a function so that ``.remote()`` runs it on an agent (and ``.map()`` fans it out).
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
         runs go to the local agent, or are placed among the configured hosts.
         ``gpu`` asks for whole GPUs: ``"H100"``, ``"A100-80GB:2"``, ``"any"``, or
         a list of fallbacks in order of preference. ``volumes`` mounts volumes:
         ``{"/ckpt": nbmodal.Volume.from_name("ckpt")}`` (or the volume's name).
+        ``retries`` (an int or ``nbmodal.Retries``) retries failed inputs of a map;
+        ``max_containers`` caps how many containers a map uses at once.
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
-            function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes)
+            function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes,
+                                retries=retries, max_containers=max_containers)
             self.registered_functions[function.name] = function
             return function
 
@@ -94,9 +99,12 @@ class App:
 class Function(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
-                 volumes: dict[str, Any] | None = None) -> None:
+                 volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
+                 max_containers: int | None = None) -> None:
         self.raw_f = fn
         self.host = host
+        self.retries = retries
+        self.max_containers = max_containers
         self.gpu = ",".join(gpu) if isinstance(gpu, (list, tuple)) else (gpu or "")
         parse_gpu_request(self.gpu)  # an unknown type is an error here, at decoration
         mounts = {check_mount_path(getattr(v, "name", v), path): getattr(v, "name", v)
@@ -125,6 +133,27 @@ class Function(Generic[P, R]):
             self._request(transfer, args, kwargs, detach=False))
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
+
+    def map(self, *iterables: Any, order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[R]:
+        """Call the function on each set of arguments, in parallel containers; yields results.
+
+        Example::
+
+            losses = list(train.map([1e-3, 3e-4, 1e-4]))
+        """
+        inputs = [(args, {}) for args in zip(*iterables)]
+        return iter(MapRunner(self, inputs, order_outputs, return_exceptions))
+
+    def starmap(self, input_iterator: Any, *, kwargs: dict | None = None, order_outputs: bool = True,
+                return_exceptions: bool = False) -> Iterator[R]:
+        """Like ``map``, with each item a tuple of arguments."""
+        inputs = [(tuple(args), dict(kwargs or {})) for args in input_iterator]
+        return iter(MapRunner(self, inputs, order_outputs, return_exceptions))
+
+    def for_each(self, *iterables: Any, ignore_exceptions: bool = False) -> None:
+        """Run the function on each input for its effects; waits for all of them."""
+        for _ in self.map(*iterables, order_outputs=False, return_exceptions=ignore_exceptions):
+            pass
 
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function here, in this process."""

@@ -19,9 +19,9 @@ from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
 from remote_agent.gpus import GpuRequestError, parse_gpu_request
 
-_OPTION_KEYS = ("host", "gpu", "volumes", "session", "timeout", "grace", "max_result")
+_OPTION_KEYS = ("host", "gpu", "volumes", "map", "session", "timeout", "grace", "max_result")
 # Part of the design (see the README's roadmap), not yet served by this version.
-_NOT_YET = ("image", "cpu", "memory", "map")
+_NOT_YET = ("image", "cpu", "memory")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
                "g": 1e9, "gb": 1e9, "gib": 1024**3}
@@ -55,6 +55,12 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
             options.gpu = value
         elif key == "volumes":
             options.volumes = _parse_volumes(value)
+        elif key == "map":
+            name, sep, source = value.partition(":")
+            if not sep or not name.isidentifier() or not source.isidentifier():
+                raise UsageError(f"%%remote: map={value!r} must be NAME:LIST, like map=lr:lrs (run the cell once "
+                                 f"per value of the notebook list lrs, bound to lr)")
+            options.map = (name, source)
         elif key == "session":
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
                 raise UsageError(f"%%remote: session name {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
@@ -111,7 +117,7 @@ class RemoteMagics(Magics):
     @argument("options", nargs="*",
               help="key=value: host=NAME (an `nbmodal host add` host, or local), "
                    "gpu=TYPE[:COUNT][,FALLBACK…] (any, T4, L4, A10G, A100-80GB, H100, …), "
-                   "volumes=NAME:/path[,NAME:/path…], "
+                   "volumes=NAME:/path[,NAME:/path…], map=NAME:LIST (a sweep: once per value, in parallel), "
                    "session=NAME (keep the namespace across cells), timeout=SECONDS, "
                    "grace=SECONDS (after an interrupt, before the container is killed; default 10), "
                    "max_result=SIZE (session values above it stay remote; default 16MiB)")
@@ -125,7 +131,19 @@ class RemoteMagics(Magics):
             model = fit(data)
         """
         args = parse_argstring(self.remote, line)
-        return run_cell(self.shell, cell, parse_cell_options(args.options, args.detach))
+        options = parse_cell_options(args.options, args.detach)
+        if options.map:
+            source = options.map[1]
+            if source not in self.shell.user_ns:
+                raise UsageError(f"%%remote: map={options.map[0]}:{source}: the notebook has no {source!r}")
+            try:
+                iter(self.shell.user_ns[source])
+            except TypeError:
+                raise UsageError(f"%%remote: map=...:{source}: {source} is a "
+                                 f"{type(self.shell.user_ns[source]).__name__}, not a list of values") from None
+            if options.session or options.detach:
+                raise UsageError("%%remote: map= runs many containers at once: it can't use session= or --detach")
+        return run_cell(self.shell, cell, options)
 
     @line_magic
     def volume(self, line: str):

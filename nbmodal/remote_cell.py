@@ -6,6 +6,7 @@ The magic (magics.py) parses its line into ``CellOptions`` and calls
 
 from __future__ import annotations
 
+import collections
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ class CellOptions:
     host: str = ""
     gpu: str = ""
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
+    map: tuple[str, str] | None = None  # (name bound in the cell, notebook list it takes values from)
 
 
 # Names each session created remotely: never overwritten by notebook copies.
@@ -45,6 +47,8 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     filename = f"<remote cell In[{current_cell_number(shell)}]>"
     parse_cell(cell, filename, first_line=2)  # a SyntaxError shows now; line 1 of the cell is %%remote
     inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
+    if options.map:
+        return run_cell_sweep(shell, cell, filename, inputs, options)
 
     spec = container_spec(options.gpu, options.volumes)
     connection = place(options.host, options.session, spec)
@@ -71,6 +75,46 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     finished = follower.start(request)
     return apply_cell_result(shell, BlobTransfer.for_connection(connection, follower.client), finished,
                              options.session, sink.execute_result)
+
+
+def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any], options: CellOptions) -> None:
+    """``map=lr:lrs``: the cell once per value of ``lrs`` bound to ``lr``, in parallel containers;
+    each name it assigns comes back as a list in input order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nbmodal._runtime.fanout import DEFAULT_MAX_CONTAINERS, TailSink
+
+    name, source = options.map
+    values = list(shell.user_ns[source])
+    spec = container_spec(options.gpu, options.volumes)
+    connection = place(options.host, "", spec)
+    client = connection.client()
+    check_python_versions(client)
+    transfer = BlobTransfer.for_connection(connection, client)
+
+    def run_one(value: Any) -> tuple[pb.RunFinished, list[str]]:
+        payload, payload_blob = pack_inputs({**inputs, name: value}, transfer.pack)
+        request = pb.RunRequest(
+            kind=pb.CELL, label=f"{_label(cell)} [{name}={value!r}]"[:120], payload=payload,
+            payload_blob=payload_blob, code=cell, filename=filename, first_line=2, spec=spec,
+            timeout_s=options.timeout, cancel_grace_s=options.grace, client_python=CLIENT_PYTHON,
+            cwd=os.getcwd() if connection.name == LOCAL else "")
+        tail = collections.deque(maxlen=5)
+        return RunFollower(connection, TailSink(tail), options.grace).start(request), list(tail)
+
+    with ThreadPoolExecutor(min(DEFAULT_MAX_CONTAINERS, max(1, len(values)))) as pool:
+        outcomes = list(pool.map(run_one, values))
+    collected: dict[str, list[Any]] = {}
+    for position, (finished, tail) in enumerate(outcomes):
+        print(f"── {name}={values[position]!r}: {pb.RunState.Name(finished.state).lower()}")
+        print("".join(tail), end="")
+        assigned = cell_values(finished, "", client.label, transfer.fetch)
+        for key, value in assigned.items():
+            collected.setdefault(key, [None] * len(values))[position] = value
+    shell.user_ns.update(collected)
+    for finished, _ in outcomes:  # as a local loop would: the first failure is raised
+        raise_for_state(finished)
+    return None
 
 
 def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinished, session: str,

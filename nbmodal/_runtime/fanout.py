@@ -1,0 +1,215 @@
+"""Fan-out: one function over many inputs, in batches, over warm containers.
+
+The client keeps at most ``max_containers`` batch runs in flight; each batch
+run executes the function on its inputs one after another inside a container
+(``remote_agent.worker.batch.run_batch``), so the per-input cost is a Python
+call, not a round trip. A failed input is retried alone (``retries``); a
+batch whose container died has all its unfinished inputs retried. Every input
+is returned once, in input order or as completed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from nbmodal._runtime.client import CLIENT_PYTHON
+from nbmodal.exceptions import RemoteError, RunLostError
+from nbmodal.output import LineRedraws, visible_line
+from remote_agent.proto import agent_pb2 as pb
+from remote_agent.worker.batch import run_batch
+
+DEFAULT_MAX_CONTAINERS = 8
+MAX_BATCH = 256
+
+
+@dataclass
+class Retries:
+    """How failed inputs are retried, as in Modal.
+
+    Example::
+
+        @app.function(retries=nbmodal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=1.0))
+    """
+
+    max_retries: int = 0
+    backoff_coefficient: float = 2.0
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.initial_delay * self.backoff_coefficient ** max(0, attempt - 1))
+
+    @classmethod
+    def of(cls, retries: int | Retries | None) -> Retries:
+        if isinstance(retries, Retries):
+            return retries
+        return cls(max_retries=int(retries or 0), initial_delay=0.0)
+
+
+class _Progress:
+    """done/total, failures, rate, ETA and containers in use, as one redrawn line on stderr."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.started = label, total, time.monotonic()
+        self.done = self.failed = self.retried = self.running = 0
+        self._line = LineRedraws(lambda text: (sys.stderr.write(text), sys.stderr.flush()))
+
+    def draw(self, final: bool = False) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate else float("inf")
+        text = (f"\r{self.label}: {self.done}/{self.total} done, {self.failed} failed, {self.retried} retried, "
+                f"{rate:.0f}/s, ETA {eta:.0f}s, {self.running} containers")
+        self._line.feed(text + ("\n" if final else ""))
+
+
+class MapRunner:
+    def __init__(self, function, inputs: list[tuple[tuple, dict]], order_outputs: bool = True,
+                 return_exceptions: bool = False, progress: bool = True) -> None:
+        self.function = function
+        self.inputs = inputs
+        self.order_outputs = order_outputs
+        self.return_exceptions = return_exceptions
+        self.retries = Retries.of(function.retries)
+        self.concurrency = max(1, min(function.max_containers or DEFAULT_MAX_CONTAINERS, len(inputs) or 1))
+        self.batch_size = max(1, min(MAX_BATCH, math.ceil(len(inputs) / (self.concurrency * 4))))
+        self.progress = _Progress(f"map {function.name}", len(inputs)) if progress else None
+        self.output_tail: deque[str] = deque(maxlen=20)
+
+    def __iter__(self) -> Iterator[Any]:
+        from nbmodal._runtime.connection import place
+
+        connection = place(self.function.host, spec=self.function.spec)
+        pending = deque((i, 0) for i in range(len(self.inputs)))  # (input index, attempts so far)
+        results: dict[int, tuple[bool, Any]] = {}
+        next_to_yield = 0
+        not_before: dict[int, float] = {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="nbmodal-map") as pool:
+            in_flight: dict[Future, list[tuple[int, int]]] = {}
+            while pending or in_flight:
+                while pending and len(in_flight) < self.concurrency:
+                    batch = self._take_batch(pending, not_before)
+                    if not batch:
+                        break
+                    in_flight[pool.submit(self._run_batch, connection, batch)] = batch
+                self._draw(len(in_flight))
+                done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = in_flight.pop(future)
+                    for index, attempts, ok, value in self._outcomes(future, batch):
+                        if not ok and attempts < self.retries.max_retries:
+                            not_before[index] = time.monotonic() + self.retries.delay(attempts + 1)
+                            pending.append((index, attempts + 1))
+                            if self.progress:
+                                self.progress.retried += 1
+                            continue
+                        results[index] = (ok, value)
+                        if self.progress:
+                            self.progress.done += 1
+                            self.progress.failed += not ok
+                if self.order_outputs:
+                    while next_to_yield in results:
+                        yield self._deliver(results.pop(next_to_yield))
+                        next_to_yield += 1
+                else:
+                    for index in list(results):
+                        yield self._deliver(results.pop(index))
+        self._draw(0, final=True)
+        if self.output_tail:
+            print(f"[nbmodal] last lines of the map's output:\n" + "".join(self.output_tail), end="")
+
+    def _take_batch(self, pending: deque, not_before: dict[int, float]) -> list[tuple[int, int]]:
+        batch, now, skipped = [], time.monotonic(), []
+        while pending and len(batch) < self.batch_size:
+            index, attempts = pending.popleft()
+            if not_before.get(index, 0) > now:
+                skipped.append((index, attempts))
+                continue
+            batch.append((index, attempts))
+        pending.extendleft(reversed(skipped))
+        return batch
+
+    def _run_batch(self, connection, batch: list[tuple[int, int]]) -> list:
+        from nbmodal._runtime.execution import RunFollower
+        from nbmodal._runtime.transfer import BlobTransfer
+        from nbmodal.results import function_result, raise_for_state
+
+        client = connection.client()
+        transfer = BlobTransfer.for_connection(connection, client)
+        work = [(index, *self.inputs[index]) for index, _ in batch]
+        payload, payload_blob = transfer.pack((run_batch, (self.function.raw_f, work), {}))
+        request = pb.RunRequest(kind=pb.FUNCTION, label=f"{self.function.name}() × {len(work)}", payload=payload,
+                                payload_blob=payload_blob, spec=self.function.spec,
+                                timeout_s=self.function.timeout * len(work) if self.function.timeout else 0,
+                                cancel_grace_s=10, client_python=CLIENT_PYTHON)
+        sink = TailSink(self.output_tail)
+        finished = RunFollower(connection, sink, 10).start(request)
+        raise_for_state(finished)
+        return function_result(finished, transfer.fetch)
+
+    def _outcomes(self, future: Future, batch: list[tuple[int, int]]):
+        attempts = dict(batch)
+        try:
+            outcomes = future.result()
+        except (RunLostError, RemoteError, Exception) as exc:  # the batch's container died, or worse
+            for index, tries in batch:
+                yield index, tries, False, exc
+            return
+        for index, ok, value in outcomes:
+            yield index, attempts[index], ok, value
+
+    def _deliver(self, result: tuple[bool, Any]) -> Any:
+        ok, value = result
+        if ok:
+            return value
+        error = value if isinstance(value, BaseException) else _rebuild(value)
+        if self.return_exceptions:
+            return error
+        raise error
+
+    def _draw(self, running: int, final: bool = False) -> None:
+        if self.progress:
+            self.progress.running = running
+            self.progress.draw(final)
+
+
+def _rebuild(failure: tuple) -> BaseException:
+    from nbmodal.results import rebuild_exception
+
+    pickled, type_name, message, remote_traceback = failure
+    return rebuild_exception(pb.ErrorInfo(type_name=type_name, message=message, traceback=remote_traceback,
+                                          exception=pickled))
+
+
+class TailSink:
+    """Keeps the last lines of a map's output instead of flooding the cell."""
+
+    def __init__(self, tail: deque) -> None:
+        self.tail = tail
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def output(self, stream: int, data: bytes) -> None:
+        with self._lock:
+            *lines, self._partial = (self._partial + data.decode(errors="replace")).split("\n")
+            self.tail.extend(visible_line(line) + "\n" for line in lines)
+
+    def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._partial:
+                self.tail.append(visible_line(self._partial) + "\n")
+                self._partial = ""

@@ -1,0 +1,107 @@
+"""Fan-out: .map/.starmap/.for_each over warm containers, retries, lost containers, the sweep magic."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import nbmodal
+from kernels import kernel
+
+app = nbmodal.App("fanout")
+
+
+@app.function()
+def square(x):
+    return x * x
+
+
+@app.function()
+def add(a, b, scale=1):
+    return (a + b) * scale
+
+
+def test_map_in_order_and_as_completed():
+    assert list(square.map(range(50))) == [x * x for x in range(50)]
+    assert sorted(square.map(range(50), order_outputs=False)) == [x * x for x in range(50)]
+    assert list(add.map([1, 2], [10, 20])) == [11, 22]
+    assert list(add.starmap([(1, 2), (3, 4)], kwargs={"scale": 10})) == [30, 70]
+    assert list(square.map([])) == []
+
+
+def test_ten_thousand_inputs():
+    assert list(square.map(range(10_000))) == [x * x for x in range(10_000)]
+
+
+def test_return_exceptions_in_place_with_the_remote_traceback():
+    @app.function()
+    def picky(x):
+        if x == 3:
+            raise ValueError(f"three is bad ({x})")
+        return x
+
+    results = list(picky.map(range(6), return_exceptions=True))
+    assert results[:3] == [0, 1, 2] and results[4:] == [4, 5]
+    assert isinstance(results[3], ValueError) and "raise ValueError" in results[3].remote_traceback
+    with pytest.raises(ValueError, match="three is bad"):
+        list(picky.map(range(6)))
+
+
+def test_retries_until_success_counted_in_a_dict():
+    attempts = nbmodal.Dict.from_name("fanout-attempts", create_if_missing=True)
+    attempts.clear()
+
+    @app.function(retries=nbmodal.Retries(max_retries=3, initial_delay=0.05))
+    def fails_twice(x):
+        tries = attempts.get(x, 0) + 1
+        attempts[x] = tries
+        if tries <= 2:
+            raise RuntimeError(f"attempt {tries} of {x}")
+        return x
+
+    assert list(fails_twice.map(range(5))) == list(range(5))
+    assert dict(attempts.items()) == {x: 3 for x in range(5)}
+
+
+def test_a_container_killed_mid_map_loses_and_duplicates_nothing():
+    seen = nbmodal.Dict.from_name("fanout-killed", create_if_missing=True)
+    seen.clear()
+
+    @app.function(retries=2, max_containers=2)
+    def sometimes_dies(x):
+        import os
+        import signal
+
+        if x == 7 and not seen.get("killed"):
+            seen["killed"] = True
+            os.kill(os.getpid(), signal.SIGKILL)  # the whole container goes, mid-batch
+        return x
+
+    results = list(sometimes_dies.map(range(40)))
+    assert results == list(range(40)) and seen["killed"]
+
+
+def test_for_each_and_a_sweep_cell(tmp_path):
+    hits = nbmodal.Queue.from_name("fanout-hits", create_if_missing=True)
+    hits.clear()
+
+    @app.function()
+    def record(x):
+        hits.put(x)
+
+    record.for_each(range(10))
+    assert sorted(hits.get_many(20)) == list(range(10))
+
+    with kernel(tmp_path) as k:
+        k.execute("lrs = [0.1, 0.01, 0.001]\nsteps = 10")
+        sweep = k.execute(textwrap.dedent("""
+            %%remote map=lr:lrs
+            loss = round(1 / (lr * steps), 3)
+            print("trained with", lr)
+        """))
+        assert sweep["error"] is None, sweep
+        assert "── lr=0.1: succeeded" in sweep["stdout"] and "trained with 0.001" in sweep["stdout"]
+        assert k.execute("print(loss)")["stdout"].strip() == "[1.0, 10.0, 100.0]"
+        bad = k.execute("%%remote map=lr:nothing\n1")
+        assert "the notebook has no 'nothing'" in bad["stderr"]
