@@ -65,6 +65,10 @@ QUICK = Counts(rtt_warmup=10, rtt_calls=200, cell_warmup=3, cell_calls=20, cold_
 
 # ---- remote-side functions: defined in __main__ so that they travel by value,
 # ---- as the peers' do. They are wrapped with app.function() once nbmodal is imported.
+def same(x):
+    return x
+
+
 def trivial():
     return 1
 
@@ -232,6 +236,24 @@ def measure_rtt(fns: dict, counts: Counts) -> dict:
             # drift over the run (e.g. per-run state the agent keeps): first vs last quarter
             "rtt_p50_first_quarter_ms": C.r(C.pct(ms[:quarter], 50)),
             "rtt_p50_last_quarter_ms": C.r(C.pct(ms[-quarter:], 50))}
+
+
+def measure_map(fns: dict) -> dict:
+    """``same.map(range(10000))`` as the peers' map: 10,000 divided by the wall time; median of up
+    to 3 runs, none started after 20 s of map time. ``map_per_input_us`` is its inverse."""
+    samples, spent = [], 0.0
+    for _ in range(3):
+        if spent > 20:
+            break
+        started = time.perf_counter()
+        out = list(fns["same"].map(range(10_000)))
+        elapsed = time.perf_counter() - started
+        assert out == list(range(10_000))
+        samples.append(10_000 / elapsed)
+        spent += elapsed
+    rate = C.median(samples)
+    return {"map_tasks_per_s": C.r(rate, 1), "map_tasks_per_s_samples": [C.r(x, 1) for x in samples],
+            "map_per_input_us": C.r(1e6 / rate, 1)}
 
 
 # ---------------------------------------------------------------------------
@@ -543,10 +565,11 @@ def bench(counts: Counts, quick: bool) -> None:
         res["versions"] = C.versions(VERSION_PKGS)
         res["source"] = source_fingerprint()
         app = nbmodal.App("bench")
-        fns = {f.__name__: app.function()(f) for f in (trivial, ident, printer)}
+        fns = {f.__name__: app.function()(f) for f in (trivial, ident, printer, same)}
         assert fns["trivial"].remote() == 1  # starts this run's agent
         res["agent_pid"] = get_client().address.pid
         run_section("rtt", lambda: measure_rtt(fns, counts), res, errors)
+        run_section("map", lambda: measure_map(fns), res, errors)
         run_section("cells", lambda: measure_cells(counts, os.path.join(workdir, "kernel")), res, errors)
         run_section("containers", lambda: measure_containers(counts), res, errors)
         run_section("stream", lambda: measure_stream(fns, counts), res, errors)

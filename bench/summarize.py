@@ -27,8 +27,10 @@ COMMON_ROWS = [
     ("array_roundtrip_gbps", "256 MiB array round trip, GB/s (median of 5)", HIGHER),
     ("array_roundtrip_best_gbps", "256 MiB array round trip, GB/s (best of 5)", HIGHER),
     ("cold_start_s", "cold start, s (median of 3)", LOWER),
+    ("map_tasks_per_s", "map of 10,000 trivial inputs, tasks/s", HIGHER),
 ]
 NBMODAL_ROWS = [
+    ("map_per_input_us", "map: amortized cost per input, µs"),
     ("cell_warm_ms_p50", "warm empty `%%remote` cell, p50, ms"),
     ("cell_warm_ms_p99", "warm empty `%%remote` cell, p99, ms"),
     ("cell_local_baseline_ms_p50", "local `pass` cell (same kernel), p50, ms"),
