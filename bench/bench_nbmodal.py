@@ -354,6 +354,9 @@ class _NullSink:
     def display(self, data, metadata, execute_result):
         pass
 
+    def item(self, item):
+        pass
+
     def notice(self, text):
         C.log(f"[nbmodal] notice: {text}")
 

@@ -18,6 +18,7 @@ or, from Python::
 
 from nbmodal._runtime.fanout import Retries
 from nbmodal.app import App, Function, FunctionCall
+from nbmodal.cls import enter, exit, method, parameter
 from nbmodal.dict import Dict
 from nbmodal.exceptions import (
     AgentError,
@@ -39,7 +40,7 @@ __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
     "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "Retries", "Volume",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
-    "load_ipython_extension",
+    "enter", "exit", "method", "parameter", "load_ipython_extension",
 ]
 
 

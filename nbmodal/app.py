@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from nbmodal import serialization
 from nbmodal._runtime.client import CLIENT_PYTHON
 from nbmodal._runtime.connection import locate_run, place, run_hosts
 from nbmodal._runtime.execution import RunFollower
@@ -90,6 +93,19 @@ class App:
 
         return wrap(_fn) if _fn is not None else wrap
 
+    def cls(self, _cls: type | None = None, **options: Any) -> Any:
+        """Decorate a class whose instances live in warm containers (see ``nbmodal.cls``).
+
+        Takes the same options as ``function``: ``gpu``, ``volumes``, ``host``, ``timeout``,
+        ``retries``, ``max_containers``.
+        """
+        from nbmodal.cls import Cls
+
+        def wrap(user_cls: type) -> Cls:
+            return Cls(user_cls, options)
+
+        return wrap(_cls) if _cls is not None else wrap
+
     @contextlib.contextmanager
     def run(self) -> Iterator[App]:
         """Accepted for Modal code; functions here need no ephemeral app."""
@@ -134,6 +150,50 @@ class Function(Generic[P, R]):
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
 
+    def remote_gen(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[Any]:
+        """Call a generator function on the agent; its items stream back as they are produced.
+
+        Example::
+
+            for step, loss in train_steps.remote_gen(cfg):
+                print(step, loss)
+        """
+        connection = place(self.host, spec=self.spec)
+        client = connection.client()
+        check_python_versions(client)
+        transfer = BlobTransfer.for_connection(connection, client)
+        request = self._request(transfer, args, kwargs, detach=False)
+        request.generator = True
+        events: queue.Queue = queue.Queue()
+        follower = RunFollower(connection, _QueueSink(events), DEFAULT_CANCEL_GRACE_S)
+        outcome: dict[str, Any] = {}
+
+        def follow() -> None:
+            try:
+                outcome["finished"] = follower.start(request)
+            except BaseException as exc:  # reported in the caller's thread
+                outcome["error"] = exc
+            events.put(None)
+
+        threading.Thread(target=follow, name=f"nbmodal-gen-{self.name}", daemon=True).start()
+        sink = default_sink()
+        try:
+            while (event := events.get()) is not None:
+                kind, payload = event
+                if kind == "item":
+                    yield transfer.fetch(payload.blob) if payload.blob else serialization.loads(payload.value)
+                else:
+                    getattr(sink, kind)(*payload)
+        except (KeyboardInterrupt, GeneratorExit):
+            if follower.run_id:
+                client.cancel(follower.run_id)  # the consumer stopped: so does the generator
+            raise
+        finally:
+            sink.close()
+        if "error" in outcome:
+            raise outcome["error"]
+        raise_for_state(outcome["finished"])
+
     def map(self, *iterables: Any, order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[R]:
         """Call the function on each set of arguments, in parallel containers; yields results.
 
@@ -175,6 +235,28 @@ class Function(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<nbmodal.Function {self.name}>"
+
+
+class _QueueSink:
+    """Hands a run's events to the thread that consumes a generator's items."""
+
+    def __init__(self, events: queue.Queue) -> None:
+        self.events = events
+
+    def output(self, stream: int, data: bytes) -> None:
+        self.events.put(("output", (stream, data)))
+
+    def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
+        self.events.put(("display", (data, metadata, execute_result)))
+
+    def notice(self, text: str) -> None:
+        self.events.put(("notice", (text,)))
+
+    def item(self, item: pb.Item) -> None:
+        self.events.put(("item", item))
+
+    def close(self) -> None:
+        pass
 
 
 class FunctionCall(Generic[R]):

@@ -23,6 +23,7 @@ class OutputSink(Protocol):
     def output(self, stream: int, data: bytes) -> None: ...
     def display(self, data: dict, metadata: dict, execute_result: bool) -> None: ...
     def notice(self, text: str) -> None: ...
+    def item(self, item: pb.Item) -> None: ...
     def close(self) -> None: ...
 
 
@@ -119,6 +120,9 @@ class StreamSink:
         self._flush_lines()
         sys.stderr.write(f"[nbmodal] {text}\n")
         sys.stderr.flush()
+
+    def item(self, item: pb.Item) -> None:
+        pass  # a generator's items are consumed by Function.remote_gen, not shown
 
     def close(self) -> None:
         for stream, decoder in self._decoders.items():

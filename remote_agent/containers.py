@@ -144,7 +144,8 @@ class Container:
             run_id=run.id, kind=request.kind, payload=request.payload, code=request.code,
             filename=request.filename, first_line=request.first_line, timeout_s=request.timeout_s,
             keep_namespace=bool(self.session), max_result_bytes=request.max_result_bytes,
-            client_python=request.client_python, cwd=request.cwd, payload_path=payload_path)))
+            client_python=request.client_python, cwd=request.cwd, payload_path=payload_path,
+            generator=request.generator)))
         request.ClearField("payload")  # the container has it; don't hold it for the run's lifetime
         await self._writer.drain()
         try:
@@ -176,6 +177,12 @@ class Container:
         """KeyboardInterrupt in the running code (and SIGINT to its children)."""
         self._signal_group(signal.SIGINT, self.worker_pid or self.pid)
 
+    def retire(self, grace_s: float = 5.0) -> None:
+        """Stop an idle container gently: it sees its socket close, runs exit hooks, exits (else killed)."""
+        if self._writer is not None:
+            self._writer.close()
+        asyncio.get_running_loop().call_later(grace_s, self.kill)
+
     def kill(self) -> None:
         self.killed_by_agent = True
         self._signal_group(signal.SIGKILL, self.worker_pid or self.pid)
@@ -204,6 +211,8 @@ class Container:
                 self.run.emit(output=message.output)
             elif kind == "display" and self.run is not None:
                 self.run.emit(display=message.display)
+            elif kind == "item" and self.run is not None:
+                self.run.emit(item=message.item)
             elif kind == "finished" and self._finished is not None and not self._finished.done():
                 self._finished.set_result(message.finished)
             elif kind == "fetched" and self._fetched is not None and not self._fetched.done():
@@ -480,7 +489,7 @@ class ContainerPool:
                     if now - container.idle_since >= self.scaledown_window_s:
                         log.info("scaling down idle container %s", container.id)
                         containers.remove(container)
-                        container.kill()
+                        container.retire()
 
     async def shutdown(self) -> None:
         if self._reaper:
@@ -490,7 +499,10 @@ class ContainerPool:
                 task.cancel()
         containers = list(self._containers.values())
         for container in containers:
-            container.kill()
+            if container.run is None:
+                container.retire(grace_s=3.0)
+            else:
+                container.kill()
         for container in containers:
             if container.process is not None:
                 await container.wait_exited()

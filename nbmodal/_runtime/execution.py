@@ -103,6 +103,8 @@ class RunFollower:
                                   event.display.execute_result)
             elif kind == "notice":
                 self.sink.notice(event.notice.text)
+            elif kind == "item":
+                self.sink.item(event.item)
             elif kind == "finished":
                 return event.finished
         return None

@@ -208,6 +208,9 @@ class TailSink:
     def notice(self, text: str) -> None:
         pass
 
+    def item(self, item) -> None:
+        pass
+
     def close(self) -> None:
         with self._lock:
             if self._partial:

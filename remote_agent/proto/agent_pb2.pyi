@@ -324,7 +324,7 @@ class VolumeMount(_message.Message):
     def __init__(self, volume: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd", "run_id", "payload_blob")
+    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd", "run_id", "payload_blob", "generator")
     KIND_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +341,7 @@ class RunRequest(_message.Message):
     CWD_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_BLOB_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     kind: RunKind
     label: str
     payload: bytes
@@ -357,10 +358,11 @@ class RunRequest(_message.Message):
     cwd: str
     run_id: str
     payload_blob: str
-    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ..., payload_blob: _Optional[str] = ...) -> None: ...
+    generator: bool
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ..., payload_blob: _Optional[str] = ..., generator: _Optional[bool] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice")
+    __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice", "item")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +370,7 @@ class RunEvent(_message.Message):
     DISPLAY_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: float
     started: RunStarted
@@ -375,7 +378,16 @@ class RunEvent(_message.Message):
     display: Display
     finished: RunFinished
     notice: Notice
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
+    item: Item
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
+
+class Item(_message.Message):
+    __slots__ = ("value", "blob")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BLOB_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    blob: str
+    def __init__(self, value: _Optional[bytes] = ..., blob: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("run_id",)
@@ -663,7 +675,7 @@ class GpuList(_message.Message):
     def __init__(self, gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ...) -> None: ...
 
 class Execute(_message.Message):
-    __slots__ = ("run_id", "kind", "payload", "code", "filename", "first_line", "timeout_s", "keep_namespace", "max_result_bytes", "client_python", "cwd", "payload_path")
+    __slots__ = ("run_id", "kind", "payload", "code", "filename", "first_line", "timeout_s", "keep_namespace", "max_result_bytes", "client_python", "cwd", "payload_path", "generator")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -676,6 +688,7 @@ class Execute(_message.Message):
     CLIENT_PYTHON_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_PATH_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     kind: RunKind
     payload: bytes
@@ -688,7 +701,8 @@ class Execute(_message.Message):
     client_python: str
     cwd: str
     payload_path: str
-    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., timeout_s: _Optional[float] = ..., keep_namespace: _Optional[bool] = ..., max_result_bytes: _Optional[int] = ..., client_python: _Optional[str] = ..., cwd: _Optional[str] = ..., payload_path: _Optional[str] = ...) -> None: ...
+    generator: bool
+    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., timeout_s: _Optional[float] = ..., keep_namespace: _Optional[bool] = ..., max_result_bytes: _Optional[int] = ..., client_python: _Optional[str] = ..., cwd: _Optional[str] = ..., payload_path: _Optional[str] = ..., generator: _Optional[bool] = ...) -> None: ...
 
 class FetchValue(_message.Message):
     __slots__ = ("name",)
@@ -713,15 +727,17 @@ class ContainerReady(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., python: _Optional[str] = ...) -> None: ...
 
 class FromContainer(_message.Message):
-    __slots__ = ("ready", "output", "display", "finished", "fetched")
+    __slots__ = ("ready", "output", "display", "finished", "fetched", "item")
     READY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     FETCHED_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
     ready: ContainerReady
     output: Output
     display: Display
     finished: RunFinished
     fetched: FetchValueReply
-    def __init__(self, ready: _Optional[_Union[ContainerReady, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., fetched: _Optional[_Union[FetchValueReply, _Mapping]] = ...) -> None: ...
+    item: Item
+    def __init__(self, ready: _Optional[_Union[ContainerReady, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., fetched: _Optional[_Union[FetchValueReply, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...

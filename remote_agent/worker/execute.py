@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,12 @@ class Interrupts:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts) -> pb.RunFinished:
-    """Run one request; every outcome, including errors, is a RunFinished."""
+def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts,
+            emit_item: Callable[[pb.Item], None] | None = None) -> pb.RunFinished:
+    """Run one request; every outcome, including errors, is a RunFinished.
+
+    A generator function's items go to ``emit_item`` as they are produced.
+    """
     if request.client_python and request.client_python != PYTHON_VERSION:
         return _outcome_of(
             RuntimeError(
@@ -98,7 +103,7 @@ def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts
     try:
         if request.kind == pb.CELL:
             return _run_cell(request, session, interrupts)
-        return _run_function(request, interrupts)
+        return _run_function(request, interrupts, emit_item)
     except BaseException as exc:  # user code, unpickling or packing failed
         return _outcome_of(exc, request.timeout_s)
 
@@ -167,11 +172,17 @@ def _pack_values(finished: pb.RunFinished, namespace: dict[str, Any], names: lis
             finished.values[name] = encoded.inline
 
 
-def _run_function(request: pb.Execute, interrupts: Interrupts) -> pb.RunFinished:
+def _run_function(request: pb.Execute, interrupts: Interrupts,
+                  emit_item: Callable[[pb.Item], None] | None) -> pb.RunFinished:
     function, args, kwargs = _load_payload(request)
     interrupts.start(request.timeout_s)
     try:
         result = function(*args, **kwargs)
+        if request.generator:
+            for item in result:  # the generator's own code runs here, under the same interrupts
+                encoded = blobs.encode(item, _dumps)
+                emit_item(pb.Item(blob=_store_blob(encoded)) if encoded.is_blob else pb.Item(value=encoded.inline))
+            return pb.RunFinished(state=pb.SUCCEEDED)
     finally:
         interrupts.stop()
     try:

@@ -21,6 +21,7 @@ import threading
 from remote_agent.frames import FrameSocket
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.worker import display
+from remote_agent.worker.classes import run_exit_hooks
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
 from remote_agent.worker.output import FdCapture
 
@@ -56,7 +57,8 @@ def main() -> None:
     interrupts = Interrupts()
     session = Session() if args.session else None
 
-    threading.Thread(target=_exit_with_agent, args=(args.fd,), name="agent-watch", daemon=True).start()
+    busy = threading.Event()  # a run is executing on the main thread
+    threading.Thread(target=_exit_with_agent, args=(args.fd, busy), name="agent-watch", daemon=True).start()
     channel.send(pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)))
     log.info("ready (pid %d, python %s)", os.getpid(), PYTHON_VERSION)
 
@@ -64,20 +66,29 @@ def main() -> None:
         message = channel.receive(pb.ToContainer)
         if message is None:
             log.info("agent closed the channel; exiting")
+            run_exit_hooks()
             os._exit(0)  # without waiting for threads the user's code left behind
         if message.HasField("execute"):
+            busy.set()
             request = message.execute
-            finished = execute(request, session, interrupts)
+            finished = execute(request, session, interrupts, emit_item=lambda item: (
+                capture.sync(), channel.send(pb.FromContainer(item=item))))
             capture.sync()
             channel.send(pb.FromContainer(finished=finished))
+            busy.clear()
         elif message.HasField("fetch_value"):
             channel.send(pb.FromContainer(fetched=fetch_value(session, message.fetch_value.name)))
 
 
-def _exit_with_agent(fd: int) -> None:
-    """While user code runs, nobody reads the socket: notice the agent going away."""
+def _exit_with_agent(fd: int, busy: threading.Event) -> None:
+    """While user code runs, nobody reads the socket: notice the agent going away.
+
+    An idle container's main loop sees the socket close itself, and runs the
+    classes' exit hooks before it exits.
+    """
     poller = select.poll()
     poller.register(fd, select.POLLRDHUP)
     poller.poll()
-    log.info("agent went away; exiting")
-    os._exit(0)
+    if busy.is_set():
+        log.info("agent went away during a run; exiting")
+        os._exit(0)
