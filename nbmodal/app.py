@@ -73,7 +73,7 @@ class App:
     def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
-                 max_containers: int | None = None) -> Any:
+                 max_containers: int | None = None, scaledown_window: float | None = None) -> Any:
         """Decorate a function so that ``.remote()`` runs it on an agent (and ``.map()`` fans it out).
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
@@ -82,12 +82,13 @@ class App:
         a list of fallbacks in order of preference. ``volumes`` mounts volumes:
         ``{"/ckpt": nbmodal.Volume.from_name("ckpt")}`` (or the volume's name).
         ``retries`` (an int or ``nbmodal.Retries``) retries failed inputs of a map;
-        ``max_containers`` caps how many containers a map uses at once.
+        ``max_containers`` caps how many containers a map uses at once;
+        ``scaledown_window`` is how many seconds its idle containers stay warm.
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
             function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes,
-                                retries=retries, max_containers=max_containers)
+                                retries=retries, max_containers=max_containers, scaledown_window=scaledown_window)
             self.registered_functions[function.name] = function
             return function
 
@@ -116,7 +117,7 @@ class Function(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
-                 max_containers: int | None = None) -> None:
+                 max_containers: int | None = None, scaledown_window: float | None = None) -> None:
         self.raw_f = fn
         self.host = host
         self.retries = retries
@@ -126,6 +127,7 @@ class Function(Generic[P, R]):
         mounts = {check_mount_path(getattr(v, "name", v), path): getattr(v, "name", v)
                   for path, v in (volumes or {}).items()}
         self.spec = container_spec(self.gpu, mounts)
+        self.spec.scaledown_window_s = scaledown_window or 0.0
         self.app = app
         self.timeout = timeout or 0.0
         self.name = name or getattr(fn, "__qualname__", repr(fn))

@@ -482,11 +482,12 @@ class ContainerPool:
 
     async def _reap_idle_forever(self) -> None:
         while True:
-            await asyncio.sleep(min(5.0, max(self.scaledown_window_s / 4, 0.2)))
+            await asyncio.sleep(1.0)
             now = time.time()
             for containers in self._idle.values():
                 for container in list(containers):
-                    if now - container.idle_since >= self.scaledown_window_s:
+                    window = container.spec.scaledown_window_s or self.scaledown_window_s
+                    if now - container.idle_since >= window:
                         log.info("scaling down idle container %s", container.id)
                         containers.remove(container)
                         container.retire()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -105,3 +106,21 @@ def test_for_each_and_a_sweep_cell(tmp_path):
         assert k.execute("print(loss)")["stdout"].strip() == "[1.0, 10.0, 100.0]"
         bad = k.execute("%%remote map=lr:nothing\n1")
         assert "the notebook has no 'nothing'" in bad["stderr"]
+
+
+def test_scaledown_window_per_function():
+    from nbmodal._runtime.connection import get_client
+
+    @app.function(scaledown_window=1)
+    def quick():
+        import os
+
+        return os.getpid()
+
+    pid = quick.remote()
+    client = get_client()
+    assert any(c.pid == pid for c in client.list_containers())
+    deadline = time.monotonic() + 15
+    while any(c.pid == pid for c in client.list_containers()):
+        assert time.monotonic() < deadline, "the idle container outlived its 1 s window"
+        time.sleep(0.2)

@@ -426,3 +426,17 @@ def test_dicts_and_queues_live_on_a_host_and_work_inside_its_containers(configur
     assert dict(results.items()) == {1: 1, 2: 4, 3: 9}
     with pytest.raises(nbmodal.NotFoundError):
         nbmodal.Dict.from_name("sweep", host="beta")  # each host has its own
+
+
+def test_a_map_fans_out_across_both_hosts(configured):
+    @nbmodal.App("ssh-tests").function(max_containers=4)
+    def where(x):
+        import os
+        import time
+
+        time.sleep(0.05)
+        return x, os.environ["HOME"]
+
+    results = list(where.map(range(40)))
+    assert [x for x, _ in results] == list(range(40))
+    assert {home for _, home in results} == {str(configured.alpha.home), str(configured.beta.home)}

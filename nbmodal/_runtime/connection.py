@@ -270,6 +270,31 @@ def place(host: str | None, session: str = "", spec=None) -> LocalConnection | H
     raise HostError("no configured host is reachable:\n  " + "\n  ".join(problems))
 
 
+def spread(host: str | None, spec=None) -> list[LocalConnection | HostConnection]:
+    """Every connection a map may use: ``host``; else the local agent when no hosts are configured;
+    else each reachable host that can run the spec (a gpu= spec: one with the cards)."""
+    if host:
+        return [connection(host)]
+    hosts = list(load_hosts())
+    if not hosts:
+        return [connection(LOCAL)]
+    options = parse_gpu_request(spec.gpu) if spec is not None and spec.gpu else []
+    usable = []
+    for name in hosts:
+        conn = connection(name)
+        try:
+            client = conn.client()
+        except HostError as exc:
+            log.info("map: host %s is unreachable (%s)", name, exc)
+            continue
+        if options:
+            cards = [Gpu(g.index, g.uuid, g.name, g.memory_total) for g in client.list_gpus()]
+            if not _fits(options, cards):
+                continue
+        usable.append(conn)
+    return usable or [place(None, spec=spec)]  # nothing fits: place() says why
+
+
 def _fits(options, cards) -> bool:
     return any(sum(gpu_matches(option, card) for card in cards) >= option.count for option in options)
 

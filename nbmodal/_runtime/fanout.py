@@ -85,9 +85,10 @@ class MapRunner:
         self.output_tail: deque[str] = deque(maxlen=20)
 
     def __iter__(self) -> Iterator[Any]:
-        from nbmodal._runtime.connection import place
+        from nbmodal._runtime.connection import spread
 
-        connection = place(self.function.host, spec=self.function.spec)
+        connections = spread(self.function.host, self.function.spec)
+        busy = {conn.name: 0 for conn in connections}  # batches in flight per host
         pending = deque((i, 0) for i in range(len(self.inputs)))  # (input index, attempts so far)
         results: dict[int, tuple[bool, Any]] = {}
         next_to_yield = 0
@@ -99,7 +100,11 @@ class MapRunner:
                     batch = self._take_batch(pending, not_before)
                     if not batch:
                         break
-                    in_flight[pool.submit(self._run_batch, connection, batch)] = batch
+                    connection = min(connections, key=lambda c: busy[c.name])  # the least busy host
+                    busy[connection.name] += 1
+                    future = pool.submit(self._run_batch, connection, batch)
+                    future.add_done_callback(lambda _, name=connection.name: busy.__setitem__(name, busy[name] - 1))
+                    in_flight[future] = batch
                 self._draw(len(in_flight))
                 done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
                 for future in done:

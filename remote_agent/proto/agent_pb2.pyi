@@ -295,7 +295,7 @@ class HelloReply(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., agent_version: _Optional[str] = ..., container_python: _Optional[str] = ..., pid: _Optional[int] = ..., hostname: _Optional[str] = ..., state_dir: _Optional[str] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "gpu", "volumes", "env", "workdir")
+    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -308,12 +308,14 @@ class ContainerSpec(_message.Message):
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    SCALEDOWN_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
     image: str
     gpu: str
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
     env: _containers.ScalarMap[str, str]
     workdir: str
-    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ...) -> None: ...
+    scaledown_window_s: float
+    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("volume", "path")
