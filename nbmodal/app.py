@@ -73,7 +73,8 @@ class App:
     def function(self, _fn: Callable | None = None, *, timeout: float | None = None,
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
-                 max_containers: int | None = None, scaledown_window: float | None = None) -> Any:
+                 max_containers: int | None = None, scaledown_window: float | None = None,
+                 min_containers: int = 0, buffer_containers: int = 0) -> Any:
         """Decorate a function so that ``.remote()`` runs it on an agent (and ``.map()`` fans it out).
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
@@ -83,12 +84,15 @@ class App:
         ``{"/ckpt": nbmodal.Volume.from_name("ckpt")}`` (or the volume's name).
         ``retries`` (an int or ``nbmodal.Retries``) retries failed inputs of a map;
         ``max_containers`` caps how many containers a map uses at once;
-        ``scaledown_window`` is how many seconds its idle containers stay warm.
+        ``scaledown_window`` is how many seconds its idle containers stay warm;
+        ``min_containers`` keeps that many up once it has run; ``buffer_containers``
+        keeps that many idle ones ready while it is in use.
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
             function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes,
-                                retries=retries, max_containers=max_containers, scaledown_window=scaledown_window)
+                                retries=retries, max_containers=max_containers, scaledown_window=scaledown_window,
+                                min_containers=min_containers, buffer_containers=buffer_containers)
             self.registered_functions[function.name] = function
             return function
 
@@ -117,7 +121,8 @@ class Function(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], app: App | None = None, *, timeout: float | None = None,
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
-                 max_containers: int | None = None, scaledown_window: float | None = None) -> None:
+                 max_containers: int | None = None, scaledown_window: float | None = None,
+                 min_containers: int = 0, buffer_containers: int = 0) -> None:
         self.raw_f = fn
         self.host = host
         self.retries = retries
@@ -128,6 +133,7 @@ class Function(Generic[P, R]):
                   for path, v in (volumes or {}).items()}
         self.spec = container_spec(self.gpu, mounts)
         self.spec.scaledown_window_s = scaledown_window or 0.0
+        self.spec.min_containers, self.spec.buffer_containers = min_containers, buffer_containers
         self.app = app
         self.timeout = timeout or 0.0
         self.name = name or getattr(fn, "__qualname__", repr(fn))

@@ -65,6 +65,7 @@ class Agent:
             raise Draining("this agent is handing over to a newer version; start the run again")
         run = self.runs.create(request)
         run.emit(started=pb.RunStarted(run_id=run.id))
+        self.pool.note_spec(request.spec)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
         log.debug("run %s accepted: %s", run.id, request.label[:80])
         return run
@@ -178,7 +179,12 @@ class Agent:
     def container_infos(self) -> list[pb.ContainerInfo]:
         infos = []
         for container in self.pool.containers():
-            state = "busy" if container.run is not None else "idle" if container.alive else "starting"
+            if container.run is not None:
+                state = "busy"
+            elif self.pool.is_idle(container) or (container.session and container.alive):
+                state = "idle"
+            else:  # being started, or handed to a run that hasn't begun
+                state = "starting" if container.alive or container.process is None else "exited"
             infos.append(pb.ContainerInfo(
                 container_id=container.id, pid=container.pid, spec=container.spec, state=state,
                 session=container.session, run_id=container.run.id if container.run else "",

@@ -276,6 +276,7 @@ class ContainerPool:
         self._containers: dict[str, Container] = {}
         self._sessions: dict[str, _SessionSlot] = {}
         self._counter = 0
+        self._standing: dict[bytes, pb.ContainerSpec] = {}  # specs with min/buffer containers
         self._watchers: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
 
@@ -486,11 +487,44 @@ class ContainerPool:
             now = time.time()
             for containers in self._idle.values():
                 for container in list(containers):
-                    window = container.spec.scaledown_window_s or self.scaledown_window_s
-                    if now - container.idle_since >= window:
+                    spec = container.spec
+                    window = spec.scaledown_window_s or self.scaledown_window_s
+                    buffer = spec.buffer_containers if self._in_use(spec) else 0
+                    if (now - container.idle_since >= window and self._count(spec) > spec.min_containers
+                            and self._count(spec, idle_only=True) > buffer):
                         log.info("scaling down idle container %s", container.id)
                         containers.remove(container)
                         container.retire()
+            self._keep_minimums()
+
+    def _count(self, spec: pb.ContainerSpec, idle_only: bool = False) -> int:
+        key = spec_key(spec)
+        if idle_only:
+            return len(self._idle.get(key, []))
+        return sum(1 for c in self._containers.values() if spec_key(c.spec) == key and not c.session) + \
+            len(self._starting.get(key, []))
+
+    def _in_use(self, spec: pb.ContainerSpec) -> bool:
+        key = spec_key(spec)
+        return any(c.run is not None and spec_key(c.spec) == key for c in self._containers.values())
+
+    def note_spec(self, spec: pb.ContainerSpec) -> None:
+        """Remember a spec that asks for standing containers, and start them now."""
+        if spec.min_containers or spec.buffer_containers:
+            self._standing[spec_key(spec)] = spec
+            self._keep_minimums()
+
+    def _keep_minimums(self) -> None:
+        """Start containers for specs below min_containers, or (in use) short of their idle buffer."""
+        for key, spec in self._standing.items():
+            missing = spec.min_containers - self._count(spec)
+            if self._in_use(spec):
+                missing = max(missing, spec.buffer_containers - self._count(spec, idle_only=True)
+                              - len(self._starting.get(key, [])))
+            for _ in range(max(0, missing)):
+                if spec.gpu:
+                    break  # GPU containers start when a run gets cards, never speculatively
+                self.prewarm(spec)
 
     async def shutdown(self) -> None:
         if self._reaper:

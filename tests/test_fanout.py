@@ -124,3 +124,44 @@ def test_scaledown_window_per_function():
     while any(c.pid == pid for c in client.list_containers()):
         assert time.monotonic() < deadline, "the idle container outlived its 1 s window"
         time.sleep(0.2)
+
+
+def test_min_containers_stay_up():
+    from nbmodal._runtime.connection import get_client
+
+    @app.function(min_containers=2, scaledown_window=1)
+    def standing():
+        return 1
+
+    standing.remote()
+    client = get_client()
+    spec = standing.spec
+
+    def count():
+        return sum(1 for c in client.list_containers() if c.spec == spec)
+
+    deadline = time.monotonic() + 15
+    while count() < 2:
+        assert time.monotonic() < deadline, "min_containers were not started"
+        time.sleep(0.2)
+    time.sleep(3)  # past the scale-down window: still two
+    assert count() == 2
+
+
+def test_buffer_containers_wait_idle_while_the_function_is_in_use():
+    from nbmodal._runtime.connection import get_client
+
+    @app.function(buffer_containers=1, scaledown_window=1)
+    def busy(seconds):
+        import time
+
+        time.sleep(seconds)
+
+    call = busy.spawn(6)
+    client = get_client()
+    deadline = time.monotonic() + 5
+    while not any(c.spec == busy.spec and c.state == "idle" for c in client.list_containers()):
+        assert time.monotonic() < deadline, "no idle buffer container while the function ran"
+        time.sleep(0.2)
+    assert any(c.spec == busy.spec and c.state == "busy" for c in client.list_containers())
+    call.get(timeout=30)
