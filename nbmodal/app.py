@@ -218,6 +218,28 @@ class Function(Generic[P, R]):
         inputs = [(tuple(args), dict(kwargs or {})) for args in input_iterator]
         return iter(MapRunner(self, inputs, order_outputs, return_exceptions))
 
+    def spawn_map(self, *iterables: Any) -> None:
+        """Start the function on each input and return at once; the runs belong to the agent (they go
+        on if this kernel stops). Use it for effects (write to a Volume, a Dict, a Queue)."""
+        from remote_agent.worker.batch import run_batch
+
+        inputs = [(index, args, {}) for index, args in enumerate(zip(*iterables))]
+        if not inputs:
+            return
+        connection = place(self.host, spec=self.spec)
+        client = connection.client()
+        check_python_versions(client)
+        transfer = BlobTransfer.for_connection(connection, client)
+        batches = min(len(inputs), self.max_containers or 8)  # at most that many containers at once
+        for part in range(batches):
+            chunk = inputs[part::batches]
+            payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk), {}))
+            info = client.submit(pb.RunRequest(
+                kind=pb.FUNCTION, label=f"{self.name}() × {len(chunk)}", payload=payload,
+                payload_blob=payload_blob, spec=self.spec, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
+                detach=True, client_python=CLIENT_PYTHON))
+            run_hosts[info.run_id] = connection.name
+
     def for_each(self, *iterables: Any, ignore_exceptions: bool = False) -> None:
         """Run the function on each input for its effects; waits for all of them."""
         for _ in self.map(*iterables, order_outputs=False, return_exceptions=ignore_exceptions):

@@ -165,3 +165,23 @@ def test_buffer_containers_wait_idle_while_the_function_is_in_use():
         time.sleep(0.2)
     assert any(c.spec == busy.spec and c.state == "busy" for c in client.list_containers())
     call.get(timeout=30)
+
+
+def test_spawn_map_returns_at_once_and_its_runs_do_the_work():
+    done = nbmodal.Queue.from_name("fanout-spawned", create_if_missing=True)
+    done.clear()
+
+    @app.function(max_containers=3)
+    def work(x):
+        import time
+
+        time.sleep(0.2)
+        done.put(x)
+
+    started = time.monotonic()
+    assert work.spawn_map(range(12)) is None
+    assert time.monotonic() - started < 2  # didn't wait for 12 × 0.2 s of work
+    got = []
+    while len(got) < 12:
+        got += done.get_many(12, timeout=30)
+    assert sorted(got) == list(range(12))
