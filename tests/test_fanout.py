@@ -106,6 +106,12 @@ def test_for_each_and_a_sweep_cell(tmp_path):
         assert k.execute("print(loss)")["stdout"].strip() == "[1.0, 10.0, 100.0]"
         bad = k.execute("%%remote map=lr:nothing\n1")
         assert "the notebook has no 'nothing'" in bad["stderr"]
+        # A map in a notebook shows a progress widget rather than lines of text.
+        shown = k.execute("import nbmodal\n@nbmodal.App('nb').function()\ndef cube(x):\n    return x ** 3\n"
+                          "print(list(cube.map(range(5))))")
+        assert shown["stdout"].strip() == "[0, 1, 8, 27, 64]"
+        assert any("application/vnd.jupyter.widget-view+json" in d for d in shown["data"]), shown
+        assert "done" not in shown["stderr"]
 
 
 def test_scaledown_window_per_function():

@@ -55,20 +55,49 @@ class Retries:
 
 
 class _Progress:
-    """done/total, failures, rate, ETA and containers in use, as one redrawn line on stderr."""
+    """done/total, failures, rate, ETA and containers in use: a widget in a notebook, else one
+    redrawn line on stderr."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total, self.started = label, total, time.monotonic()
         self.done = self.failed = self.retried = self.running = 0
+        self._drawn = 0.0
+        self._widget = _progress_widget(total)
         self._line = LineRedraws(lambda text: (sys.stderr.write(text), sys.stderr.flush()))
 
     def draw(self, final: bool = False) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate else float("inf")
-        text = (f"\r{self.label}: {self.done}/{self.total} done, {self.failed} failed, {self.retried} retried, "
-                f"{rate:.0f}/s, ETA {eta:.0f}s, {self.running} containers")
-        self._line.feed(text + ("\n" if final else ""))
+        now = time.monotonic()
+        if not final and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        rate = self.done / max(now - self.started, 1e-6)
+        eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "?"
+        text = (f"{self.label}: {self.done}/{self.total} done, {self.failed} failed, {self.retried} retried, "
+                f"{rate:.0f}/s, ETA {eta}, {self.running} containers")
+        if self._widget is not None:
+            bar, caption = self._widget
+            bar.value = self.done
+            bar.bar_style = "danger" if self.failed else "success" if final else "info"
+            caption.value = text
+        else:
+            self._line.feed("\r" + text + ("\n" if final else ""))
+
+
+def _progress_widget(total: int):
+    """An IntProgress bar and a caption, shown in the cell (None outside a notebook kernel)."""
+    from nbmodal.output import in_kernel
+
+    if not in_kernel():
+        return None
+    try:
+        import ipywidgets as widgets
+        from IPython.display import display
+    except ImportError:
+        return None
+    bar = widgets.IntProgress(min=0, max=max(total, 1), value=0)
+    caption = widgets.HTML()
+    display(widgets.HBox([bar, caption]))
+    return bar, caption
 
 
 class MapRunner:
