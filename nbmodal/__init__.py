@@ -16,7 +16,7 @@ or, from Python::
     square.remote(4)   # 16, computed by the agent
 """
 
-from nbmodal._runtime.fanout import Retries
+from nbmodal._runtime.fanout import Retries, concurrent
 from nbmodal.app import App, Function, FunctionCall
 from nbmodal.cls import enter, exit, method, parameter
 from nbmodal.dict import Dict
@@ -40,7 +40,7 @@ __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
     "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "Retries", "Volume",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
-    "enter", "exit", "method", "parameter", "load_ipython_extension",
+    "concurrent", "enter", "exit", "method", "parameter", "load_ipython_extension",
 ]
 
 

@@ -127,6 +127,7 @@ class Function(Generic[P, R]):
         self.host = host
         self.retries = retries
         self.max_containers = max_containers
+        self.max_inputs = getattr(fn, "_nbmodal_max_inputs", 1)  # @nbmodal.concurrent
         self.gpu = ",".join(gpu) if isinstance(gpu, (list, tuple)) else (gpu or "")
         parse_gpu_request(self.gpu)  # an unknown type is an error here, at decoration
         mounts = {check_mount_path(getattr(v, "name", v), path): getattr(v, "name", v)
@@ -233,7 +234,7 @@ class Function(Generic[P, R]):
         batches = min(len(inputs), self.max_containers or 8)  # at most that many containers at once
         for part in range(batches):
             chunk = inputs[part::batches]
-            payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk), {}))
+            payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk, self.max_inputs), {}))
             info = client.submit(pb.RunRequest(
                 kind=pb.FUNCTION, label=f"{self.name}() × {len(chunk)}", payload=payload,
                 payload_blob=payload_blob, spec=self.spec, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,

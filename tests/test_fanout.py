@@ -191,3 +191,19 @@ def test_spawn_map_returns_at_once_and_its_runs_do_the_work():
     while len(got) < 12:
         got += done.get_many(12, timeout=30)
     assert sorted(got) == list(range(12))
+
+
+def test_concurrent_inputs_share_a_container():
+    @app.function(max_containers=1)
+    @nbmodal.concurrent(max_inputs=8)
+    def slow_io(x):
+        import os
+        import time
+
+        time.sleep(0.5)
+        return os.getpid()
+
+    started = time.monotonic()
+    pids = list(slow_io.map(range(8)))
+    assert len(set(pids)) == 1  # one container
+    assert time.monotonic() - started < 1.5  # eight 0.5 s inputs at once, not one after another

@@ -30,6 +30,25 @@ DEFAULT_MAX_CONTAINERS = 8
 MAX_BATCH = 256
 
 
+def concurrent(*, max_inputs: int):
+    """Let one container run up to ``max_inputs`` inputs of a map at once (on threads), as in Modal.
+
+    Example::
+
+        @app.function()
+        @nbmodal.concurrent(max_inputs=16)
+        def fetch(url): ...
+    """
+    if max_inputs < 1:
+        raise ValueError("max_inputs must be at least 1")
+
+    def mark(fn):
+        fn._nbmodal_max_inputs = max_inputs
+        return fn
+
+    return mark
+
+
 @dataclass
 class Retries:
     """How failed inputs are retried, as in Modal.
@@ -109,7 +128,8 @@ class MapRunner:
         self.return_exceptions = return_exceptions
         self.retries = Retries.of(function.retries)
         self.concurrency = max(1, min(function.max_containers or DEFAULT_MAX_CONTAINERS, len(inputs) or 1))
-        self.batch_size = max(1, min(MAX_BATCH, math.ceil(len(inputs) / (self.concurrency * 4))))
+        # A batch feeds a container's concurrent inputs (@nbmodal.concurrent) at least.
+        self.batch_size = max(function.max_inputs, min(MAX_BATCH, math.ceil(len(inputs) / (self.concurrency * 4))))
         self.progress = _Progress(f"map {function.name}", len(inputs)) if progress else None
         self.output_tail: deque[str] = deque(maxlen=20)
 
@@ -179,7 +199,7 @@ class MapRunner:
         client = connection.client()
         transfer = BlobTransfer.for_connection(connection, client)
         work = [(index, *self.inputs[index]) for index, _ in batch]
-        payload, payload_blob = transfer.pack((run_batch, (self.function.raw_f, work), {}))
+        payload, payload_blob = transfer.pack((run_batch, (self.function.raw_f, work, self.function.max_inputs), {}))
         request = pb.RunRequest(kind=pb.FUNCTION, label=f"{self.function.name}() × {len(work)}", payload=payload,
                                 payload_blob=payload_blob, spec=self.function.spec,
                                 timeout_s=self.function.timeout * len(work) if self.function.timeout else 0,
