@@ -11,61 +11,20 @@ Keys are any hashable picklable values, compared by their pickled bytes (so
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 from nbmodal import serialization
-from nbmodal._runtime.connection import storage_connection
-from nbmodal.exceptions import NotFoundError
+from nbmodal._runtime.named import NamedObject
 from remote_agent.proto import agent_pb2 as pb
 
 _MISSING = object()
 
 
-class Dict:
+class Dict(NamedObject):
     """A named Dict on a host; get one with ``Dict.from_name`` or ``Dict.ephemeral``."""
 
-    def __init__(self, name: str, host: str | None = None) -> None:
-        self.name = name
-        self.host = host
-
-    # -- finding one ---------------------------------------------------------------
-
-    @staticmethod
-    def from_name(name: str, *, create_if_missing: bool = False, host: str | None = None) -> Dict:
-        """The Dict called ``name`` (on ``host``; see README for the default host).
-
-        Example::
-
-            cache = nbmodal.Dict.from_name("cache", create_if_missing=True)
-        """
-        d = Dict(name, host)
-        d._call(pb.CREATE if create_if_missing else pb.LOOKUP)
-        return d
-
-    @staticmethod
-    @contextlib.contextmanager
-    def ephemeral(host: str | None = None) -> Iterator[Dict]:
-        """A Dict that exists for the ``with`` block only.
-
-        Example::
-
-            with nbmodal.Dict.ephemeral() as scratch:
-                scratch["k"] = 1
-        """
-        d = Dict(f"ephemeral-{secrets.token_hex(6)}", host)
-        d._call(pb.CREATE, ephemeral=True)
-        try:
-            yield d
-        finally:
-            d._call(pb.DELETE)
-
-    @staticmethod
-    def delete(name: str, *, host: str | None = None) -> None:
-        """Delete the Dict called ``name`` and everything in it."""
-        Dict(name, host)._call(pb.DELETE)
+    _CREATE, _LOOKUP, _DELETE = pb.CREATE, pb.LOOKUP, pb.DELETE
 
     # -- reading and writing ---------------------------------------------------------
 
@@ -131,21 +90,8 @@ class Dict:
     def clear(self) -> None:
         self._call(pb.CLEAR)
 
-    # -- plumbing ------------------------------------------------------------------
-
-    def _call(self, op: int, **fields: Any) -> pb.DictReply:
-        client = storage_connection(self.host).client()
-        try:
-            return client.dict_call(pb.DictRequest(op=op, name=self.name, **fields))
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from None
-
-    def __reduce__(self):
-        # Inside a container a Dict is its own host's Dict of that name.
-        return Dict, (self.name, self.host)
-
-    def __repr__(self) -> str:
-        return f"<nbmodal.Dict {self.name!r}{f' on {self.host}' if self.host else ''}>"
+    def _send(self, client, op: int, fields: dict[str, Any]) -> pb.DictReply:
+        return client.dict_call(pb.DictRequest(op=op, name=self.name, **fields))
 
 
 def _key(key: Any) -> bytes:

@@ -11,51 +11,19 @@ that returned has been written durably on the host.
 
 from __future__ import annotations
 
-import contextlib
 import queue
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 from nbmodal import serialization
-from nbmodal._runtime.connection import storage_connection
-from nbmodal.exceptions import NotFoundError
+from nbmodal._runtime.named import NamedObject
 from remote_agent.proto import agent_pb2 as pb
 
 
-class Queue:
+class Queue(NamedObject):
     """A named Queue on a host; get one with ``Queue.from_name`` or ``Queue.ephemeral``."""
 
-    def __init__(self, name: str, host: str | None = None) -> None:
-        self.name = name
-        self.host = host
-
-    @staticmethod
-    def from_name(name: str, *, create_if_missing: bool = False, host: str | None = None) -> Queue:
-        """The Queue called ``name``.
-
-        Example::
-
-            jobs = nbmodal.Queue.from_name("jobs", create_if_missing=True)
-        """
-        q = Queue(name, host)
-        q._call(pb.CREATE if create_if_missing else pb.LOOKUP)
-        return q
-
-    @staticmethod
-    @contextlib.contextmanager
-    def ephemeral(host: str | None = None) -> Iterator[Queue]:
-        """A Queue that exists for the ``with`` block only."""
-        q = Queue(f"ephemeral-{secrets.token_hex(6)}", host)
-        q._call(pb.CREATE, ephemeral=True)
-        try:
-            yield q
-        finally:
-            q._call(pb.DELETE)
-
-    @staticmethod
-    def delete(name: str, *, host: str | None = None) -> None:
-        Queue(name, host)._call(pb.DELETE)
+    _CREATE, _LOOKUP, _DELETE = pb.CREATE, pb.LOOKUP, pb.DELETE
 
     # -- putting -------------------------------------------------------------------
 
@@ -111,20 +79,8 @@ class Queue:
     def clear(self, *, partition: str | None = None, all: bool = False) -> None:
         self._call(pb.CLEAR, partition=partition or "", total=all)
 
-    # -- plumbing ------------------------------------------------------------------
-
-    def _call(self, op: int, **fields: Any) -> pb.QueueReply:
-        client = storage_connection(self.host).client()
-        try:
-            return client.queue_call(pb.QueueRequest(op=op, name=self.name, **fields))
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from None
-
-    def __reduce__(self):
-        return Queue, (self.name, self.host)
-
-    def __repr__(self) -> str:
-        return f"<nbmodal.Queue {self.name!r}{f' on {self.host}' if self.host else ''}>"
+    def _send(self, client, op: int, fields: dict[str, Any]) -> pb.QueueReply:
+        return client.queue_call(pb.QueueRequest(op=op, name=self.name, **fields))
 
 
 def _waiting(block: bool, timeout: float | None) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nbmodal._runtime.connection import storage_connection
+from nbmodal._runtime.named import NamedObject
 from nbmodal.exceptions import NotFoundError
 from remote_agent.proto import agent_pb2 as pb
 
@@ -44,40 +44,10 @@ class FileEntry:
     mtime: float
 
 
-class Volume:
+class Volume(NamedObject):
     """A named Volume on a host; get one with ``Volume.from_name`` or ``Volume.ephemeral``."""
 
-    def __init__(self, name: str, host: str | None = None) -> None:
-        self.name = name
-        self.host = host
-
-    @staticmethod
-    def from_name(name: str, *, create_if_missing: bool = False, host: str | None = None) -> Volume:
-        """The Volume called ``name``.
-
-        Example::
-
-            data = nbmodal.Volume.from_name("data", create_if_missing=True)
-        """
-        volume = Volume(name, host)
-        volume._call(pb.VOLUME_CREATE if create_if_missing else pb.VOLUME_LOOKUP)
-        return volume
-
-    @staticmethod
-    @contextlib.contextmanager
-    def ephemeral(host: str | None = None) -> Iterator[Volume]:
-        """A Volume that exists for the ``with`` block only."""
-        volume = Volume(f"ephemeral-{secrets.token_hex(6)}", host)
-        volume._call(pb.VOLUME_CREATE)
-        try:
-            yield volume
-        finally:
-            volume._call(pb.VOLUME_DELETE)
-
-    @staticmethod
-    def delete(name: str, *, host: str | None = None) -> None:
-        """Delete a volume and everything in it."""
-        Volume(name, host)._call(pb.VOLUME_DELETE)
+    _CREATE, _LOOKUP, _DELETE = pb.VOLUME_CREATE, pb.VOLUME_LOOKUP, pb.VOLUME_DELETE
 
     @staticmethod
     def rename(old_name: str, new_name: str, *, host: str | None = None) -> None:
@@ -149,20 +119,8 @@ class Volume:
         """Kept for Modal code: containers share the volume's directory, so there is nothing to fetch."""
         self._call(pb.VOLUME_LOOKUP)
 
-    # -- plumbing ------------------------------------------------------------------
-
-    def _call(self, op: int, **fields: Any) -> pb.VolumeReply:
-        client = storage_connection(self.host).client()
-        try:
-            return client.volume_call(pb.VolumeRequest(op=op, name=self.name, **fields))
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from None
-
-    def __reduce__(self):
-        return Volume, (self.name, self.host)
-
-    def __repr__(self) -> str:
-        return f"<nbmodal.Volume {self.name!r}{f' on {self.host}' if self.host else ''}>"
+    def _send(self, client, op: int, fields: dict[str, Any]) -> pb.VolumeReply:
+        return client.volume_call(pb.VolumeRequest(op=op, name=self.name, **fields))
 
 
 class _BatchUpload:
