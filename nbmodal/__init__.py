@@ -28,6 +28,7 @@ from nbmodal.exceptions import (
     NbmodalError,
     NotFoundError,
     RemoteError,
+    ResourcesUnavailableError,
     RunLostError,
     VersionMismatchError,
 )
@@ -38,7 +39,8 @@ from remote_agent import __version__
 
 __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
-    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "Retries", "Volume",
+    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "ResourcesUnavailableError", "Retries",
+    "Volume",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
     "concurrent", "enter", "exit", "method", "parameter", "load_ipython_extension",
 ]

@@ -74,7 +74,7 @@ class App:
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
                  max_containers: int | None = None, scaledown_window: float | None = None,
-                 min_containers: int = 0, buffer_containers: int = 0) -> Any:
+                 min_containers: int = 0, buffer_containers: int = 0, cpu: float = 0.0, memory: int = 0) -> Any:
         """Decorate a function so that ``.remote()`` runs it on an agent (and ``.map()`` fans it out).
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
@@ -86,13 +86,16 @@ class App:
         ``max_containers`` caps how many containers a map uses at once;
         ``scaledown_window`` is how many seconds its idle containers stay warm;
         ``min_containers`` keeps that many up once it has run; ``buffer_containers``
-        keeps that many idle ones ready while it is in use.
+        keeps that many idle ones ready while it is in use. ``cpu`` (cores) and
+        ``memory`` (MiB) are reserved for each container: its cores are its own (it is
+        pinned to them), and runs wait while the host has no room.
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
             function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes,
                                 retries=retries, max_containers=max_containers, scaledown_window=scaledown_window,
-                                min_containers=min_containers, buffer_containers=buffer_containers)
+                                min_containers=min_containers, buffer_containers=buffer_containers,
+                                cpu=cpu, memory=memory)
             self.registered_functions[function.name] = function
             return function
 
@@ -122,7 +125,7 @@ class Function(Generic[P, R]):
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
                  max_containers: int | None = None, scaledown_window: float | None = None,
-                 min_containers: int = 0, buffer_containers: int = 0) -> None:
+                 min_containers: int = 0, buffer_containers: int = 0, cpu: float = 0.0, memory: int = 0) -> None:
         self.raw_f = fn
         self.host = host
         self.retries = retries
@@ -132,7 +135,7 @@ class Function(Generic[P, R]):
         parse_gpu_request(self.gpu)  # an unknown type is an error here, at decoration
         mounts = {check_mount_path(getattr(v, "name", v), path): getattr(v, "name", v)
                   for path, v in (volumes or {}).items()}
-        self.spec = container_spec(self.gpu, mounts)
+        self.spec = container_spec(self.gpu, mounts, cpu, memory)
         self.spec.scaledown_window_s = scaledown_window or 0.0
         self.spec.min_containers, self.spec.buffer_containers = min_containers, buffer_containers
         self.app = app

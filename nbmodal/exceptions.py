@@ -47,7 +47,11 @@ class NotFoundError(NbmodalError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class GpuUnavailableError(NbmodalError):
+class ResourcesUnavailableError(NbmodalError):
+    """A ``cpu=`` or ``memory=`` request the host can never meet."""
+
+
+class GpuUnavailableError(ResourcesUnavailableError):
     """A ``gpu=`` request that no reachable host can ever meet."""
 
 

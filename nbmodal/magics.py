@@ -19,9 +19,9 @@ from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
 from remote_agent.gpus import GpuRequestError, parse_gpu_request
 
-_OPTION_KEYS = ("host", "gpu", "volumes", "map", "session", "timeout", "grace", "max_result")
+_OPTION_KEYS = ("host", "gpu", "cpu", "memory", "volumes", "map", "session", "timeout", "grace", "max_result")
 # Part of the design (see the README's roadmap), not yet served by this version.
-_NOT_YET = ("image", "cpu", "memory")
+_NOT_YET = ("image",)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
                "g": 1e9, "gb": 1e9, "gib": 1024**3}
@@ -53,6 +53,12 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
             except GpuRequestError as exc:
                 raise UsageError(f"%%remote: {exc}") from None
             options.gpu = value
+        elif key == "cpu":
+            options.cpu = _positive_float(key, value)
+        elif key == "memory":
+            if not value.isdigit() or int(value) <= 0:
+                raise UsageError(f"%%remote: memory={value!r} must be a whole number of MiB, like memory=4096")
+            options.memory = int(value)
         elif key == "volumes":
             options.volumes = _parse_volumes(value)
         elif key == "map":
@@ -117,6 +123,7 @@ class RemoteMagics(Magics):
     @argument("options", nargs="*",
               help="key=value: host=NAME (an `nbmodal host add` host, or local), "
                    "gpu=TYPE[:COUNT][,FALLBACK…] (any, T4, L4, A10G, A100-80GB, H100, …), "
+                   "cpu=CORES, memory=MIB (reserved for the container), "
                    "volumes=NAME:/path[,NAME:/path…], map=NAME:LIST (a sweep: once per value, in parallel), "
                    "session=NAME (keep the namespace across cells), timeout=SECONDS, "
                    "grace=SECONDS (after an interrupt, before the container is killed; default 10), "

@@ -36,6 +36,8 @@ class CellOptions:
     gpu: str = ""
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
     map: tuple[str, str] | None = None  # (name bound in the cell, notebook list it takes values from)
+    cpu: float = 0.0
+    memory: int = 0  # MiB
 
 
 # Names each session created remotely: never overwritten by notebook copies.
@@ -50,7 +52,7 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     if options.map:
         return run_cell_sweep(shell, cell, filename, inputs, options)
 
-    spec = container_spec(options.gpu, options.volumes)
+    spec = container_spec(options.gpu, options.volumes, options.cpu, options.memory)
     connection = place(options.host, options.session, spec)
     client = connection.client()
     check_python_versions(client)
@@ -86,7 +88,7 @@ def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any],
 
     name, source = options.map
     values = list(shell.user_ns[source])
-    spec = container_spec(options.gpu, options.volumes)
+    spec = container_spec(options.gpu, options.volumes, options.cpu, options.memory)
     connection = place(options.host, "", spec)
     client = connection.client()
     check_python_versions(client)
@@ -128,10 +130,12 @@ def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinish
     return DisplayedValue(execute_result) if execute_result else None
 
 
-def container_spec(gpu: str, volumes: dict[str, str]) -> pb.ContainerSpec:
-    """What the run's container must have: GPUs, and volumes mounted at their paths."""
-    return pb.ContainerSpec(gpu=gpu, volumes=[pb.VolumeMount(volume=name, path=path)
-                                              for path, name in sorted(volumes.items())])
+def container_spec(gpu: str, volumes: dict[str, str], cpu: float = 0.0, memory: int = 0) -> pb.ContainerSpec:
+    """What the run's container must have: GPUs, cores, memory, and volumes mounted at their paths."""
+    if cpu < 0 or memory < 0:
+        raise ValueError("cpu= and memory= must not be negative")
+    return pb.ContainerSpec(gpu=gpu, cpu=cpu, memory_mib=memory,
+                            volumes=[pb.VolumeMount(volume=name, path=path) for path, name in sorted(volumes.items())])
 
 
 def current_cell_number(shell: Any) -> int:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from remote_agent import blobs
-from remote_agent.gpu_allocator import GpuAllocator, GpuUnavailable
+from remote_agent.allocator import Allocator, Unsatisfiable
 from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
@@ -46,9 +46,10 @@ class Agent:
         self.storage = AsyncStorage(state_dir / "storage.db")
         self.volumes = VolumeStore(state_dir / "volumes")
         self.volume_io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="volume-io")
-        self.gpus = GpuAllocator(host_inventory(state_dir))
-        log.info("GPUs: %s", describe(self.gpus.gpus))
-        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.gpus,
+        self.allocator = Allocator(host_inventory(state_dir))
+        log.info("GPUs: %s; %d CPU cores, %d MiB for containers", describe(self.allocator.gpus),
+                 len(self.allocator.cores), self.allocator.memory_mib)
+        self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.allocator,
                                   volume_dir=self.volumes.volume_dir)
         self.stopping = asyncio.Event()
         self.draining = False
@@ -82,7 +83,11 @@ class Agent:
             run.finish(pb.RunFinished(state=pb.CANCELLED,
                                       error=_error("KeyboardInterrupt", "cancelled before it started")))
             return
-        except (GpuUnavailable, GpuRequestError) as exc:
+        except Unsatisfiable as exc:
+            kind = "nbmodal.GpuUnavailable" if exc.kind == "gpu" else "nbmodal.ResourcesUnavailable"
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error(kind, str(exc))))
+            return
+        except GpuRequestError as exc:
             run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc))))
             return
         except (StoreError, MountError) as exc:  # an unknown volume, a path it can't be mounted at
@@ -189,18 +194,18 @@ class Agent:
                 container_id=container.id, pid=container.pid, spec=container.spec, state=state,
                 session=container.session, run_id=container.run.id if container.run else "",
                 created=container.created, idle_since=container.idle_since,
-                gpus=self.gpus.held_by(container.id)))
+                gpus=self.allocator.held_by(container.id)))
         return infos
 
     def gpu_infos(self) -> list[pb.GpuInfo]:
         containers = {c.id: c for c in self.pool.containers()}
         infos = []
-        for gpu in self.gpus.inventory.read():
+        for gpu in self.allocator.inventory.read():
             info = pb.GpuInfo(index=gpu.index, uuid=gpu.uuid, name=gpu.name, memory_total=gpu.memory_total,
                               memory_used=gpu.memory_used, utilization=gpu.utilization,
                               temperature=gpu.temperature, power_w=gpu.power_w,
                               processes=[pb.GpuProcess(pid=pid, memory_used=used) for pid, used in gpu.processes])
-            holder = containers.get(self.gpus.holders.get(gpu.index, ""))
+            holder = containers.get(self.allocator.holders.get(gpu.index, ""))
             if holder is not None:
                 info.container_id = holder.id
                 info.session = holder.session

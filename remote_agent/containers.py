@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from remote_agent.frames import read_frame, write_frame
-from remote_agent.gpu_allocator import GpuAllocator
-from remote_agent.gpus import Gpu, GpuOption, parse_gpu_request
+from remote_agent.allocator import Allocation, Allocator, Request
 from remote_agent import sandbox
 from remote_agent.proto import agent_pb2 as pb
 
@@ -64,7 +63,7 @@ class Container:
         self._fetched: asyncio.Future | None = None
         self._exited = asyncio.Event()
         self._pump_task: asyncio.Task | None = None
-        self.gpus: list[Gpu] = []
+        self.allocation = Allocation()  # GPUs, cores and memory reserved for it
         self.agent_port = 0
         # The container's own credential: storage calls only, revoked when it exits.
         self.token = secrets.token_urlsafe(24)
@@ -98,8 +97,11 @@ class Container:
                    NBMODAL_AGENT_PORT=str(self.agent_port), NBMODAL_CONTAINER_TOKEN=self.token)
         if self.spec.gpu:
             # Only its own cards are visible to CUDA (UUIDs: unambiguous whatever the device order).
-            env.update(CUDA_VISIBLE_DEVICES=",".join(gpu.uuid for gpu in self.gpus), CUDA_DEVICE_ORDER="PCI_BUS_ID",
-                       NBMODAL_GPUS=",".join(str(gpu.index) for gpu in self.gpus))
+            gpus = self.allocation.gpus
+            env.update(CUDA_VISIBLE_DEVICES=",".join(gpu.uuid for gpu in gpus), CUDA_DEVICE_ORDER="PCI_BUS_ID",
+                       NBMODAL_GPUS=",".join(str(gpu.index) for gpu in gpus))
+        if self.allocation.cores:
+            env["NBMODAL_CPUS"] = ",".join(map(str, self.allocation.cores))  # the worker pins itself to them
         env.update(self.spec.env)
         argv = [sys.executable, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
         if self.session:
@@ -232,12 +234,16 @@ class Container:
 _waiter_ids = itertools.count(1)
 
 
+def _reserves(spec: pb.ContainerSpec) -> bool:
+    return bool(spec.gpu or spec.cpu or spec.memory_mib)
+
+
 @dataclass
-class _GpuWaiter:
+class _Waiter:
     spec: pb.ContainerSpec
-    options: list[GpuOption]
+    request: Request
     session: str
-    granted: asyncio.Future  # a warm Container, or the list of Gpus to start one with
+    granted: asyncio.Future  # a warm Container, or the Allocation to start one with
     notify: Callable[[str], None] | None
     holder: str = field(default_factory=lambda: f"waiter-{next(_waiter_ids)}")
     _told: int = -1
@@ -246,7 +252,7 @@ class _GpuWaiter:
         if self.notify is not None and ahead != self._told:
             self._told = ahead
             queue = f"{ahead} ahead" if ahead else "next in line"
-            self.notify(f"waiting for gpu={self.spec.gpu} ({queue})")
+            self.notify(f"waiting for {self.request.text} ({queue})")
 
 
 @dataclass
@@ -261,13 +267,13 @@ class _SessionSlot:
 class ContainerPool:
     """Starts, reuses, scales down and stops containers."""
 
-    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, gpus: GpuAllocator,
+    def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, allocator: Allocator,
                  volume_dir=None) -> None:
         self.logs_dir = logs_dir
         self.blob_dir = blob_dir
         self.volume_dir = volume_dir  # -> the host dir of a volume (raises for unknown ones)
-        self.gpus = gpus
-        self._gpu_waiters: list[_GpuWaiter] = []
+        self.allocator = allocator
+        self._gpu_waiters: list[_Waiter] = []
         self.agent_port = 0
         self.container_tokens: set[str] = set()  # read by the service's TokenInterceptor
         self.scaledown_window_s = scaledown_window_s
@@ -289,13 +295,14 @@ class ContainerPool:
                       notify: Callable[[str], None] | None = None) -> tuple[Container, bool]:
         """A container for one run; the bool says whether it was started for it.
 
-        A run that asks for GPUs waits in a fair queue until a warm container
-        of its spec or enough free cards are there; ``notify`` hears why it waits.
+        A run that asks for GPUs, cores or memory waits in a fair queue until a
+        warm container of its spec or enough free resources are there; ``notify``
+        hears why it waits.
         """
         if session:
             return await self._acquire_session(spec, session, notify)
-        if spec.gpu:
-            return await self._acquire_with_gpus(spec, notify)
+        if _reserves(spec):
+            return await self._acquire_reserved(spec, notify)
         key = spec_key(spec)
         idle = self._idle.get(key, [])
         while idle:
@@ -322,10 +329,10 @@ class ContainerPool:
         self._idle.setdefault(spec_key(container.spec), []).append(container)
         self._serve_gpu_waiters()
 
-    async def _acquire_with_gpus(self, spec: pb.ContainerSpec, notify, session: str = "") -> tuple[Container, bool]:
-        options = parse_gpu_request(spec.gpu)
-        self.gpus.check_satisfiable(options, spec.gpu)
-        waiter = _GpuWaiter(spec, options, session, asyncio.get_running_loop().create_future(), notify)
+    async def _acquire_reserved(self, spec: pb.ContainerSpec, notify, session: str = "") -> tuple[Container, bool]:
+        request = Request.of(spec)
+        self.allocator.check_satisfiable(request)
+        waiter = _Waiter(spec, request, session, asyncio.get_running_loop().create_future(), notify)
         self._gpu_waiters.append(waiter)
         self._serve_gpu_waiters()
         try:
@@ -337,20 +344,20 @@ class ContainerPool:
                 if isinstance(waiter.granted.result(), Container):
                     self.release(waiter.granted.result())
                 else:
-                    self.gpus.release(waiter.holder)
+                    self.allocator.release(waiter.holder)
             self._serve_gpu_waiters()
             raise
         if isinstance(granted, Container):
             return granted, False
         try:
-            return await self._start(spec, session, gpus=granted), True
+            return await self._start(spec, session, allocation=granted), True
         except BaseException:
-            self.gpus.release(waiter.holder)
+            self.allocator.release(waiter.holder)
             self._serve_gpu_waiters()
             raise
 
     def _serve_gpu_waiters(self) -> None:
-        """Grant waiting GPU requests in arrival order: a warm container of the spec, or free cards."""
+        """Grant waiting requests in arrival order: a warm container of the spec, or free resources."""
         for waiter in list(self._gpu_waiters):
             if waiter.granted.done():
                 continue
@@ -361,24 +368,23 @@ class ContainerPool:
                 self._gpu_waiters.remove(waiter)
                 waiter.granted.set_result(container)
                 continue
-            cards = self.gpus.try_allocate(waiter.options, waiter.holder)
-            if cards is not None:
+            allocation = self.allocator.try_allocate(waiter.request, waiter.holder)
+            if allocation is not None:
                 self._gpu_waiters.remove(waiter)
-                waiter.granted.set_result(cards)
+                waiter.granted.set_result(allocation)
         self._evict_idle_gpu_holders()
         for ahead, waiter in enumerate(self._gpu_waiters):
             waiter.tell_position(ahead)
 
     def _evict_idle_gpu_holders(self) -> None:
-        """Warm containers are a cache: one holding cards the head of the queue needs gives them up."""
+        """Warm containers are a cache: one holding what the head of the queue needs gives it up."""
         if not self._gpu_waiters:
             return
         head = self._gpu_waiters[0]
         for containers in self._idle.values():
             for container in list(containers):
-                held = self.gpus.held_by(container.id)
-                if held and self.gpus.could_use(head.options, held):
-                    log.info("evicting idle container %s: run waiting for gpu=%s", container.id, head.spec.gpu)
+                if self.allocator.could_use(head.request, container.id):
+                    log.info("evicting idle container %s: a run waits for %s", container.id, head.request.text)
                     containers.remove(container)
                     container.kill()  # its cards are released when it has exited
                     return
@@ -415,8 +421,8 @@ class ContainerPool:
             if container is not None:
                 container.kill()
                 await container.wait_exited()  # its cards, if any, are free again
-            if spec.gpu:
-                slot.container, _ = await self._acquire_with_gpus(spec, notify, session)
+            if _reserves(spec):
+                slot.container, _ = await self._acquire_reserved(spec, notify, session)
             else:
                 slot.container = await self._start(spec, session)
             return slot.container, True
@@ -424,16 +430,16 @@ class ContainerPool:
             slot.lock.release()
             raise
 
-    async def _start(self, spec: pb.ContainerSpec, session: str = "", gpus: list[Gpu] | None = None) -> Container:
+    async def _start(self, spec: pb.ContainerSpec, session: str = "",
+                     allocation: Allocation | None = None) -> Container:
         self._counter += 1
         mounts = [(self.volume_dir(m.volume), m.path) for m in spec.volumes]
         container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session, mounts)
         container.agent_port = self.agent_port
         self.container_tokens.add(container.token)
-        if gpus:
-            container.gpus = gpus
-            for gpu in gpus:  # the waiter's provisional hold becomes the container's
-                self.gpus.holders[gpu.index] = container.id
+        if allocation is not None:
+            container.allocation = allocation
+            self.allocator.transfer(allocation, container.id)  # the waiter's hold becomes the container's
         self._containers[container.id] = container
         try:
             await container.start()
@@ -456,7 +462,7 @@ class ContainerPool:
         idle = self._idle.get(spec_key(container.spec))
         if idle and container in idle:
             idle.remove(container)
-        if not container.alive and self.gpus.release(container.id):
+        if not container.alive and self.allocator.release(container.id):
             self._serve_gpu_waiters()
 
     # -- sessions ----------------------------------------------------------
@@ -522,8 +528,8 @@ class ContainerPool:
                 missing = max(missing, spec.buffer_containers - self._count(spec, idle_only=True)
                               - len(self._starting.get(key, [])))
             for _ in range(max(0, missing)):
-                if spec.gpu:
-                    break  # GPU containers start when a run gets cards, never speculatively
+                if _reserves(spec):
+                    break  # reserved containers start when a run gets the resources, never speculatively
                 self.prewarm(spec)
 
     async def shutdown(self) -> None:

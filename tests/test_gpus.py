@@ -110,7 +110,7 @@ def test_more_cards_than_the_host_has_fails_at_once(gpu_agent):
 
     started = time.monotonic()
     with pytest.raises(nbmodal.GpuUnavailableError,
-                       match=r"gpu='H100:2' can never be met on this host: it has 1× NVIDIA H100 80GB HBM3, "
+                       match=r"gpu=H100:2 can never be met on this host: it has 1× NVIDIA H100 80GB HBM3, "
                              r"1× NVIDIA A10G"):
         two.remote()
     assert time.monotonic() - started < 5

@@ -295,7 +295,7 @@ class HelloReply(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., agent_version: _Optional[str] = ..., container_python: _Optional[str] = ..., pid: _Optional[int] = ..., hostname: _Optional[str] = ..., state_dir: _Optional[str] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s", "min_containers", "buffer_containers")
+    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s", "min_containers", "buffer_containers", "cpu", "memory_mib")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +311,8 @@ class ContainerSpec(_message.Message):
     SCALEDOWN_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
     MIN_CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     BUFFER_CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
     image: str
     gpu: str
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
@@ -319,7 +321,9 @@ class ContainerSpec(_message.Message):
     scaledown_window_s: float
     min_containers: int
     buffer_containers: int
-    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ..., min_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ...) -> None: ...
+    cpu: float
+    memory_mib: int
+    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ..., min_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., cpu: _Optional[float] = ..., memory_mib: _Optional[int] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("volume", "path")

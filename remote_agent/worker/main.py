@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True, help="socket to the agent")
     parser.add_argument("--session", action="store_true", help="keep the namespace between runs")
     args = parser.parse_args()
+    if os.environ.get("NBMODAL_CPUS"):  # cores reserved for this container (cpu=)
+        os.sched_setaffinity(0, {int(core) for core in os.environ["NBMODAL_CPUS"].split(",")})
     if os.environ.pop("NBMODAL_OWN_PROCESS_GROUP", ""):
         os.setpgid(0, 0)  # in a sandbox: the agent signals this group, not bubblewrap's
 
