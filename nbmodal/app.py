@@ -206,21 +206,25 @@ class Function(Generic[P, R]):
             raise outcome["error"]
         raise_for_state(outcome["finished"])
 
-    def map(self, *iterables: Any, order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[R]:
-        """Call the function on each set of arguments, in parallel containers; yields results.
+    def map(self, *iterables: Any, order_outputs: bool = True, return_exceptions: bool = False) -> MapRunner:
+        """Call the function on each set of arguments, in parallel containers; iterate it for the results.
+
+        Each input's output is kept: ``run.logs(i)`` once the map has run input ``i``.
 
         Example::
 
-            losses = list(train.map([1e-3, 3e-4, 1e-4]))
+            run = train.map([1e-3, 3e-4, 1e-4])
+            losses = list(run)
+            print(run.logs(0))
         """
         inputs = [(args, {}) for args in zip(*iterables)]
-        return iter(MapRunner(self, inputs, order_outputs, return_exceptions))
+        return MapRunner(self, inputs, order_outputs, return_exceptions)
 
     def starmap(self, input_iterator: Any, *, kwargs: dict | None = None, order_outputs: bool = True,
-                return_exceptions: bool = False) -> Iterator[R]:
+                return_exceptions: bool = False) -> MapRunner:
         """Like ``map``, with each item a tuple of arguments."""
         inputs = [(tuple(args), dict(kwargs or {})) for args in input_iterator]
-        return iter(MapRunner(self, inputs, order_outputs, return_exceptions))
+        return MapRunner(self, inputs, order_outputs, return_exceptions)
 
     def spawn_map(self, *iterables: Any) -> None:
         """Start the function on each input and return at once; the runs belong to the agent (they go

@@ -215,6 +215,8 @@ class Container:
                 self.run.emit(display=message.display)
             elif kind == "item" and self.run is not None:
                 self.run.emit(item=message.item)
+            elif kind == "input_started" and self.run is not None:
+                self.run.emit(input_started=message.input_started)
             elif kind == "finished" and self._finished is not None and not self._finished.done():
                 self._finished.set_result(message.finished)
             elif kind == "fetched" and self._fetched is not None and not self._fetched.done():

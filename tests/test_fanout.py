@@ -207,3 +207,16 @@ def test_concurrent_inputs_share_a_container():
     pids = list(slow_io.map(range(8)))
     assert len(set(pids)) == 1  # one container
     assert time.monotonic() - started < 1.5  # eight 0.5 s inputs at once, not one after another
+
+
+def test_each_inputs_output_is_kept_for_asking():
+    @app.function(max_containers=2)
+    def chatty(x):
+        print(f"working on {x}")
+        print(f"done with {x}")
+        return x
+
+    run = chatty.map(range(6))
+    assert list(run) == list(range(6))
+    for x in range(6):
+        assert run.logs(x) == f"working on {x}\ndone with {x}\n"

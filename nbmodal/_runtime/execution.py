@@ -105,6 +105,8 @@ class RunFollower:
                 self.sink.notice(event.notice.text)
             elif kind == "item":
                 self.sink.item(event.item)
+            elif kind == "input_started" and hasattr(self.sink, "input_started"):
+                self.sink.input_started(event.input_started.index)
             elif kind == "finished":
                 return event.finished
         return None

@@ -132,8 +132,16 @@ class MapRunner:
         self.batch_size = max(function.max_inputs, min(MAX_BATCH, math.ceil(len(inputs) / (self.concurrency * 4))))
         self.progress = _Progress(f"map {function.name}", len(inputs)) if progress else None
         self.output_tail: deque[str] = deque(maxlen=20)
+        self.input_logs: dict[int, list[str]] = {}  # the output of each input, as its batch ran it
+        self._started = False
 
     def __iter__(self) -> Iterator[Any]:
+        if self._started:
+            raise RuntimeError("a map runs once: keep its results (e.g. list(run)) to use them again")
+        self._started = True
+        return self._run()
+
+    def _run(self) -> Iterator[Any]:
         from nbmodal._runtime.connection import spread
 
         connections = spread(self.function.host, self.function.spec)
@@ -180,6 +188,10 @@ class MapRunner:
         if self.output_tail:
             print(f"[nbmodal] last lines of the map's output:\n" + "".join(self.output_tail), end="")
 
+    def logs(self, index: int) -> str:
+        """The output input ``index`` printed (once the map has run it)."""
+        return "".join(self.input_logs.get(index, []))
+
     def _take_batch(self, pending: deque, not_before: dict[int, float]) -> list[tuple[int, int]]:
         batch, now, skipped = [], time.monotonic(), []
         while pending and len(batch) < self.batch_size:
@@ -204,7 +216,7 @@ class MapRunner:
                                 payload_blob=payload_blob, spec=self.function.spec,
                                 timeout_s=self.function.timeout * len(work) if self.function.timeout else 0,
                                 cancel_grace_s=10, client_python=CLIENT_PYTHON)
-        sink = TailSink(self.output_tail)
+        sink = TailSink(self.output_tail, self.input_logs)
         finished = RunFollower(connection, sink, 10).start(request)
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
@@ -244,17 +256,41 @@ def _rebuild(failure: tuple) -> BaseException:
 
 
 class TailSink:
-    """Keeps the last lines of a map's output instead of flooding the cell."""
+    """Keeps the last lines of a map's output instead of flooding the cell (and, given a dict,
+    each input's own output, up to ``MAX_INPUT_LOG`` characters)."""
 
-    def __init__(self, tail: deque) -> None:
+    MAX_INPUT_LOG = 1 << 20
+
+    def __init__(self, tail: deque, input_logs: dict[int, list[str]] | None = None) -> None:
         self.tail = tail
+        self.input_logs = input_logs
         self._partial = ""
+        self._input: int | None = None
         self._lock = threading.Lock()
+
+    def input_started(self, index: int) -> None:
+        with self._lock:
+            self._flush_partial()
+            self._input = index
+            if self.input_logs is not None:
+                self.input_logs[index] = []  # a retried input's log starts over
 
     def output(self, stream: int, data: bytes) -> None:
         with self._lock:
             *lines, self._partial = (self._partial + data.decode(errors="replace")).split("\n")
-            self.tail.extend(visible_line(line) + "\n" for line in lines)
+            self._keep([visible_line(line) + "\n" for line in lines])
+
+    def _keep(self, lines: list[str]) -> None:
+        self.tail.extend(lines)
+        if self.input_logs is not None and self._input is not None:
+            log = self.input_logs.setdefault(self._input, [])
+            if sum(map(len, log)) < self.MAX_INPUT_LOG:
+                log.extend(lines)
+
+    def _flush_partial(self) -> None:
+        if self._partial:
+            self._keep([visible_line(self._partial) + "\n"])
+            self._partial = ""
 
     def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
         pass
@@ -267,6 +303,4 @@ class TailSink:
 
     def close(self) -> None:
         with self._lock:
-            if self._partial:
-                self.tail.append(visible_line(self._partial) + "\n")
-                self._partial = ""
+            self._flush_partial()

@@ -372,7 +372,7 @@ class RunRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ..., payload_blob: _Optional[str] = ..., generator: _Optional[bool] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice", "item")
+    __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice", "item", "input_started")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -381,6 +381,7 @@ class RunEvent(_message.Message):
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
+    INPUT_STARTED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time: float
     started: RunStarted
@@ -389,7 +390,14 @@ class RunEvent(_message.Message):
     finished: RunFinished
     notice: Notice
     item: Item
-    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
+    input_started: InputStarted
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., input_started: _Optional[_Union[InputStarted, _Mapping]] = ...) -> None: ...
+
+class InputStarted(_message.Message):
+    __slots__ = ("index",)
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    def __init__(self, index: _Optional[int] = ...) -> None: ...
 
 class Item(_message.Message):
     __slots__ = ("value", "blob")
@@ -737,17 +745,19 @@ class ContainerReady(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., python: _Optional[str] = ...) -> None: ...
 
 class FromContainer(_message.Message):
-    __slots__ = ("ready", "output", "display", "finished", "fetched", "item")
+    __slots__ = ("ready", "output", "display", "finished", "fetched", "item", "input_started")
     READY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     FETCHED_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
+    INPUT_STARTED_FIELD_NUMBER: _ClassVar[int]
     ready: ContainerReady
     output: Output
     display: Display
     finished: RunFinished
     fetched: FetchValueReply
     item: Item
-    def __init__(self, ready: _Optional[_Union[ContainerReady, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., fetched: _Optional[_Union[FetchValueReply, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
+    input_started: InputStarted
+    def __init__(self, ready: _Optional[_Union[ContainerReady, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., fetched: _Optional[_Union[FetchValueReply, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., input_started: _Optional[_Union[InputStarted, _Mapping]] = ...) -> None: ...

@@ -13,6 +13,14 @@ from typing import Any
 
 import cloudpickle
 
+# Set by the container's main loop: tells the agent which input the output that follows belongs to.
+_announce = None
+
+
+def set_announcer(announce) -> None:
+    global _announce
+    _announce = announce
+
 
 def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int = 1) -> list[tuple[int, bool, Any]]:
     """[(index, True, value)] or [(index, False, (pickled exception, type name, message, traceback))].
@@ -26,6 +34,8 @@ def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int =
 
 
 def _one(function, index: int, args: tuple, kwargs: dict) -> tuple[int, bool, Any]:
+    if _announce is not None:
+        _announce(index)
     try:
         return index, True, function(*args, **kwargs)
     except Exception as exc:

@@ -20,7 +20,7 @@ import threading
 
 from remote_agent.frames import FrameSocket
 from remote_agent.proto import agent_pb2 as pb
-from remote_agent.worker import display
+from remote_agent.worker import batch, display
 from remote_agent.worker.classes import run_exit_hooks
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
 from remote_agent.worker.output import FdCapture
@@ -54,6 +54,8 @@ def main() -> None:
             data_json=json.dumps(data), metadata_json=json.dumps(metadata), execute_result=execute_result)))
 
     display.set_publisher(publish)
+    batch.set_announcer(lambda index: (capture.sync(), channel.send(pb.FromContainer(
+        input_started=pb.InputStarted(index=index)))))
     builtins.display = display.display  # as in IPython, display() needs no import
     display.route_ipython_display()  # and `from IPython.display import display` works as in a kernel
     interrupts = Interrupts()
