@@ -241,7 +241,7 @@ class Function(Generic[P, R]):
         batches = min(len(inputs), self.max_containers or 8)  # at most that many containers at once
         for part in range(batches):
             chunk = inputs[part::batches]
-            payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk, self.max_inputs), {}))
+            payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk, self.max_inputs, self.timeout), {}))
             info = client.submit(pb.RunRequest(
                 kind=pb.FUNCTION, label=f"{self.name}() × {len(chunk)}", payload=payload,
                 payload_blob=payload_blob, spec=self.spec, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,

@@ -220,3 +220,19 @@ def test_each_inputs_output_is_kept_for_asking():
     assert list(run) == list(range(6))
     for x in range(6):
         assert run.logs(x) == f"working on {x}\ndone with {x}\n"
+
+
+def test_timeout_applies_to_each_input():
+    @app.function(timeout=1)
+    def sometimes_slow(x):
+        import time
+
+        if x == 2:
+            time.sleep(30)
+        return x
+
+    started = time.monotonic()
+    results = list(sometimes_slow.map(range(5), return_exceptions=True))
+    assert time.monotonic() - started < 15
+    assert results[:2] == [0, 1] and results[3:] == [3, 4]
+    assert isinstance(results[2], TimeoutError) and "input 2 exceeded its timeout of 1 s" in str(results[2])

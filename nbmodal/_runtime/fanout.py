@@ -211,10 +211,13 @@ class MapRunner:
         client = connection.client()
         transfer = BlobTransfer.for_connection(connection, client)
         work = [(index, *self.inputs[index]) for index, _ in batch]
-        payload, payload_blob = transfer.pack((run_batch, (self.function.raw_f, work, self.function.max_inputs), {}))
+        timeout = self.function.timeout
+        payload, payload_blob = transfer.pack(
+            (run_batch, (self.function.raw_f, work, self.function.max_inputs, timeout), {}))
         request = pb.RunRequest(kind=pb.FUNCTION, label=f"{self.function.name}() × {len(work)}", payload=payload,
                                 payload_blob=payload_blob, spec=self.function.spec,
-                                timeout_s=self.function.timeout * len(work) if self.function.timeout else 0,
+                                # each input has its own timeout in the batch; this is the backstop
+                                timeout_s=(timeout * len(work) + 5) if timeout else 0,
                                 cancel_grace_s=10, client_python=CLIENT_PYTHON)
         sink = TailSink(self.output_tail, self.input_logs)
         finished = RunFollower(connection, sink, 10).start(request)

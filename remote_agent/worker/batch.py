@@ -7,6 +7,7 @@ only itself (and is retried alone).
 
 from __future__ import annotations
 
+import signal
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,22 +23,31 @@ def set_announcer(announce) -> None:
     _announce = announce
 
 
-def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int = 1) -> list[tuple[int, bool, Any]]:
+def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int = 1,
+              timeout_s: float = 0.0) -> list[tuple[int, bool, Any]]:
     """[(index, True, value)] or [(index, False, (pickled exception, type name, message, traceback))].
 
     With ``max_inputs`` > 1 (``@nbmodal.concurrent``), up to that many inputs run at once on threads.
+    ``timeout_s`` applies to each input on its own (one after another: the alarm is the main thread's).
     """
     if max_inputs > 1:
         with ThreadPoolExecutor(max_inputs, thread_name_prefix="input") as pool:
             return list(pool.map(lambda item: _one(function, *item), inputs))
-    return [_one(function, *item) for item in inputs]
+    return [_one(function, *item, timeout_s=timeout_s) for item in inputs]
 
 
-def _one(function, index: int, args: tuple, kwargs: dict) -> tuple[int, bool, Any]:
+def _one(function, index: int, args: tuple, kwargs: dict, timeout_s: float = 0.0) -> tuple[int, bool, Any]:
+    from remote_agent.worker.execute import RunTimeout
+
     if _announce is not None:
         _announce(index)
+    if timeout_s > 0:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         return index, True, function(*args, **kwargs)
+    except RunTimeout:
+        exc = TimeoutError(f"input {index} exceeded its timeout of {timeout_s:g} s")
+        return index, False, (cloudpickle.dumps(exc), "TimeoutError", str(exc), f"TimeoutError: {exc}\n")
     except Exception as exc:
         try:
             pickled = cloudpickle.dumps(exc)
@@ -45,3 +55,6 @@ def _one(function, index: int, args: tuple, kwargs: dict) -> tuple[int, bool, An
             pickled = b""
         remote_traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
         return index, False, (pickled, type(exc).__qualname__, str(exc), remote_traceback)
+    finally:
+        if timeout_s > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
