@@ -192,6 +192,11 @@ class Container:
             self._signal_group(signal.SIGKILL)
 
     async def wait_exited(self) -> None:
+        if self._pump_task is None:  # never got as far as ready: nothing reads its socket
+            if self.process is not None and self.process.returncode is None:
+                self._signal_group(signal.SIGKILL)
+                await self.process.wait()
+            self._exited.set()
         await self._exited.wait()
 
     def _signal_group(self, signum: int, group: int = 0) -> None:

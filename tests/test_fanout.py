@@ -236,3 +236,25 @@ def test_timeout_applies_to_each_input():
     assert time.monotonic() - started < 15
     assert results[:2] == [0, 1] and results[3:] == [3, 4]
     assert isinstance(results[2], TimeoutError) and "input 2 exceeded its timeout of 1 s" in str(results[2])
+
+
+def test_stopping_a_map_early_cancels_its_batches():
+    from nbmodal._runtime.connection import get_client
+
+    @app.function(max_containers=2)
+    def first_fast(x):
+        import time
+
+        if x:
+            time.sleep(60)
+        return x
+
+    run = iter(first_fast.map(range(4)))
+    started = time.monotonic()
+    assert next(run) == 0
+    run.close()  # what a `break` or an interrupt does to the map
+    assert time.monotonic() - started < 15
+    deadline = time.monotonic() + 10
+    while any(c.state == "busy" for c in get_client().list_containers()):
+        assert time.monotonic() < deadline, "the map's other batches kept running"
+        time.sleep(0.2)

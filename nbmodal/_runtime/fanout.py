@@ -24,6 +24,7 @@ from nbmodal._runtime.client import CLIENT_PYTHON
 from nbmodal.exceptions import RemoteError, RunLostError
 from nbmodal.output import LineRedraws, visible_line
 from remote_agent.proto import agent_pb2 as pb
+from remote_agent.runs import new_run_id
 from remote_agent.worker.batch import run_batch
 
 DEFAULT_MAX_CONTAINERS = 8
@@ -134,6 +135,7 @@ class MapRunner:
         self.output_tail: deque[str] = deque(maxlen=20)
         self.input_logs: dict[int, list[str]] = {}  # the output of each input, as its batch ran it
         self._started = False
+        self._running: dict[str, Any] = {}  # run id -> connection, of the batches in flight
 
     def __iter__(self) -> Iterator[Any]:
         if self._started:
@@ -148,45 +150,60 @@ class MapRunner:
         busy = {conn.name: 0 for conn in connections}  # batches in flight per host
         pending = deque((i, 0) for i in range(len(self.inputs)))  # (input index, attempts so far)
         results: dict[int, tuple[bool, Any]] = {}
-        next_to_yield = 0
         not_before: dict[int, float] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="nbmodal-map") as pool:
             in_flight: dict[Future, list[tuple[int, int]]] = {}
-            while pending or in_flight:
-                while pending and len(in_flight) < self.concurrency:
-                    batch = self._take_batch(pending, not_before)
-                    if not batch:
-                        break
-                    connection = min(connections, key=lambda c: busy[c.name])  # the least busy host
-                    busy[connection.name] += 1
-                    future = pool.submit(self._run_batch, connection, batch)
-                    future.add_done_callback(lambda _, name=connection.name: busy.__setitem__(name, busy[name] - 1))
-                    in_flight[future] = batch
-                self._draw(len(in_flight))
-                done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
-                for future in done:
-                    batch = in_flight.pop(future)
-                    for index, attempts, ok, value in self._outcomes(future, batch):
-                        if not ok and attempts < self.retries.max_retries:
-                            not_before[index] = time.monotonic() + self.retries.delay(attempts + 1)
-                            pending.append((index, attempts + 1))
-                            if self.progress:
-                                self.progress.retried += 1
-                            continue
-                        results[index] = (ok, value)
-                        if self.progress:
-                            self.progress.done += 1
-                            self.progress.failed += not ok
-                if self.order_outputs:
-                    while next_to_yield in results:
-                        yield self._deliver(results.pop(next_to_yield))
-                        next_to_yield += 1
-                else:
-                    for index in list(results):
-                        yield self._deliver(results.pop(index))
+            try:
+                yield from self._schedule(pool, in_flight, connections, busy, pending, results, not_before)
+            except BaseException:  # an interrupt or an error raised here: stop the batches still running
+                self._cancel_running()
+                raise
         self._draw(0, final=True)
         if self.output_tail:
-            print(f"[nbmodal] last lines of the map's output:\n" + "".join(self.output_tail), end="")
+            print("[nbmodal] last lines of the map's output:\n" + "".join(self.output_tail), end="")
+
+    def _schedule(self, pool, in_flight, connections, busy, pending, results, not_before) -> Iterator[Any]:
+        """Keep batches in flight on the least busy hosts, retry what failed, yield what came back."""
+        next_to_yield = 0
+        while pending or in_flight:
+            while pending and len(in_flight) < self.concurrency:
+                batch = self._take_batch(pending, not_before)
+                if not batch:
+                    break
+                connection = min(connections, key=lambda c: busy[c.name])  # the least busy host
+                busy[connection.name] += 1
+                future = pool.submit(self._run_batch, connection, batch)
+                future.add_done_callback(lambda _, name=connection.name: busy.__setitem__(name, busy[name] - 1))
+                in_flight[future] = batch
+            self._draw(len(in_flight))
+            done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
+            for future in done:
+                batch = in_flight.pop(future)
+                for index, attempts, ok, value in self._outcomes(future, batch):
+                    if not ok and attempts < self.retries.max_retries:
+                        not_before[index] = time.monotonic() + self.retries.delay(attempts + 1)
+                        pending.append((index, attempts + 1))
+                        if self.progress:
+                            self.progress.retried += 1
+                        continue
+                    results[index] = (ok, value)
+                    if self.progress:
+                        self.progress.done += 1
+                        self.progress.failed += not ok
+            if self.order_outputs:
+                while next_to_yield in results:
+                    yield self._deliver(results.pop(next_to_yield))
+                    next_to_yield += 1
+            else:
+                for index in list(results):
+                    yield self._deliver(results.pop(index))
+
+    def _cancel_running(self) -> None:
+        for run_id, connection in list(self._running.items()):
+            try:
+                connection.client().cancel(run_id, force=True)
+            except Exception:  # the host may be the reason we stopped
+                pass
 
     def logs(self, index: int) -> str:
         """The output input ``index`` printed (once the map has run it)."""
@@ -220,7 +237,12 @@ class MapRunner:
                                 timeout_s=(timeout * len(work) + 5) if timeout else 0,
                                 cancel_grace_s=10, client_python=CLIENT_PYTHON)
         sink = TailSink(self.output_tail, self.input_logs)
-        finished = RunFollower(connection, sink, 10).start(request)
+        request.run_id = new_run_id()
+        self._running[request.run_id] = connection
+        try:
+            finished = RunFollower(connection, sink, 10).start(request)
+        finally:
+            self._running.pop(request.run_id, None)
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
 
