@@ -14,13 +14,14 @@ from typing import Any
 
 import cloudpickle
 
-# Set by the container's main loop: tells the agent which input the output that follows belongs to.
-_announce = None
+# Set by the container's main loop: called as each input begins, so that the output that
+# follows can be filed under it (announced to the agent only if the input prints anything).
+_begin_input = None
 
 
-def set_announcer(announce) -> None:
-    global _announce
-    _announce = announce
+def set_input_hook(begin_input) -> None:
+    global _begin_input
+    _begin_input = begin_input
 
 
 def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int = 1,
@@ -39,8 +40,8 @@ def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int =
 def _one(function, index: int, args: tuple, kwargs: dict, timeout_s: float = 0.0) -> tuple[int, bool, Any]:
     from remote_agent.worker.execute import RunTimeout
 
-    if _announce is not None:
-        _announce(index)
+    if _begin_input is not None:
+        _begin_input(index)
     if timeout_s > 0:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:

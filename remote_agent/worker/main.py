@@ -45,8 +45,9 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s container: %(message)s")
 
     channel = FrameSocket(socket.socket(fileno=args.fd))
-    capture = FdCapture(lambda stream, data: channel.send(
-        pb.FromContainer(output=pb.Output(stream=stream, data=data))))
+    inputs = _InputMarks(channel)
+    capture = FdCapture(lambda stream, data: (inputs.announce(), channel.send(
+        pb.FromContainer(output=pb.Output(stream=stream, data=data)))))
 
     def publish(data: dict, metadata: dict, execute_result: bool) -> None:
         capture.sync()  # what was printed before a display shows before it
@@ -54,8 +55,7 @@ def main() -> None:
             data_json=json.dumps(data), metadata_json=json.dumps(metadata), execute_result=execute_result)))
 
     display.set_publisher(publish)
-    batch.set_announcer(lambda index: (capture.sync(), channel.send(pb.FromContainer(
-        input_started=pb.InputStarted(index=index)))))
+    batch.set_input_hook(lambda index: (capture.sync(), inputs.begin(index)))
     builtins.display = display.display  # as in IPython, display() needs no import
     display.route_ipython_display()  # and `from IPython.display import display` works as in a kernel
     interrupts = Interrupts()
@@ -74,6 +74,7 @@ def main() -> None:
             os._exit(0)  # without waiting for threads the user's code left behind
         if message.HasField("execute"):
             busy.set()
+            inputs.reset()
             request = message.execute
             finished = execute(request, session, interrupts, emit_item=lambda item: (
                 capture.sync(), channel.send(pb.FromContainer(item=item))))
@@ -82,6 +83,27 @@ def main() -> None:
             busy.clear()
         elif message.HasField("fetch_value"):
             channel.send(pb.FromContainer(fetched=fetch_value(session, message.fetch_value.name)))
+
+
+class _InputMarks:
+    """Which input of a map's batch is running; announced to the agent only when it prints."""
+
+    def __init__(self, channel: FrameSocket) -> None:
+        self.channel = channel
+        self.current: int | None = None
+        self.announced: int | None = None
+
+    def reset(self) -> None:
+        self.current = self.announced = None
+
+    def begin(self, index: int) -> None:
+        self.current = index  # the output before it has been synced: it was the previous input's
+
+    def announce(self) -> None:
+        current = self.current
+        if current is not None and current != self.announced:
+            self.announced = current
+            self.channel.send(pb.FromContainer(input_started=pb.InputStarted(index=current)))
 
 
 def _exit_with_agent(fd: int, busy: threading.Event) -> None:
