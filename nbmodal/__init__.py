@@ -54,4 +54,8 @@ def load_ipython_extension(ipython) -> None:
 
 
 def unload_ipython_extension(ipython) -> None:
-    pass
+    """``%unload_ext nbmodal``: removes ``%%remote``, ``%nbmodal`` and ``%volume``."""
+    magics = ipython.magics_manager.magics
+    magics["cell"].pop("remote", None)
+    for name in ("nbmodal", "volume"):
+        magics["line"].pop(name, None)

@@ -60,3 +60,14 @@ def test_options_parse_and_bad_ones_name_the_problem():
     ]:
         with pytest.raises(UsageError, match=message):
             parse_cell_options(tokens, False)
+
+
+def test_the_extension_loads_and_unloads():
+    from IPython.testing.globalipapp import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "nbmodal")
+    assert "remote" in shell.magics_manager.magics["cell"] and "volume" in shell.magics_manager.magics["line"]
+    shell.run_line_magic("unload_ext", "nbmodal")
+    assert "remote" not in shell.magics_manager.magics["cell"]
+    assert "nbmodal" not in shell.magics_manager.magics["line"]
