@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from remote_agent.allocator import Allocator, Unsatisfiable
 from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
-from remote_agent.runs import Run, RunRegistry
+from remote_agent.runs import RUN_ID, Run, RunRegistry
 from remote_agent.sandbox import MountError, check_mount_path
 from remote_agent.storage import AsyncStorage, StoreError
 from remote_agent.volumes import VolumeStore
@@ -53,6 +54,7 @@ class Agent:
                                   volume_dir=self.volumes.volume_dir)
         self.stopping = asyncio.Event()
         self.draining = False
+        self._cancelled_before_arrival: OrderedDict[str, bool] = OrderedDict()
 
     def start(self) -> None:
         self.pool.start_reaper()
@@ -66,6 +68,10 @@ class Agent:
             raise Draining("this agent is handing over to a newer version; start the run again")
         run = self.runs.create(request)
         run.emit(started=pb.RunStarted(run_id=run.id))
+        if self._cancelled_before_arrival.pop(run.id, None):
+            run.finish(pb.RunFinished(state=pb.CANCELLED, error=_error(
+                "KeyboardInterrupt", "cancelled before it reached the agent")))
+            return run
         self.pool.note_spec(request.spec)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
         log.debug("run %s accepted: %s", run.id, request.label[:80])
@@ -141,13 +147,23 @@ class Agent:
         return pb.RunFinished(state=pb.LOST, error=_error(
             "nbmodal.ContainerDied", f"{died}; its log is {container.log_path}.{lost_session}"))
 
+    def cancel_before_arrival(self, run_id: str) -> None:
+        """Remember a cancel for a run id not seen yet: its submit may still be in flight."""
+        if not RUN_ID.fullmatch(run_id):
+            return
+        self._cancelled_before_arrival[run_id] = True
+        while len(self._cancelled_before_arrival) > 1024:
+            self._cancelled_before_arrival.popitem(last=False)
+
     def cancel(self, run: Run, force: bool = False) -> None:
         if run.done:
             return
         run.cancel_requested = True
         container = run.container
         if container is None:
-            if run.task is not None:
+            # Only a run still waiting for its container is cancelled as a task; one past its
+            # container is finishing and must get to report how it ended.
+            if run.task is not None and run.info.state == pb.PENDING:
                 run.task.cancel()
             return
         if force:

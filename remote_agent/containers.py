@@ -318,9 +318,8 @@ class ContainerPool:
                 return container, False
         starting = self._starting.get(key)
         if starting:  # a warm-up already under way: take it
-            task = starting.pop(0)
-            return await asyncio.shield(task), True
-        return await self._start(spec), True
+            return await self._container_of(starting.pop(0)), True
+        return await self._start_for_run(spec), True
 
     def release(self, container: Container) -> None:
         if container.session:
@@ -357,7 +356,7 @@ class ContainerPool:
         if isinstance(granted, Container):
             return granted, False
         try:
-            return await self._start(spec, session, allocation=granted), True
+            return await self._start_for_run(spec, session, allocation=granted), True
         except BaseException:
             self.allocator.release(waiter.holder)
             self._serve_gpu_waiters()
@@ -431,11 +430,38 @@ class ContainerPool:
             if _reserves(spec):
                 slot.container, _ = await self._acquire_reserved(spec, notify, session)
             else:
-                slot.container = await self._start(spec, session)
+                slot.container = await self._start_for_run(spec, session)
             return slot.container, True
         except BaseException:
             slot.lock.release()
             raise
+
+    async def _start_for_run(self, spec: pb.ContainerSpec, session: str = "",
+                             allocation: Allocation | None = None) -> Container:
+        return await self._container_of(asyncio.create_task(self._start(spec, session, allocation)))
+
+    async def _container_of(self, start: asyncio.Task) -> Container:
+        """Wait for a container start on behalf of a run.
+
+        A run cancelled meanwhile doesn't cancel the start (a half-started
+        container would leak its process and its reservation): the start
+        finishes and the container joins the warm pool, or stops if it was a
+        session's.
+        """
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            start.add_done_callback(self._adopt_started)
+            raise
+
+    def _adopt_started(self, start: asyncio.Task) -> None:
+        if start.cancelled() or start.exception() is not None:
+            return
+        container = start.result()
+        if container.session:
+            container.kill()
+        else:
+            self.release(container)
 
     async def _start(self, spec: pb.ContainerSpec, session: str = "",
                      allocation: Allocation | None = None) -> Container:

@@ -55,7 +55,11 @@ class AgentService(pb_grpc.AgentServicer):
             yield event
 
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.RunInfo:
-        run = await self._run(request.run_id, context)
+        run = self.agent.runs.get(request.run_id)
+        if run is None:
+            # Its Run call may still be on the way: it will be refused when it arrives.
+            self.agent.cancel_before_arrival(request.run_id)
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {request.run_id!r} on this agent")
         self.agent.cancel(run, force=request.force)
         return run.info
 

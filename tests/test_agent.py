@@ -101,3 +101,16 @@ def test_agent_killed_mid_run_fails_the_cell_clearly_and_the_next_cell_starts_a_
         assert int(again["stdout"]) != agent_pid
     # The new agent knows the old run was lost with its agent.
     assert "LOST" in commands.runs_table(50)
+
+
+def test_a_cancel_that_overtakes_its_submit_still_stops_the_run(agent_address):
+    # A client registers a run id, then cancels it before its Run call reaches the agent.
+    client = AgentClient(agent_address)
+    run_id = "r-0badcafe"
+    with pytest.raises(KeyError, match="no run 'r-0badcafe'"):
+        client.cancel(run_id, force=True)
+    request = pb.RunRequest(kind=pb.CELL, run_id=run_id, label="late submit", code="import time; time.sleep(60)")
+    events = list(client.run(request))
+    finished = events[-1].finished
+    assert finished.state == pb.CANCELLED
+    assert "before it reached the agent" in finished.error.message

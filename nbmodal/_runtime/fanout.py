@@ -136,6 +136,8 @@ class MapRunner:
         self.input_logs: dict[int, list[str]] = {}  # the output of each input, as its batch ran it
         self._started = False
         self._running: dict[str, Any] = {}  # run id -> connection, of the batches in flight
+        self._running_lock = threading.Lock()
+        self._stopping = False  # set once the map stops early: batches not yet submitted never start
 
     def __iter__(self) -> Iterator[Any]:
         if self._started:
@@ -199,7 +201,10 @@ class MapRunner:
                     yield self._deliver(results.pop(index))
 
     def _cancel_running(self) -> None:
-        for run_id, connection in list(self._running.items()):
+        with self._running_lock:
+            self._stopping = True
+            running = list(self._running.items())
+        for run_id, connection in running:
             try:
                 connection.client().cancel(run_id, force=True)
             except Exception:  # the host may be the reason we stopped
@@ -238,7 +243,11 @@ class MapRunner:
                                 cancel_grace_s=10, client_python=CLIENT_PYTHON)
         sink = TailSink(self.output_tail, self.input_logs)
         request.run_id = new_run_id()
-        self._running[request.run_id] = connection
+        with self._running_lock:
+            if self._stopping:
+                raise RunLostError("the map stopped before this batch started")
+            # Registered before it is sent: a cancel that overtakes the submit is kept by the agent.
+            self._running[request.run_id] = connection
         try:
             finished = RunFollower(connection, sink, 10).start(request)
         finally:
