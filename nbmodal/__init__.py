@@ -25,6 +25,8 @@ from nbmodal.exceptions import (
     AgentLostError,
     CaptureError,
     GpuUnavailableError,
+    ImageBuildError,
+    ImageDefinitionError,
     NbmodalError,
     NotFoundError,
     RemoteError,
@@ -32,6 +34,7 @@ from nbmodal.exceptions import (
     RunLostError,
     VersionMismatchError,
 )
+from nbmodal.image import Image
 from nbmodal.queue import Queue
 from nbmodal.results import RemoteValue, ResultWarning
 from nbmodal.volume import Volume
@@ -39,7 +42,7 @@ from remote_agent import __version__
 
 __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
-    "GpuUnavailableError", "NbmodalError", "NotFoundError", "Queue", "ResourcesUnavailableError", "Retries",
+    "GpuUnavailableError", "Image", "ImageBuildError", "ImageDefinitionError", "NbmodalError", "NotFoundError", "Queue", "ResourcesUnavailableError", "Retries",
     "Volume",
     "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
     "concurrent", "enter", "exit", "method", "parameter", "load_ipython_extension",
@@ -56,6 +59,7 @@ def load_ipython_extension(ipython) -> None:
 def unload_ipython_extension(ipython) -> None:
     """``%unload_ext nbmodal``: removes ``%%remote``, ``%nbmodal`` and ``%volume``."""
     magics = ipython.magics_manager.magics
-    magics["cell"].pop("remote", None)
-    for name in ("nbmodal", "volume"):
+    for name in ("remote", "image"):
+        magics["cell"].pop(name, None)
+    for name in ("nbmodal", "volume", "image"):
         magics["line"].pop(name, None)

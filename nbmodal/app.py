@@ -20,6 +20,7 @@ from nbmodal._runtime.client import CLIENT_PYTHON
 from nbmodal._runtime.connection import locate_run, place, run_hosts
 from nbmodal._runtime.execution import RunFollower
 from nbmodal._runtime.fanout import MapRunner, Retries
+from nbmodal._runtime.images import spec_with_image
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
@@ -74,7 +75,8 @@ class App:
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
                  max_containers: int | None = None, scaledown_window: float | None = None,
-                 min_containers: int = 0, buffer_containers: int = 0, cpu: float = 0.0, memory: int = 0) -> Any:
+                 min_containers: int = 0, buffer_containers: int = 0, cpu: float = 0.0, memory: int = 0,
+                 image: Any = None) -> Any:
         """Decorate a function so that ``.remote()`` runs it on an agent (and ``.map()`` fans it out).
 
         ``host`` names a configured SSH host (``nbmodal host add``); by default
@@ -88,14 +90,15 @@ class App:
         ``min_containers`` keeps that many up once it has run; ``buffer_containers``
         keeps that many idle ones ready while it is in use. ``cpu`` (cores) and
         ``memory`` (MiB) are reserved for each container: its cores are its own (it is
-        pinned to them), and runs wait while the host has no room.
+        pinned to them), and runs wait while the host has no room. ``image`` (an
+        ``nbmodal.Image``) is the environment it runs in, built on the host at first use.
         """
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
             function = Function(fn, self, timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes,
                                 retries=retries, max_containers=max_containers, scaledown_window=scaledown_window,
                                 min_containers=min_containers, buffer_containers=buffer_containers,
-                                cpu=cpu, memory=memory)
+                                cpu=cpu, memory=memory, image=image)
             self.registered_functions[function.name] = function
             return function
 
@@ -125,7 +128,13 @@ class Function(Generic[P, R]):
                  name: str | None = None, host: str | None = None, gpu: str | list[str] | None = None,
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
                  max_containers: int | None = None, scaledown_window: float | None = None,
-                 min_containers: int = 0, buffer_containers: int = 0, cpu: float = 0.0, memory: int = 0) -> None:
+                 min_containers: int = 0, buffer_containers: int = 0, cpu: float = 0.0, memory: int = 0,
+                 image: Any = None) -> None:
+        from nbmodal.image import Image
+
+        if image is not None and not isinstance(image, Image):
+            raise TypeError(f"image= takes an nbmodal.Image, not a {type(image).__name__}")
+        self.image = image
         self.raw_f = fn
         self.host = host
         self.retries = retries
@@ -143,22 +152,31 @@ class Function(Generic[P, R]):
         self.name = name or getattr(fn, "__qualname__", repr(fn))
         functools.update_wrapper(self, fn)
 
-    def _request(self, transfer: BlobTransfer, args: tuple, kwargs: dict, detach: bool) -> pb.RunRequest:
+    def _connect(self):
+        """Where its next run goes, and the spec to run it with there (its image built there first)."""
+        connection = place(self.host, spec=self.spec)
+        client = connection.client()
+        check_python_versions(client, self.image)
+        return connection, client, self.spec_on(connection)
+
+    def spec_on(self, connection) -> pb.ContainerSpec:
+        return spec_with_image(self.spec, self.image, connection, default_sink())
+
+    def _request(self, transfer: BlobTransfer, args: tuple, kwargs: dict, detach: bool,
+                 spec: pb.ContainerSpec) -> pb.RunRequest:
         payload, payload_blob = transfer.pack((self.raw_f, args, kwargs))
         return pb.RunRequest(kind=pb.FUNCTION, label=f"{self.name}()", payload=payload, payload_blob=payload_blob,
-                             spec=self.spec,
+                             spec=spec,
                              timeout_s=self.timeout, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
                              detach=detach, client_python=CLIENT_PYTHON)
 
     @_WithAio
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on the agent and return its result (its prints stream here)."""
-        connection = place(self.host, spec=self.spec)
-        client = connection.client()
-        check_python_versions(client)
+        connection, client, spec = self._connect()
         transfer = BlobTransfer.for_connection(connection, client)
         finished = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
-            self._request(transfer, args, kwargs, detach=False))
+            self._request(transfer, args, kwargs, detach=False, spec=spec))
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
 
@@ -170,11 +188,9 @@ class Function(Generic[P, R]):
             for step, loss in train_steps.remote_gen(cfg):
                 print(step, loss)
         """
-        connection = place(self.host, spec=self.spec)
-        client = connection.client()
-        check_python_versions(client)
+        connection, client, spec = self._connect()
         transfer = BlobTransfer.for_connection(connection, client)
-        request = self._request(transfer, args, kwargs, detach=False)
+        request = self._request(transfer, args, kwargs, detach=False, spec=spec)
         request.generator = True
         events: queue.Queue = queue.Queue()
         follower = RunFollower(connection, _QueueSink(events), DEFAULT_CANCEL_GRACE_S)
@@ -234,9 +250,7 @@ class Function(Generic[P, R]):
         inputs = [(index, args, {}) for index, args in enumerate(zip(*iterables))]
         if not inputs:
             return
-        connection = place(self.host, spec=self.spec)
-        client = connection.client()
-        check_python_versions(client)
+        connection, client, spec = self._connect()
         transfer = BlobTransfer.for_connection(connection, client)
         batches = min(len(inputs), self.max_containers or 8)  # at most that many containers at once
         for part in range(batches):
@@ -244,7 +258,7 @@ class Function(Generic[P, R]):
             payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk, self.max_inputs, self.timeout), {}))
             info = client.submit(pb.RunRequest(
                 kind=pb.FUNCTION, label=f"{self.name}() × {len(chunk)}", payload=payload,
-                payload_blob=payload_blob, spec=self.spec, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
+                payload_blob=payload_blob, spec=spec, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
                 detach=True, client_python=CLIENT_PYTHON))
             run_hosts[info.run_id] = connection.name
 
@@ -263,11 +277,9 @@ class Function(Generic[P, R]):
     @_WithAio
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start the function on the agent and return at once; ``.get()`` waits for the result."""
-        connection = place(self.host, spec=self.spec)
-        client = connection.client()
-        check_python_versions(client)
+        connection, client, spec = self._connect()
         info = client.submit(self._request(BlobTransfer.for_connection(connection, client), args, kwargs,
-                                           detach=True))
+                                           detach=True, spec=spec))
         run_hosts[info.run_id] = connection.name
         return FunctionCall(info.run_id)
 

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("gpus", help="GPUs of every host: figures and who holds them").add_argument(
         "--host", help="only this host")
     add_volume_arguments(sub.add_parser("volume", help="volumes: create, ls, put, get, rm, delete"))
+    image = sub.add_parser("image", help="images on a host: ls, build FILE (in the %%image language), rm NAME")
+    add_image_arguments(image)
     for kind in ("dict", "queue"):
         add_store_arguments(sub.add_parser(kind, help=f"named {kind.capitalize()}s: ls, peek, len, clear, delete"))
 
@@ -86,7 +88,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(run_volume_command(args))
     elif args.command in ("dict", "queue"):
         print(commands.store_command(args.command, args.verb, args.name, args.host, args.n))
+    elif args.command == "image":
+        print(commands.image_command(args.verb, args.name, args.host))
     return 0
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("verb", choices=["ls", "build", "rm"])
+    parser.add_argument("name", nargs="?", help="build: a file of %%%%image lines; rm: an image's name or id")
+    parser.add_argument("--host", help="the host (default: the local agent; ls: every host)")
 
 
 def add_volume_arguments(parser: argparse.ArgumentParser) -> None:

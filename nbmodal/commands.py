@@ -289,3 +289,39 @@ def volume_command(args) -> str:
         volume.remove_file(args.remote, recursive=args.recursive)
         return f"removed {args.name}:{args.remote}"
     raise ValueError(f"unknown verb {args.verb!r}")
+
+
+def image_command(verb: str, name: str | None = None, host: str | None = None, sink: OutputSink | None = None) -> str:
+    """``image ls|build|rm``: what the CLI and ``%nbmodal image`` run.
+
+    ``build`` takes a file in the ``%%image`` language (its name is the file's stem).
+    """
+    from nbmodal._runtime.images import ensure_built
+
+    if verb == "ls":
+        rows = [("HOST", "NAME", "IMAGE", "STATE", "PYTHON", "SIZE", "LAST USED")]
+        for host_name, client in _reachable(host):
+            for image in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images:
+                used = time.strftime("%Y-%m-%d %H:%M", time.localtime(image.last_used)) if image.last_used else "-"
+                state = image.state if not image.error else f"{image.state}: {image.error[:60]}"
+                rows.append((host_name, image.name or "-", image.image_id[:12], state, image.python or "-",
+                             f"{image.size_bytes / 2**20:.1f} MiB" if image.size_bytes else "-", used))
+        return _table(rows) if len(rows) > 1 else "no images"
+    if not name:
+        raise ValueError(f"image {verb} needs a name")
+    if verb == "rm":
+        target = connection(host or LOCAL)
+        reply = target.client().image_call(pb.ImageRequest(op=pb.IMAGE_REMOVE, name_or_id=name))
+        return f"removed {len(reply.images)} image(s) named {name!r} from {target.name}"
+    if verb == "build":
+        from nbmodal.image import parse_image_cell
+
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no image definition at {path} (a file of %%image lines)")
+        image = parse_image_cell(path.stem, path.read_text(), path.parent.resolve())
+        image.name = path.stem
+        target = connection(host or LOCAL)
+        image_id = ensure_built(image, target, sink or plain_sink(), force=True)
+        return f"image {image.name} built on {target.name}: {image_id[:12]}"
+    raise ValueError(f"unknown image verb {verb!r} (ls, build, rm)")

@@ -57,3 +57,11 @@ class GpuUnavailableError(ResourcesUnavailableError):
 
 class RunLostError(NbmodalError):
     """The run's container died (or the run was lost with its agent)."""
+
+
+class ImageDefinitionError(NbmodalError, ValueError):
+    """An ``Image`` (or ``%%image`` cell) defined wrongly; raised before anything is built."""
+
+
+class ImageBuildError(NbmodalError):
+    """An image failed to build on its host (the message names the failing step and its output)."""

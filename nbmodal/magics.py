@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -19,9 +20,8 @@ from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
 from remote_agent.gpus import GpuRequestError, parse_gpu_request
 
-_OPTION_KEYS = ("host", "gpu", "cpu", "memory", "volumes", "map", "session", "timeout", "grace", "max_result")
-# Part of the design (see the README's roadmap), not yet served by this version.
-_NOT_YET = ("image",)
+_OPTION_KEYS = ("host", "image", "gpu", "cpu", "memory", "volumes", "map", "session", "timeout", "grace",
+                "max_result")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
                "g": 1e9, "gb": 1e9, "gib": 1024**3}
@@ -35,10 +35,9 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
         key = key.strip().lower()
         if not sep or not value:
             raise UsageError(f"%%remote: expected key=value, got {token!r} (options: {', '.join(_OPTION_KEYS)})")
-        if key in _NOT_YET:
-            raise UsageError(f"%%remote: {key}= is not available in this version of nbmodal yet; "
-                             f"this version runs cells on the embedded local agent (options: {', '.join(_OPTION_KEYS)})")
-        if key == "host":
+        if key == "image":
+            options.image = value  # resolved against %%image names and notebook variables by the magic
+        elif key == "host":
             from nbmodal.hosts import LOCAL, HostError, get_host
 
             if value != LOCAL:
@@ -139,6 +138,8 @@ class RemoteMagics(Magics):
         """
         args = parse_argstring(self.remote, line)
         options = parse_cell_options(args.options, args.detach)
+        if options.image:
+            options.image = self._image_named(options.image, "%%remote")
         if options.map:
             source = options.map[1]
             if source not in self.shell.user_ns:
@@ -151,6 +152,82 @@ class RemoteMagics(Magics):
             if options.session or options.detach:
                 raise UsageError("%%remote: map= runs many containers at once: it can't use session= or --detach")
         return run_cell(self.shell, cell, options)
+
+    def _image_named(self, name: str, magic: str):
+        from nbmodal._runtime.images import named_images
+        from nbmodal.image import Image
+
+        value = self.shell.user_ns.get(name)
+        if isinstance(value, Image):
+            return value
+        if name in named_images:
+            return named_images[name]
+        known = sorted(set(named_images) | {k for k, v in self.shell.user_ns.items()
+                                             if isinstance(v, Image) and not k.startswith("_")})
+        raise UsageError(f"{magic}: image={name!r} is neither an image defined with %%image nor a notebook variable "
+                         f"holding an nbmodal.Image" + (f" (images here: {', '.join(known)})" if known else
+                                                         "; define one with a %%image cell first"))
+
+    @magic_arguments()
+    @argument("name", help="the image's name (also a notebook variable holding it)")
+    @argument("options", nargs="*", help="host=NAME: build it on this host now (default: the local agent), "
+                                         "build=no: only define it")
+    @cell_magic
+    def image(self, line: str, cell: str):
+        """Define an image, one step per line, and build it now with its log shown live.
+
+        Example::
+
+            %%image torch
+            python 3.11
+            pip torch==2.5 numpy
+            env HF_HOME=/root/.cache/hf
+            preload torch
+        """
+        from nbmodal._runtime.images import named_images
+        from nbmodal.exceptions import ImageDefinitionError
+        from nbmodal.image import parse_image_cell
+
+        args = parse_argstring(self.image, line)
+        if not args.name.isidentifier():
+            raise UsageError(f"%%image: the name {args.name!r} must be a Python identifier, like torch_env")
+        host, build = "", True
+        for token in args.options:
+            key, _, value = token.partition("=")
+            if key == "host" and value:
+                host = value
+            elif key == "build" and value in ("no", "yes"):
+                build = value == "yes"
+            else:
+                raise UsageError(f"%%image: unknown option {token!r} (host=NAME, build=no)")
+        try:
+            image = parse_image_cell(args.name, cell, Path.cwd())
+        except ImageDefinitionError as exc:
+            raise UsageError(str(exc)) from None
+        image.name = args.name
+        named_images[args.name] = image
+        self.shell.user_ns[args.name] = image
+        if build:
+            from nbmodal._runtime.connection import place
+            from nbmodal._runtime.images import ensure_built
+
+            target = place(host, spec=None)
+            ensure_built(image, target, default_sink())
+        return None
+
+    @line_magic("image")
+    def image_line(self, line: str):
+        """%image NAME: the image's steps and its build state on each host."""
+        words = shlex.split(line)
+        if len(words) != 1:
+            raise UsageError("%image NAME (see %nbmodal image ls for every image)")
+        image = self._image_named(words[0], "%image")
+        from nbmodal._runtime.images import built_on
+
+        print(repr(image))
+        states = built_on(image)
+        print("\n".join(f"built on {host}: {image_id[:12]}" for host, image_id in states) or
+              "not built from this kernel yet (it builds on first use, or run its %%image cell)")
 
     @line_magic
     def volume(self, line: str):
@@ -166,7 +243,7 @@ class RemoteMagics(Magics):
         %nbmodal runs | sessions | containers | gpus | logs RUN_ID | attach RUN_ID |
         stop RUN_ID_OR_SESSION [--force] | agent status|start|stop |
         host add NAME TARGET [--ssh-config PATH] [--accept-new-host-key] | host ls | host rm NAME |
-        host doctor NAME | dict|queue ls|peek|len|clear|delete [NAME]
+        host doctor NAME | dict|queue ls|peek|len|clear|delete [NAME] | image ls|build FILE|rm NAME
         """
         words = shlex.split(line)
         if not words:
@@ -192,6 +269,11 @@ class RemoteMagics(Magics):
             from nbmodal.cli import add_host_arguments, run_host_command
 
             print(run_host_command(_parse_words("host", add_host_arguments, rest)))
+        elif verb == "image":
+            from nbmodal.cli import add_image_arguments
+
+            args = _parse_words("image", add_image_arguments, rest)
+            print(commands.image_command(args.verb, args.name, args.host, default_sink()))
         elif verb in ("dict", "queue"):
             from nbmodal.cli import add_store_arguments
 

@@ -14,6 +14,7 @@ from typing import Any
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
 from nbmodal._runtime.connection import place, run_hosts, session_hosts
 from nbmodal._runtime.execution import RunFollower
+from nbmodal._runtime.images import spec_with_image
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.capture import pack_inputs, select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
@@ -33,6 +34,7 @@ class CellOptions:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     detach: bool = False
     host: str = ""
+    image: Any = None  # an nbmodal.Image (the magic resolves image=NAME)
     gpu: str = ""
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
     map: tuple[str, str] | None = None  # (name bound in the cell, notebook list it takes values from)
@@ -55,7 +57,9 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     spec = container_spec(options.gpu, options.volumes, options.cpu, options.memory)
     connection = place(options.host, options.session, spec)
     client = connection.client()
-    check_python_versions(client)
+    sink = default_sink()
+    spec = spec_with_image(spec, options.image, connection, sink)
+    check_python_versions(client, options.image)
     payload, payload_blob = pack_inputs(inputs, BlobTransfer.for_connection(connection, client).pack)
     request = pb.RunRequest(
         kind=pb.CELL, label=_label(cell), payload=payload, payload_blob=payload_blob, code=cell,
@@ -72,7 +76,6 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
         run_hosts[info.run_id] = connection.name
         return DetachedRun(client, info)
 
-    sink = default_sink()
     follower = RunFollower(connection, sink, options.grace)
     finished = follower.start(request)
     return apply_cell_result(shell, BlobTransfer.for_connection(connection, follower.client), finished,
@@ -91,7 +94,8 @@ def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any],
     spec = container_spec(options.gpu, options.volumes, options.cpu, options.memory)
     connection = place(options.host, "", spec)
     client = connection.client()
-    check_python_versions(client)
+    spec = spec_with_image(spec, options.image, connection, default_sink())
+    check_python_versions(client, options.image)
     transfer = BlobTransfer.for_connection(connection, client)
 
     def run_one(value: Any) -> tuple[pb.RunFinished, list[str]]:
@@ -151,8 +155,9 @@ def forget_session(name: str) -> None:
     session_hosts.pop(name, None)
 
 
-def check_python_versions(client: AgentClient) -> None:
-    if client.hello.container_python != CLIENT_PYTHON:
+def check_python_versions(client: AgentClient, image: Any = None) -> None:
+    """The default container's Python must be the notebook's (an image's Python is checked in its container)."""
+    if image is None and client.hello.container_python != CLIENT_PYTHON:
         raise VersionMismatchError(
             f"this notebook runs Python {CLIENT_PYTHON} but the {client.label}'s containers run Python "
             f"{client.hello.container_python}; pickled code and data only move between equal minor versions. "

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from nbmodal import serialization
-from nbmodal.exceptions import GpuUnavailableError, RemoteError, ResourcesUnavailableError, RunLostError
+from nbmodal.exceptions import (GpuUnavailableError, ImageBuildError, RemoteError, ResourcesUnavailableError,
+                                RunLostError)
 from remote_agent.proto import agent_pb2 as pb
 
 
 # Errors the agent reports by name (it has no pickled exception for them).
 _AGENT_ERRORS = {"nbmodal.GpuUnavailable": GpuUnavailableError, "nbmodal.ContainerDied": RunLostError,
-                 "nbmodal.ResourcesUnavailable": ResourcesUnavailableError}
+                 "nbmodal.ResourcesUnavailable": ResourcesUnavailableError, "nbmodal.ImageBuildError": ImageBuildError}
 
 
 class ResultWarning(UserWarning):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import sys
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from pathlib import Path
 from remote_agent import blobs
 from remote_agent.allocator import Allocator, Unsatisfiable
 from remote_agent.gpus import GpuRequestError, describe, host_inventory
+from remote_agent.images import ImageError, ImageStore, runtime_sources
+from remote_agent.launch import sandbox_config
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.runs import RUN_ID, Run, RunRegistry
@@ -47,11 +50,18 @@ class Agent:
         self.storage = AsyncStorage(state_dir / "storage.db")
         self.volumes = VolumeStore(state_dir / "volumes")
         self.volume_io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="volume-io")
+        self.images = ImageStore(state_dir / "images", runtime_sources())
         self.allocator = Allocator(host_inventory(state_dir))
         log.info("GPUs: %s; %d CPU cores, %d MiB for containers", describe(self.allocator.gpus),
                  len(self.allocator.cores), self.allocator.memory_mib)
+        scratch_dir = state_dir / "scratch"
+        shutil.rmtree(scratch_dir, ignore_errors=True)  # working dirs of containers of an earlier agent
+        scratch_dir.mkdir()
+        self.sandbox = sandbox_config(state_dir, self.blob_dir, self.volumes.root, self.images, scratch_dir,
+                                      use_sandbox=os.environ.get("NBMODAL_SANDBOX", "1") != "0")
         self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.allocator,
-                                  volume_dir=self.volumes.volume_dir)
+                                  volume_dir=self.volumes.volume_dir, images=self.images,
+                                  sandbox_config=self.sandbox, scratch_dir=scratch_dir)
         self.stopping = asyncio.Event()
         self.draining = False
         self._cancelled_before_arrival: OrderedDict[str, bool] = OrderedDict()
@@ -95,6 +105,9 @@ class Agent:
             return
         except GpuRequestError as exc:
             run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc))))
+            return
+        except ImageError as exc:  # its image was removed meanwhile
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.ImageBuildError", str(exc))))
             return
         except (StoreError, MountError) as exc:  # an unknown volume, a path it can't be mounted at
             run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.MountError", str(exc))))
@@ -193,7 +206,8 @@ class Agent:
         for name, slot in self.pool.sessions().items():
             container = slot.container
             infos.append(pb.SessionInfo(
-                name=name, container_id=container.id if container else "", pid=container.pid if container else 0,
+                name=name, container_id=container.id if container else "",
+                pid=(container.worker_pid or container.pid) if container else 0,
                 names=slot.names, created=slot.created, last_used=slot.last_used, busy=slot.lock.locked()))
         return infos
 
@@ -207,7 +221,7 @@ class Agent:
             else:  # being started, or handed to a run that hasn't begun
                 state = "starting" if container.alive or container.process is None else "exited"
             infos.append(pb.ContainerInfo(
-                container_id=container.id, pid=container.pid, spec=container.spec, state=state,
+                container_id=container.id, pid=container.worker_pid or container.pid, spec=container.spec, state=state,
                 session=container.session, run_id=container.run.id if container.run else "",
                 created=container.created, idle_since=container.idle_since,
                 gpus=self.allocator.held_by(container.id)))

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -24,6 +26,9 @@ from pathlib import Path
 from remote_agent.frames import read_frame, write_frame
 from remote_agent.allocator import Allocation, Allocator, Request
 from remote_agent import sandbox
+from remote_agent.images import ImageStore
+from remote_agent.launch import LaunchPlan, SandboxConfig, plan_container
+from remote_agent.zygote import Zygote
 from remote_agent.proto import agent_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -44,10 +49,10 @@ def spec_key(spec: pb.ContainerSpec) -> bytes:
 
 class Container:
     def __init__(self, container_id: str, spec: pb.ContainerSpec, logs_dir: Path, blob_dir: Path,
-                 session: str = "", mounts: list[tuple[Path, str]] | None = None) -> None:
+                 session: str = "", plan: LaunchPlan | None = None) -> None:
         self.id = container_id
         self.blob_dir = blob_dir
-        self.mounts = mounts or []  # (volume dir on the host, path in the container)
+        self.plan = plan or LaunchPlan(python=sys.executable)
         self.worker_pid = 0
         self.spec = spec
         self.session = session
@@ -102,22 +107,28 @@ class Container:
                        NBMODAL_GPUS=",".join(str(gpu.index) for gpu in gpus))
         if self.allocation.cores:
             env["NBMODAL_CPUS"] = ",".join(map(str, self.allocation.cores))  # the worker pins itself to them
+        plan = self.plan
+        env.update(plan.env)
         env.update(self.spec.env)
-        argv = [sys.executable, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
-        if self.session:
-            argv.append("--session")
-        if self.mounts:
-            if sandbox.bwrap_available():
-                argv = sandbox.bwrap_argv(self.mounts) + argv
-                env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
-            else:
-                sandbox.link_without_sandbox(self.mounts)
+        if plan.imports:
+            env["NBMODAL_IMAGE_IMPORTS"] = plan.imports
+        layout = plan.layout(self.allocation)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
-            self.process = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file, stderr=log_file, env=env, start_new_session=True,
-                cwd=self.spec.workdir or None)
+            if plan.zygote is not None:
+                # Forked from the image's pre-started interpreter: its heavy imports are done.
+                self.process = await plan.zygote.spawn(child.fileno(), log_file.fileno(), env, plan.cwd, layout,
+                                                       bool(self.session))
+            else:
+                argv = [plan.python, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
+                if self.session:
+                    argv.append("--session")
+                env["NBMODAL_LAYOUT"] = json.dumps(layout)
+                if plan.outer_argv:
+                    env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
+                self.process = await asyncio.create_subprocess_exec(
+                    *plan.outer_argv, *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file, stderr=log_file, env=env, start_new_session=True, cwd=plan.start_cwd)
         child.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         try:
@@ -275,10 +286,16 @@ class ContainerPool:
     """Starts, reuses, scales down and stops containers."""
 
     def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, allocator: Allocator,
-                 volume_dir=None) -> None:
+                 volume_dir=None, images: ImageStore | None = None, sandbox_config: SandboxConfig | None = None,
+                 scratch_dir: Path | None = None) -> None:
         self.logs_dir = logs_dir
         self.blob_dir = blob_dir
         self.volume_dir = volume_dir  # -> the host dir of a volume (raises for unknown ones)
+        self.images = images
+        self.sandbox = sandbox_config or SandboxConfig(available=False, hidden=[], shown=[])
+        self.scratch_dir = scratch_dir or logs_dir / "scratch"
+        self._zygotes: dict[tuple, Zygote] = {}
+        self._zygote_locks: dict[tuple, asyncio.Lock] = {}
         self.allocator = allocator
         self._gpu_waiters: list[_Waiter] = []
         self.agent_port = 0
@@ -466,8 +483,13 @@ class ContainerPool:
     async def _start(self, spec: pb.ContainerSpec, session: str = "",
                      allocation: Allocation | None = None) -> Container:
         self._counter += 1
-        mounts = [(self.volume_dir(m.volume), m.path) for m in spec.volumes]
-        container = Container(f"c-{os.getpid()}-{self._counter}", spec, self.logs_dir, self.blob_dir, session, mounts)
+        container_id = f"c-{os.getpid()}-{self._counter}"
+        plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
+        if not plan.sandboxed and plan.binds:
+            sandbox.link_without_sandbox([(Path(host), path) for host, path, _ in plan.binds])
+        if plan.image_id and os.environ.get("NBMODAL_ZYGOTE", "1") != "0":
+            plan.zygote = await self._zygote_for(plan)
+        container = Container(container_id, spec, self.logs_dir, self.blob_dir, session, plan)
         container.agent_port = self.agent_port
         self.container_tokens.add(container.token)
         if allocation is not None:
@@ -484,6 +506,23 @@ class ContainerPool:
         watcher.add_done_callback(self._watchers.discard)
         return container
 
+    async def _zygote_for(self, plan: LaunchPlan) -> Zygote:
+        """The image's pre-started interpreter (started now, the first time)."""
+        key = plan.zygote_key
+        async with self._zygote_locks.setdefault(key, asyncio.Lock()):
+            zygote = self._zygotes.get(key)
+            if zygote is None or not zygote.alive:
+                env = dict(os.environ, **plan.env, PYTHONUNBUFFERED="1", MPLBACKEND=_MPL_BACKEND)
+                if plan.imports:
+                    env["NBMODAL_IMAGE_IMPORTS"] = plan.imports
+                log_path = self.logs_dir / f"zygote-{plan.image_id or 'default'}.log"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                zygote = await Zygote.start(plan.outer_argv, plan.python, plan.preload, env, log_path)
+                self._zygotes[key] = zygote
+                log.info("zygote for image %s started (pid %d, preloaded: %s)", plan.image_id or "default",
+                         zygote.pid, ", ".join(plan.preload) or "nothing")
+            return zygote
+
     async def _forget_when_exited(self, container: Container) -> None:
         await container.wait_exited()
         self._forget(container)
@@ -495,6 +534,8 @@ class ContainerPool:
         idle = self._idle.get(spec_key(container.spec))
         if idle and container in idle:
             idle.remove(container)
+        if not container.alive:
+            shutil.rmtree(self.scratch_dir / container.id, ignore_errors=True)
         if not container.alive and self.allocator.release(container.id):
             self._serve_gpu_waiters()
 
@@ -580,3 +621,5 @@ class ContainerPool:
         for container in containers:
             if container.process is not None:
                 await container.wait_exited()
+        for zygote in self._zygotes.values():
+            await zygote.stop()

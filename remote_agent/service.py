@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import socket
@@ -13,6 +14,7 @@ from remote_agent import PROTOCOL_VERSION, __version__, blobs
 from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.proto import agent_pb2_grpc as pb_grpc
+from remote_agent.images import ImageError
 from remote_agent.storage import StoreError
 from remote_agent.volumes import CHUNK_BYTES, hash_prefix
 
@@ -246,6 +248,42 @@ class AgentService(pb_grpc.AgentServicer):
             await _abort_for(exc, context)
         volumes.remember_checksum(real, meta.sha256)
         return pb.VolumeFile(name=meta.name, path=meta.path, size=real.stat().st_size, sha256=meta.sha256)
+
+    # -- images -------------------------------------------------------------
+
+    async def BuildImage(self, request: pb.ImageSpec, context) -> AsyncIterator[pb.BuildEvent]:
+        try:
+            async for event in self.agent.images.build(request):
+                yield event
+        except ImageError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def ImageCall(self, request: pb.ImageRequest, context) -> pb.ImageReply:
+        images = self.agent.images
+        if request.op == pb.IMAGE_LIST:
+            return pb.ImageReply(images=images.list())
+        if request.op == pb.IMAGE_MISSING_FILES:
+            return pb.ImageReply(missing=images.missing_files(list(request.sha256s)))
+        if request.op == pb.IMAGE_REMOVE:
+            removed = await self.agent.in_io_thread(images.remove, request.name_or_id)
+            if not removed:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no image named {request.name_or_id!r} on this agent")
+            return pb.ImageReply(images=[pb.ImageInfo(image_id=image_id) for image_id in removed])
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown image operation {request.op}")
+
+    async def PutImageFile(self, request_iterator, context) -> pb.LocalFile:
+        io = self.agent.in_io_thread
+        partial = self.agent.images.files / f"upload-{os.getpid()}-{id(request_iterator)}.partial"
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as f:
+                async for chunk in request_iterator:
+                    await io(_write_and_hash, f, digest, chunk.data)
+                    size += len(chunk.data)
+            await io(os.replace, partial, self.agent.images.file_path(digest.hexdigest()))
+        finally:
+            partial.unlink(missing_ok=True)
+        return pb.LocalFile(sha256=digest.hexdigest(), size=size)
 
     async def VolumeDownload(self, request: pb.VolumeRequest, context) -> AsyncIterator[pb.VolumeChunk]:
         volumes, io = self.agent.volumes, self.agent.in_io_thread

@@ -85,10 +85,11 @@ def test_agent_never_imports_ipython_or_jupyter():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_agent_killed_mid_run_fails_the_cell_clearly_and_the_next_cell_starts_a_new_one(tmp_path):
+def test_agent_killed_mid_run_fails_the_cell_clearly_and_the_next_cell_starts_a_new_one(tmp_path, nbmodal_home):
     with kernel(tmp_path) as k:
-        first = k.execute("%%remote\nimport os\nprint(os.getppid())")
-        agent_pid = int(first["stdout"])  # a container's parent is its agent
+        first = k.execute("%%remote\nprint('up')")
+        assert first["error"] is None, first
+        agent_pid = read_agent_json(nbmodal_home / "agent").pid
         msg_id = k.start("%%remote\nimport time\nprint('working', flush=True)\ntime.sleep(60)")
         k.collect(msg_id, timeout=30, until="working")
         os.kill(agent_pid, signal.SIGKILL)
@@ -96,9 +97,9 @@ def test_agent_killed_mid_run_fails_the_cell_clearly_and_the_next_cell_starts_a_
         assert result["error"]["ename"] == "AgentLostError", result
         assert "lost the connection to the local agent" in result["error"]["evalue"]
         assert "Run the cell again to start a new agent" in result["error"]["evalue"]
-        again = k.execute("%%remote\nimport os\nprint(os.getppid())")
+        again = k.execute("%%remote\nprint('up again')")
         assert again["error"] is None, again
-        assert int(again["stdout"]) != agent_pid
+        assert read_agent_json(nbmodal_home / "agent").pid != agent_pid
     # The new agent knows the old run was lost with its agent.
     assert "LOST" in commands.runs_table(50)
 

@@ -54,7 +54,6 @@ def test_options_parse_and_bad_ones_name_the_problem():
         (["session"], "expected key=value"),
         (["session=a b/c"], "session name 'a b/c' must be"),
         (["max_result=lots"], "max_result='lots' is not a size"),
-        (["image=torch"], "image= is not available in this version"),
         (["gpu=H1000"], "unknown GPU type 'H1000'"),
         (["host=nowhere"], "no host named 'nowhere' is configured"),
     ]:

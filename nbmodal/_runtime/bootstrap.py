@@ -34,7 +34,7 @@ from nbmodal.hosts import HostError
 log = logging.getLogger(__name__)
 
 REMOTE_HOME = "~/.nbmodal"
-AGENT_DEPENDENCIES = ("grpcio", "protobuf", "cloudpickle", "nvidia-ml-py")
+AGENT_DEPENDENCIES = ("grpcio", "protobuf", "cloudpickle", "nvidia-ml-py", "uv")  # uv builds images
 MIN_PYTHON = (3, 10)
 AGENT_START_TIMEOUT_S = 30.0
 MIN_FREE_BYTES = 200 * 1024 * 1024

@@ -104,6 +104,22 @@ class AgentClient:
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
+    def build_image(self, spec: pb.ImageSpec):
+        """Build an image (or find it built); yields BuildEvents, the last one built or failed."""
+        try:
+            yield from self._stub.BuildImage(spec, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def image_call(self, request: pb.ImageRequest) -> pb.ImageReply:
+        return self._unary(self._stub.ImageCall, request)
+
+    def put_image_file(self, chunks) -> pb.LocalFile:
+        try:
+            return self._stub.PutImageFile((pb.BlobChunk(data=bytes(c)) for c in chunks), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
     def list_gpus(self) -> list[pb.GpuInfo]:
         return list(self._unary(self._stub.ListGpus, pb.Empty()).gpus)
 

@@ -136,6 +136,7 @@ class MapRunner:
         self.input_logs: dict[int, list[str]] = {}  # the output of each input, as its batch ran it
         self._started = False
         self._running: dict[str, Any] = {}  # run id -> connection, of the batches in flight
+        self._specs: dict[str, pb.ContainerSpec] = {}  # host -> the spec with its image id there
         self._running_lock = threading.Lock()
         self._stopping = False  # set once the map stops early: batches not yet submitted never start
 
@@ -149,6 +150,7 @@ class MapRunner:
         from nbmodal._runtime.connection import spread
 
         connections = spread(self.function.host, self.function.spec)
+        self._specs = {conn.name: self.function.spec_on(conn) for conn in connections}  # images built first
         busy = {conn.name: 0 for conn in connections}  # batches in flight per host
         pending = deque((i, 0) for i in range(len(self.inputs)))  # (input index, attempts so far)
         results: dict[int, tuple[bool, Any]] = {}
@@ -237,7 +239,7 @@ class MapRunner:
         payload, payload_blob = transfer.pack(
             (run_batch, (self.function.raw_f, work, self.function.max_inputs, timeout), {}))
         request = pb.RunRequest(kind=pb.FUNCTION, label=f"{self.function.name}() × {len(work)}", payload=payload,
-                                payload_blob=payload_blob, spec=self.function.spec,
+                                payload_blob=payload_blob, spec=self._specs[connection.name],
                                 # each input has its own timeout in the batch; this is the backstop
                                 timeout_s=(timeout * len(work) + 5) if timeout else 0,
                                 cancel_grace_s=10, client_python=CLIENT_PYTHON)

@@ -36,6 +36,13 @@ class StoreOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTAINS: _ClassVar[StoreOp]
     ITEMS: _ClassVar[StoreOp]
 
+class ImageOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_OP_UNSPECIFIED: _ClassVar[ImageOp]
+    IMAGE_LIST: _ClassVar[ImageOp]
+    IMAGE_REMOVE: _ClassVar[ImageOp]
+    IMAGE_MISSING_FILES: _ClassVar[ImageOp]
+
 class RunKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RUN_KIND_UNSPECIFIED: _ClassVar[RunKind]
@@ -80,6 +87,10 @@ PUT: StoreOp
 POP: StoreOp
 CONTAINS: StoreOp
 ITEMS: StoreOp
+IMAGE_OP_UNSPECIFIED: ImageOp
+IMAGE_LIST: ImageOp
+IMAGE_REMOVE: ImageOp
+IMAGE_MISSING_FILES: ImageOp
 RUN_KIND_UNSPECIFIED: RunKind
 CELL: RunKind
 FUNCTION: RunKind
@@ -295,7 +306,7 @@ class HelloReply(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., agent_version: _Optional[str] = ..., container_python: _Optional[str] = ..., pid: _Optional[int] = ..., hostname: _Optional[str] = ..., state_dir: _Optional[str] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s", "min_containers", "buffer_containers", "cpu", "memory_mib")
+    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s", "min_containers", "buffer_containers", "cpu", "memory_mib", "local_mounts")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -313,6 +324,7 @@ class ContainerSpec(_message.Message):
     BUFFER_CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_MOUNTS_FIELD_NUMBER: _ClassVar[int]
     image: str
     gpu: str
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
@@ -323,7 +335,149 @@ class ContainerSpec(_message.Message):
     buffer_containers: int
     cpu: float
     memory_mib: int
-    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ..., min_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., cpu: _Optional[float] = ..., memory_mib: _Optional[int] = ...) -> None: ...
+    local_mounts: _containers.RepeatedCompositeFieldContainer[LocalMount]
+    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ..., min_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., cpu: _Optional[float] = ..., memory_mib: _Optional[int] = ..., local_mounts: _Optional[_Iterable[_Union[LocalMount, _Mapping]]] = ...) -> None: ...
+
+class ImageSpec(_message.Message):
+    __slots__ = ("name", "steps", "preload", "imports", "force_build")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    PRELOAD_FIELD_NUMBER: _ClassVar[int]
+    IMPORTS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_BUILD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    steps: _containers.RepeatedCompositeFieldContainer[ImageStep]
+    preload: _containers.RepeatedScalarFieldContainer[str]
+    imports: str
+    force_build: bool
+    def __init__(self, name: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[ImageStep, _Mapping]]] = ..., preload: _Optional[_Iterable[str]] = ..., imports: _Optional[str] = ..., force_build: _Optional[bool] = ...) -> None: ...
+
+class ImageStep(_message.Message):
+    __slots__ = ("kind", "args", "options", "files", "remote_path", "payload", "text")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    options: _containers.ScalarMap[str, str]
+    files: _containers.RepeatedCompositeFieldContainer[LocalFile]
+    remote_path: str
+    payload: bytes
+    text: str
+    def __init__(self, kind: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., options: _Optional[_Mapping[str, str]] = ..., files: _Optional[_Iterable[_Union[LocalFile, _Mapping]]] = ..., remote_path: _Optional[str] = ..., payload: _Optional[bytes] = ..., text: _Optional[str] = ...) -> None: ...
+
+class LocalFile(_message.Message):
+    __slots__ = ("path", "sha256", "size", "mode")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    size: int
+    mode: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ...) -> None: ...
+
+class LocalMount(_message.Message):
+    __slots__ = ("remote_path", "files")
+    REMOTE_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    remote_path: str
+    files: _containers.RepeatedCompositeFieldContainer[LocalFile]
+    def __init__(self, remote_path: _Optional[str] = ..., files: _Optional[_Iterable[_Union[LocalFile, _Mapping]]] = ...) -> None: ...
+
+class BuildEvent(_message.Message):
+    __slots__ = ("log", "progress", "built", "failed")
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    BUILT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    log: str
+    progress: BuildProgress
+    built: ImageInfo
+    failed: BuildFailure
+    def __init__(self, log: _Optional[str] = ..., progress: _Optional[_Union[BuildProgress, _Mapping]] = ..., built: _Optional[_Union[ImageInfo, _Mapping]] = ..., failed: _Optional[_Union[BuildFailure, _Mapping]] = ...) -> None: ...
+
+class BuildProgress(_message.Message):
+    __slots__ = ("step", "steps", "text", "cached")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    steps: int
+    text: str
+    cached: bool
+    def __init__(self, step: _Optional[int] = ..., steps: _Optional[int] = ..., text: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class BuildFailure(_message.Message):
+    __slots__ = ("step", "text", "message", "log_tail")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    text: str
+    message: str
+    log_tail: str
+    def __init__(self, step: _Optional[int] = ..., text: _Optional[str] = ..., message: _Optional[str] = ..., log_tail: _Optional[str] = ...) -> None: ...
+
+class ImageInfo(_message.Message):
+    __slots__ = ("image_id", "name", "state", "size_bytes", "created", "last_used", "python", "steps", "built_steps", "log_path", "error", "build_s")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BUILT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LOG_PATH_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    BUILD_S_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    name: str
+    state: str
+    size_bytes: int
+    created: float
+    last_used: float
+    python: str
+    steps: int
+    built_steps: int
+    log_path: str
+    error: str
+    build_s: float
+    def __init__(self, image_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., size_bytes: _Optional[int] = ..., created: _Optional[float] = ..., last_used: _Optional[float] = ..., python: _Optional[str] = ..., steps: _Optional[int] = ..., built_steps: _Optional[int] = ..., log_path: _Optional[str] = ..., error: _Optional[str] = ..., build_s: _Optional[float] = ...) -> None: ...
+
+class ImageRequest(_message.Message):
+    __slots__ = ("op", "name_or_id", "sha256s")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    NAME_OR_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256S_FIELD_NUMBER: _ClassVar[int]
+    op: ImageOp
+    name_or_id: str
+    sha256s: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, op: _Optional[_Union[ImageOp, str]] = ..., name_or_id: _Optional[str] = ..., sha256s: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImageReply(_message.Message):
+    __slots__ = ("images", "missing")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImageInfo]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageInfo, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("volume", "path")

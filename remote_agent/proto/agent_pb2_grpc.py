@@ -134,6 +134,21 @@ class AgentStub:
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
                 response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
                 _registered_method=True)
+        self.BuildImage = channel.unary_stream(
+                '/nbmodal.agent.v1.Agent/BuildImage',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BuildEvent.FromString,
+                _registered_method=True)
+        self.ImageCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/ImageCall',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ImageRequest.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.ImageReply.FromString,
+                _registered_method=True)
+        self.PutImageFile = channel.stream_unary(
+                '/nbmodal.agent.v1.Agent/PutImageFile',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.LocalFile.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -272,6 +287,27 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BuildImage(self, request, context):
+        """Images (remote_agent/images.py): build an image's layers on this host,
+        streaming the build log; a cached image ends the stream at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageCall(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutImageFile(self, request_iterator, context):
+        """A local file for an image (add_local_*), stored by content; returns its hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -374,6 +410,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.VolumeDownload,
                     request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
                     response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
+            ),
+            'BuildImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.BuildImage,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ImageSpec.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.BuildEvent.SerializeToString,
+            ),
+            'ImageCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageCall,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ImageRequest.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.ImageReply.SerializeToString,
+            ),
+            'PutImageFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutImageFile,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.LocalFile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -916,6 +967,87 @@ class Agent:
             '/nbmodal.agent.v1.Agent/VolumeDownload',
             remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
             remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/BuildImage',
+            remote__agent_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.BuildEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/ImageCall',
+            remote__agent_dot_proto_dot_agent__pb2.ImageRequest.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.ImageReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutImageFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nbmodal.agent.v1.Agent/PutImageFile',
+            remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.LocalFile.FromString,
             options,
             channel_credentials,
             insecure,

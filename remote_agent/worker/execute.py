@@ -97,6 +97,9 @@ def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts
                 f"Use an image with Python {request.client_python}."
             )
         )
+    image_import_error = _bind_image_imports()
+    if image_import_error is not None:
+        return _outcome_of(image_import_error)
     interrupts.pending = False  # a SIGINT from here on is meant for this run
     if request.cwd and os.path.isdir(request.cwd):
         _enter_directory(request.cwd)
@@ -106,6 +109,36 @@ def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts
         return _run_function(request, interrupts, emit_item)
     except BaseException as exc:  # user code, unpickling or packing failed
         return _outcome_of(exc, request.timeout_s)
+
+
+_image_imports_done = False
+_image_import_error: BaseException | None = None
+
+
+def _bind_image_imports() -> BaseException | None:
+    """Run the image's ``with image.imports():`` statements once; their names become builtins.
+
+    As builtins, the names resolve in cells, in functions pickled by value and
+    in classes alike, the way module-level imports do for Modal's functions.
+    """
+    global _image_imports_done, _image_import_error
+    if not _image_imports_done:
+        _image_imports_done = True
+        source = os.environ.get("NBMODAL_IMAGE_IMPORTS", "")
+        if source:
+            names: dict[str, Any] = {}
+            try:
+                exec(compile(source, "<image.imports()>", "exec"), names)
+            except BaseException as exc:
+                _image_import_error = ImportError(f"the image's imports failed in the container: "
+                                                  f"{type(exc).__name__}: {exc}")
+                return _image_import_error
+            import builtins
+
+            for name, value in names.items():
+                if name != "__builtins__":
+                    setattr(builtins, name, value)
+    return _image_import_error
 
 
 def _run_cell(request: pb.Execute, session: Session | None, interrupts: Interrupts) -> pb.RunFinished:

@@ -1,6 +1,7 @@
 """The container's main loop.
 
-Started by the agent as ``python -u -m remote_agent.worker --fd N``; fd N is
+Started by the agent as ``python -u -m remote_agent.worker --fd N`` (or forked
+from a zygote, remote_agent/worker/zygote.py, which calls ``serve``); fd N is
 this process's end of a private socket pair. Everything the container says
 goes over that socket as FromContainer frames; everything it is asked arrives
 as ToContainer frames. When the agent goes away the socket closes and the
@@ -16,7 +17,9 @@ import logging
 import os
 import select
 import socket
+import sys
 import threading
+from typing import NoReturn
 
 from remote_agent.frames import FrameSocket
 from remote_agent.proto import agent_pb2 as pb
@@ -33,18 +36,47 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True, help="socket to the agent")
     parser.add_argument("--session", action="store_true", help="keep the namespace between runs")
     args = parser.parse_args()
-    if os.environ.get("NBMODAL_CPUS"):  # cores reserved for this container (cpu=)
-        os.sched_setaffinity(0, {int(core) for core in os.environ["NBMODAL_CPUS"].split(",")})
+    pin_to_reserved_cores()
     if os.environ.pop("NBMODAL_OWN_PROCESS_GROUP", ""):
         os.setpgid(0, 0)  # in a sandbox: the agent signals this group, not bubblewrap's
+    layout_json = os.environ.pop("NBMODAL_LAYOUT", "")  # the container's mounts (mounts.enter), not for user code
+    if layout_json:
+        from remote_agent.worker import mounts
 
-    # fd 2 is the agent's log file for this container; keep a copy for our own
-    # logging before fd 1 and 2 are pointed at the capture pipes.
+        layout = json.loads(layout_json)
+        mounts.enter(layout)
+        enter_workdir(layout.get("workdir"))
+    serve(args.fd, args.session)
+
+
+def pin_to_reserved_cores() -> None:
+    """Run on the cores reserved for this container (cpu=), when there are some."""
+    if os.environ.get("NBMODAL_CPUS"):
+        os.sched_setaffinity(0, {int(core) for core in os.environ["NBMODAL_CPUS"].split(",")})
+
+
+def enter_workdir(path: str | None) -> None:
+    """Start in the container's working directory, which ``python -m`` would have put first on sys.path."""
+    if not path:
+        return
+    launch_dir = os.getcwd()
+    os.chdir(path)
+    if sys.path and sys.path[0] == launch_dir:
+        sys.path[0] = os.getcwd()
+
+
+def serve(fd: int, session: bool) -> NoReturn:
+    """Serve the agent over socket ``fd`` until it closes; never returns.
+
+    fd 2 must be the container's log file; fd 1 and 2 become capture pipes.
+    """
+    # Keep a copy of fd 2 for our own logging before fd 1 and 2 are pointed at
+    # the capture pipes. force: a forked worker replaces its zygote's handlers.
     log_stream = os.fdopen(os.dup(2), "w", buffering=1)
     logging.basicConfig(stream=log_stream, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s container: %(message)s")
+                        format="%(asctime)s %(levelname)s container: %(message)s", force=True)
 
-    channel = FrameSocket(socket.socket(fileno=args.fd))
+    channel = FrameSocket(socket.socket(fileno=fd))
     inputs = _InputMarks(channel)
     capture = FdCapture(lambda stream, data: (inputs.announce(), channel.send(
         pb.FromContainer(output=pb.Output(stream=stream, data=data)))))
@@ -59,10 +91,10 @@ def main() -> None:
     builtins.display = display.display  # as in IPython, display() needs no import
     display.route_ipython_display()  # and `from IPython.display import display` works as in a kernel
     interrupts = Interrupts()
-    session = Session() if args.session else None
+    namespace = Session() if session else None
 
     busy = threading.Event()  # a run is executing on the main thread
-    threading.Thread(target=_exit_with_agent, args=(args.fd, busy), name="agent-watch", daemon=True).start()
+    threading.Thread(target=_exit_with_agent, args=(fd, busy), name="agent-watch", daemon=True).start()
     channel.send(pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)))
     log.info("ready (pid %d, python %s)", os.getpid(), PYTHON_VERSION)
 
@@ -76,13 +108,13 @@ def main() -> None:
             busy.set()
             inputs.reset()
             request = message.execute
-            finished = execute(request, session, interrupts, emit_item=lambda item: (
+            finished = execute(request, namespace, interrupts, emit_item=lambda item: (
                 capture.sync(), channel.send(pb.FromContainer(item=item))))
             capture.sync()
             channel.send(pb.FromContainer(finished=finished))
             busy.clear()
         elif message.HasField("fetch_value"):
-            channel.send(pb.FromContainer(fetched=fetch_value(session, message.fetch_value.name)))
+            channel.send(pb.FromContainer(fetched=fetch_value(namespace, message.fetch_value.name)))
 
 
 class _InputMarks:
