@@ -11,6 +11,7 @@ the container's own GPU device nodes.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ def plan_container(spec: pb.ContainerSpec, container_id: str, images: ImageStore
     plan = LaunchPlan(python=sys.executable, sandboxed=config.available, private_tmp=bool(spec.image),
                       outer_argv=config.outer_argv(host_tmp=not spec.image))
     image_paths: list[str] = []
+    image = None
     if spec.image:
         image = images.get(spec.image)
         images.touch(image)
@@ -106,6 +108,9 @@ def plan_container(spec: pb.ContainerSpec, container_id: str, images: ImageStore
         # A working directory of its own, writable, gone with the container.
         scratch = scratch_dir / container_id
         scratch.mkdir(parents=True, exist_ok=True)
+        if image is not None and image.host_path(plan.cwd).is_dir():
+            # What the image's `run` steps left in its workdir, as a copy the container may change.
+            shutil.copytree(image.host_path(plan.cwd), scratch, symlinks=True, dirs_exist_ok=True)
         plan.binds.append((str(scratch), plan.cwd, True))
     return plan
 

@@ -156,6 +156,20 @@ def test_the_sandbox_keeps_the_host_system_read_only_and_tmp_private(wheels, age
     assert result["agent_json_visible"] is False
 
 
+def test_workdir_holds_what_run_steps_left_and_is_the_containers_own(wheels, agent_address):
+    image = base(wheels).workdir("/root/work").run_commands("echo from-the-build > built.txt")
+
+    @app.function(image=image)
+    def look() -> tuple[str, str]:
+        import os
+
+        open("written.txt", "w").write("mine")
+        return os.getcwd(), open("built.txt").read().strip()
+
+    assert look.remote() == ("/root/work", "from-the-build")
+    assert not Path("/root/work/written.txt").exists()  # the container's copy, not the host's
+
+
 def test_a_preloaded_module_is_already_imported_in_a_forked_container(wheels, agent_address):
     image = base(wheels, "slowmod").preload("slowmod")
 
