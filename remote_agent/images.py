@@ -340,9 +340,8 @@ class ImageStore:
             await self._make_venv(step, layer, output)
         else:
             await self._copy_layer(state.layer_dir, layer)
+            await getattr(self, f"_step_{step.kind}")(step, layer, state, output)
         state.layer_dir = layer
-        runner = getattr(self, f"_step_{step.kind}")
-        await runner(step, layer, state, output)
         state.python = (layer / "python-version").read_text().strip()
         self._mark_complete(key)
 
@@ -360,9 +359,6 @@ class ImageStore:
         site_packages = next((layer / "venv" / "lib").glob("python*/site-packages"))
         # Appended to sys.path after site-packages: the image's own packages win.
         (site_packages / "zz_nbmodal_runtime.pth").write_text(f"{runtime}\n")
-
-    async def _step_python(self, step, layer, state, output) -> None:
-        pass  # made by _make_venv
 
     async def _step_pip(self, step: pb.ImageStep, layer: Path, state: _BuildState, output) -> None:
         await self._uv_pip_install(list(step.args), step.options, layer, state, output)

@@ -67,15 +67,10 @@ class SandboxConfig:
 
 def sandbox_config(state_dir: Path, blob_dir: Path, volumes_dir: Path, images: ImageStore, scratch_dir: Path,
                    use_sandbox: bool) -> SandboxConfig:
-    state = state_dir.resolve()
     shown: list[tuple[str, bool]] = [(str(blob_dir), True), (str(volumes_dir), True), (str(images.root), False),
                                      (str(scratch_dir), True)]
-    # An agent installed under its own state dir (as bootstrap does on SSH hosts) must still be importable.
-    for path in {Path(sys.prefix), Path(sys.base_prefix), *images.runtime_sources}:
-        path = path.resolve()
-        if path.is_relative_to(state) and not any(path.is_relative_to(p) for p, _ in shown):
-            shown.append((str(path), False))
-    return SandboxConfig(available=use_sandbox and sandbox.sandbox_available(), hidden=[str(state)], shown=shown)
+    return SandboxConfig(available=use_sandbox and sandbox.sandbox_available(), hidden=[str(state_dir.resolve())],
+                         shown=shown)
 
 
 def plan_container(spec: pb.ContainerSpec, container_id: str, images: ImageStore, volume_dir, config: SandboxConfig,

@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,21 @@ def outer_argv(hidden: list[str], shown: list[tuple[str, bool]], host_tmp: bool 
             argv += ["--tmpfs", path]
     for path, writable in shown:
         argv += ["--bind" if writable else "--ro-bind", path, path]
+    for path in _runtime_paths():
+        # The agent's Python and our sources (with nbmodal beside them), should /tmp or a hidden dir hold them.
+        if (not host_tmp and _within(path, "/tmp")) or any(_within(path, h) for h in hidden):
+            argv += ["--ro-bind", path, path]
     return argv + ["--"]
+
+
+def _runtime_paths() -> list[str]:
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, package_root)}
+    return sorted(paths)
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 @functools.lru_cache(maxsize=1)
