@@ -132,9 +132,13 @@ out["caps"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith((
     assert out["ckpt"] == "w" and out["ckpt_writable"] is True
     assert (volume / "kept").read_text() == "k"
     assert out["image"] == "image file" and out["image_writable"] == "Read-only file system"
-    # A fresh /tmp: only the sandbox's own binds under it (the state dir lives under pytest's /tmp here).
-    tmp_top = Path(os.path.relpath(state, "/tmp")).parts[0] if str(state).startswith("/tmp/") else None
-    assert out["tmp"] == ([tmp_top] if tmp_top else []) and out["tmp_writable"] is True
+    # A fresh /tmp: only the sandbox's own binds under it (the state dir lives under pytest's /tmp here,
+    # and so may the agent's Python and sources).
+    from remote_agent.sandbox import _runtime_paths
+
+    shown_under_tmp = {Path(os.path.relpath(p, "/tmp")).parts[0] for p in [str(state), *_runtime_paths()]
+                       if str(p).startswith("/tmp/")}
+    assert out["tmp"] == sorted(shown_under_tmp) and out["tmp_writable"] is True
     assert out["usr"] == "Read-only file system"
     assert out["unshare"] == "EPERM" and out["mount"] == "EPERM"
     assert set(out["caps"]) == {"0000000000000000"}
