@@ -128,7 +128,7 @@ class Container:
                     env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
                 self.process = await asyncio.create_subprocess_exec(
                     *plan.outer_argv, *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file, stderr=log_file, env=env, start_new_session=True, cwd=plan.start_cwd)
+                    stdout=log_file, stderr=log_file, env=env, start_new_session=True)
         child.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         try:
@@ -512,9 +512,8 @@ class ContainerPool:
         async with self._zygote_locks.setdefault(key, asyncio.Lock()):
             zygote = self._zygotes.get(key)
             if zygote is None or not zygote.alive:
+                # Each child gets its container's whole environment (image imports included) at the fork.
                 env = dict(os.environ, **plan.env, PYTHONUNBUFFERED="1", MPLBACKEND=_MPL_BACKEND)
-                if plan.imports:
-                    env["NBMODAL_IMAGE_IMPORTS"] = plan.imports
                 log_path = self.logs_dir / f"zygote-{plan.image_id or 'default'}.log"
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 zygote = await Zygote.start(plan.outer_argv, plan.python, plan.preload, env, log_path)

@@ -41,10 +41,6 @@ class LaunchPlan:
     def zygote_key(self) -> tuple:
         return (self.python, self.image_id, tuple(self.preload), tuple(self.outer_argv))
 
-    @property
-    def start_cwd(self) -> str | None:
-        return None
-
     def layout(self, allocation: Allocation) -> dict[str, Any]:
         """What the worker's mounts.enter() makes of its mount namespace."""
         return {"sandboxed": self.sandboxed, "private_tmp": self.sandboxed and self.private_tmp,

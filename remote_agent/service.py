@@ -19,6 +19,7 @@ from remote_agent.storage import StoreError
 from remote_agent.volumes import CHUNK_BYTES, hash_prefix
 
 TOKEN_METADATA_KEY = "x-nbmodal-token"
+_LIFECYCLE_OPS = (pb.CREATE, pb.LOOKUP, pb.DELETE, pb.LIST)
 # Payloads (captured variables, results) can be large; the agent binds to loopback.
 MESSAGE_SIZE_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
@@ -117,16 +118,8 @@ class AgentService(pb_grpc.AgentServicer):
     async def DictCall(self, request: pb.DictRequest, context) -> pb.DictReply:
         storage, op, name = self.agent.storage, request.op, request.name
         try:
-            if op == pb.CREATE:
-                return pb.DictReply(created=await storage.call("create", "dict", name, request.ephemeral))
-            if op == pb.LOOKUP:
-                await storage.call("lookup", "dict", name)
-                return pb.DictReply()
-            if op == pb.DELETE:
-                await storage.call("delete", "dict", name)
-                return pb.DictReply()
-            if op == pb.LIST:
-                return pb.DictReply(stores=_store_infos(await storage.call("list", "dict")))
+            if op in _LIFECYCLE_OPS:
+                return await self._store_lifecycle("dict", request, pb.DictReply)
             if op == pb.LEN:
                 return pb.DictReply(length=await storage.call("dict_len", name))
             if op == pb.CLEAR:
@@ -150,17 +143,8 @@ class AgentService(pb_grpc.AgentServicer):
     async def QueueCall(self, request: pb.QueueRequest, context) -> pb.QueueReply:
         storage, op, name = self.agent.storage, request.op, request.name
         try:
-            if op == pb.CREATE:
-                return pb.QueueReply(created=await storage.call("create", "queue", name, request.ephemeral))
-            if op == pb.LOOKUP:
-                await storage.call("lookup", "queue", name)
-                return pb.QueueReply()
-            if op == pb.DELETE:
-                await storage.call("delete", "queue", name)
-                storage.notify(name)
-                return pb.QueueReply()
-            if op == pb.LIST:
-                return pb.QueueReply(stores=_store_infos(await storage.call("list", "queue")))
+            if op in _LIFECYCLE_OPS:
+                return await self._store_lifecycle("queue", request, pb.QueueReply)
             if op == pb.LEN:
                 return pb.QueueReply(length=await storage.call("queue_len", name, request.partition, request.total))
             if op == pb.CLEAR:
@@ -181,6 +165,18 @@ class AgentService(pb_grpc.AgentServicer):
         except StoreError as exc:
             await _abort_for(exc, context)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Queue operation {op}")
+
+    async def _store_lifecycle(self, kind: str, request, reply_type):
+        """CREATE, LOOKUP, DELETE and LIST of a named Dict or Queue (raises StoreError)."""
+        storage, op, name = self.agent.storage, request.op, request.name
+        if op == pb.CREATE:
+            return reply_type(created=await storage.call("create", kind, name, request.ephemeral))
+        if op == pb.LIST:
+            return reply_type(stores=_store_infos(await storage.call("list", kind)))
+        await storage.call("lookup" if op == pb.LOOKUP else "delete", kind, name)
+        if op == pb.DELETE and kind == "queue":
+            storage.notify(name)  # blocked getters learn it is gone
+        return reply_type()
 
     async def VolumeCall(self, request: pb.VolumeRequest, context) -> pb.VolumeReply:
         volumes, io, op, name = self.agent.volumes, self.agent.in_io_thread, request.op, request.name
