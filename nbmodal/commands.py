@@ -215,6 +215,15 @@ def host_doctor(name: str) -> str:
     return "\n".join(check.line() for check in doctor(name))
 
 
+def peek(store, n: int = 10) -> list[str]:
+    """The first ``n`` items of a Dict (``key: value``) or Queue, as reprs."""
+    from nbmodal.dict import Dict
+
+    if isinstance(store, Dict):
+        return [f"{k!r}: {v!r}" for k, v in store.items()[:n]]
+    return [repr(v) for v in store.peek(n)]
+
+
 def store_command(kind: str, verb: str, name: str | None = None, host: str | None = None, n: int = 10) -> str:
     """``dict|queue ls|peek|len|clear|delete``: what the CLI and %nbmodal run."""
     from nbmodal._runtime.connection import storage_connection
@@ -235,10 +244,7 @@ def store_command(kind: str, verb: str, name: str | None = None, host: str | Non
     if verb == "len":
         return str(len(store))
     if verb == "peek":
-        if kind == "dict":
-            items = store.items()[:n]
-            return "\n".join(f"{k!r}: {v!r}" for k, v in items) or "(empty)"
-        return "\n".join(repr(v) for v in store.peek(n)) or "(empty)"
+        return "\n".join(peek(store, n)) or "(empty)"
     if verb == "clear":
         store.clear()
         return f"{kind} {name!r} cleared"

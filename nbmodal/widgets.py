@@ -14,6 +14,8 @@ import threading
 import time
 
 from nbmodal._runtime.client import AgentClient
+from nbmodal._runtime.connection import run_hosts
+from nbmodal.hosts import LOCAL
 from nbmodal.output import in_kernel, visible_line
 from remote_agent.proto import agent_pb2 as pb
 
@@ -71,6 +73,7 @@ class RunWidget:
         self.client = client
         self.info = info
         self.run_id = info.run_id
+        self.host = run_hosts.get(info.run_id, LOCAL)
         self._text = ""
         self._decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in (pb.STDOUT, pb.STDERR)}
         self._state = "PENDING"
@@ -138,4 +141,7 @@ class RunWidget:
             hint = f" — <code>%nbmodal attach {self.run_id}</code> loads its results"
         self.header.value = (
             f"<b>{html.escape(self.info.label[:80])}</b> &nbsp; run <code>{self.run_id}</code> &nbsp; "
-            f"<span style='color:{color}'><b>{self._state.lower()}</b></span> &nbsp; {elapsed:.0f}s{hint}")
+            f"<span style='color:{color}'><b>{self._state.lower()}</b></span> &nbsp; {elapsed:.0f}s{hint} &nbsp; "
+            # The JupyterLab sidebar reveals the run when a link with these attributes is clicked.
+            f"<a href='#' data-nbmodal-run='{self.run_id}' data-nbmodal-host='{html.escape(self.host)}'>"
+            f"show in sidebar</a>")

@@ -192,6 +192,19 @@ class Agent:
             log.warning("run %s ignored the interrupt; killing container %s", run.id, container.id)
             container.kill()
 
+    async def stop_container(self, container_id: str) -> bool:
+        """Stop one container: its run is cancelled at once, its session ends, an idle one retires."""
+        container = next((c for c in self.pool.containers() if c.id == container_id), None)
+        if container is None:
+            return False
+        if container.session:
+            await self.pool.stop_session(container.session)
+        elif container.run is not None:
+            self.cancel(container.run, force=True)
+        else:
+            self.pool.retire(container)
+        return True
+
     # -- sessions -----------------------------------------------------------
 
     async def fetch_value(self, session: str, name: str) -> pb.FetchValueReply:

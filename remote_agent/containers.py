@@ -557,6 +557,13 @@ class ContainerPool:
     def containers(self) -> list[Container]:
         return list(self._containers.values())
 
+    def retire(self, container: Container) -> None:
+        """Stop a container that runs nothing (idle, or still starting), gently."""
+        idle = self._idle.get(spec_key(container.spec), [])
+        if container in idle:
+            idle.remove(container)
+        container.retire()
+
     def is_idle(self, container: Container) -> bool:
         return container in self._idle.get(spec_key(container.spec), [])
 

@@ -190,6 +190,8 @@ class ImageStore:
         self._builds: dict[str, _Build] = {}
         self._build_names: dict[str, str] = {}
         self._failures: dict[str, pb.BuildFailure] = {}
+        self._specs: dict[str, pb.ImageSpec] = {}  # the definitions asked for, for rebuilds
+        self._rebuilds: set[asyncio.Task] = set()
         self._remove_incomplete_layers()
 
     # -- lookups -------------------------------------------------------------
@@ -235,6 +237,30 @@ class ImageStore:
             self._collect_garbage()
         return removed
 
+    def build_log(self, image_id: str) -> str:
+        try:
+            return (self.logs / f"{image_id}.log").read_text(errors="replace")
+        except FileNotFoundError:
+            raise ImageError(f"no build log for image {image_id} on this agent") from None
+
+    def rebuild(self, image_id: str) -> None:
+        """Build an image again from its definition, every step, in the background."""
+        spec = self._specs.get(image_id)
+        if spec is None:
+            raise ImageError(f"image {image_id} wasn't asked for since this agent started; run its cell again "
+                             f"to rebuild it")
+        forced = pb.ImageSpec()
+        forced.CopyFrom(spec)
+        forced.force_build = True
+
+        async def drain() -> None:
+            async for _ in self.build(forced):
+                pass
+
+        task = asyncio.get_running_loop().create_task(drain(), name=f"rebuild-{image_id}")
+        self._rebuilds.add(task)
+        task.add_done_callback(self._rebuilds.discard)
+
     def missing_files(self, sha256s: list[str]) -> list[str]:
         return [digest for digest in sha256s if not (self.files / digest).exists()]
 
@@ -248,6 +274,7 @@ class ImageStore:
         check_spec(spec)
         keys = layer_keys(spec)
         image_id = image_key(spec, keys)
+        self._specs[image_id] = spec
         record = self.records / f"{image_id}.json"
         running = self._builds.get(image_id)
         if record.exists() and not spec.force_build and (running is None or running.done):

@@ -86,6 +86,14 @@ class AgentService(pb_grpc.AgentServicer):
     async def ListContainers(self, request: pb.Empty, context) -> pb.ContainerList:
         return pb.ContainerList(containers=self.agent.container_infos())
 
+    async def StopContainer(self, request: pb.ContainerRef, context) -> pb.Empty:
+        if not await self.agent.stop_container(request.container_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no container {request.container_id!r} on this agent")
+        return pb.Empty()
+
+    async def HostStats(self, request: pb.Empty, context) -> pb.HostStatsReply:
+        return host_stats()
+
     async def ListGpus(self, request: pb.Empty, context) -> pb.GpuList:
         return pb.GpuList(gpus=self.agent.gpu_infos())
 
@@ -260,6 +268,14 @@ class AgentService(pb_grpc.AgentServicer):
             return pb.ImageReply(images=images.list())
         if request.op == pb.IMAGE_MISSING_FILES:
             return pb.ImageReply(missing=images.missing_files(list(request.sha256s)))
+        try:
+            if request.op == pb.IMAGE_LOG:
+                return pb.ImageReply(log=await self.agent.in_io_thread(images.build_log, request.name_or_id))
+            if request.op == pb.IMAGE_REBUILD:
+                images.rebuild(request.name_or_id)
+                return pb.ImageReply()
+        except ImageError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if request.op == pb.IMAGE_REMOVE:
             removed = await self.agent.in_io_thread(images.remove, request.name_or_id)
             if not removed:
@@ -302,6 +318,19 @@ class AgentService(pb_grpc.AgentServicer):
         if run is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {run_id!r} on this agent")
         return run
+
+
+def host_stats() -> pb.HostStatsReply:
+    memory = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                memory[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return pb.HostStatsReply(load1=os.getloadavg()[0], cpus=os.cpu_count() or 0,
+                             memory_total=memory.get("MemTotal", 0), memory_available=memory.get("MemAvailable", 0))
 
 
 def _write_and_hash(f, digest, data: bytes) -> None:

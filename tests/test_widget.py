@@ -29,6 +29,8 @@ def test_widget_shows_status_and_output_of_a_finished_run():
     widget._follow()  # what its background thread does
     assert "tick 0\ntick 1\ntick 2" in widget.output.value
     assert "succeeded" in widget.header.value and call.object_id in widget.header.value
+    # the link the JupyterLab sidebar listens for, to reveal this run
+    assert f"data-nbmodal-run='{call.object_id}' data-nbmodal-host='local'" in widget.header.value
     assert widget.stop_button.disabled
 
 

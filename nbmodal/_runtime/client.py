@@ -126,6 +126,12 @@ class AgentClient:
     def list_containers(self) -> list[pb.ContainerInfo]:
         return list(self._unary(self._stub.ListContainers, pb.Empty()).containers)
 
+    def stop_container(self, container_id: str) -> None:
+        self._unary(self._stub.StopContainer, pb.ContainerRef(container_id=container_id))
+
+    def host_stats(self) -> pb.HostStatsReply:
+        return self._unary(self._stub.HostStats, pb.Empty())
+
     def put_blob(self, chunks) -> str:
         """Upload blob content (an iterable of bytes-like pieces); returns the blob id."""
         try:

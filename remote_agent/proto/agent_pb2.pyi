@@ -42,6 +42,8 @@ class ImageOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_LIST: _ClassVar[ImageOp]
     IMAGE_REMOVE: _ClassVar[ImageOp]
     IMAGE_MISSING_FILES: _ClassVar[ImageOp]
+    IMAGE_REBUILD: _ClassVar[ImageOp]
+    IMAGE_LOG: _ClassVar[ImageOp]
 
 class RunKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -91,6 +93,8 @@ IMAGE_OP_UNSPECIFIED: ImageOp
 IMAGE_LIST: ImageOp
 IMAGE_REMOVE: ImageOp
 IMAGE_MISSING_FILES: ImageOp
+IMAGE_REBUILD: ImageOp
+IMAGE_LOG: ImageOp
 RUN_KIND_UNSPECIFIED: RunKind
 CELL: RunKind
 FUNCTION: RunKind
@@ -472,12 +476,14 @@ class ImageRequest(_message.Message):
     def __init__(self, op: _Optional[_Union[ImageOp, str]] = ..., name_or_id: _Optional[str] = ..., sha256s: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImageReply(_message.Message):
-    __slots__ = ("images", "missing")
+    __slots__ = ("images", "missing", "log")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[ImageInfo]
     missing: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, images: _Optional[_Iterable[_Union[ImageInfo, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+    log: str
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageInfo, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., log: _Optional[str] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("volume", "path")
@@ -797,6 +803,24 @@ class ContainerInfo(_message.Message):
     idle_since: float
     gpus: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, container_id: _Optional[str] = ..., pid: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., state: _Optional[str] = ..., session: _Optional[str] = ..., run_id: _Optional[str] = ..., created: _Optional[float] = ..., idle_since: _Optional[float] = ..., gpus: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ContainerRef(_message.Message):
+    __slots__ = ("container_id",)
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    def __init__(self, container_id: _Optional[str] = ...) -> None: ...
+
+class HostStatsReply(_message.Message):
+    __slots__ = ("load1", "cpus", "memory_total", "memory_available")
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    load1: float
+    cpus: int
+    memory_total: int
+    memory_available: int
+    def __init__(self, load1: _Optional[float] = ..., cpus: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ...) -> None: ...
 
 class ContainerList(_message.Message):
     __slots__ = ("containers",)

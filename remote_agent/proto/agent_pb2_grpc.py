@@ -89,6 +89,16 @@ class AgentStub:
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
                 response_deserializer=remote__agent_dot_proto_dot_agent__pb2.ContainerList.FromString,
                 _registered_method=True)
+        self.StopContainer = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/StopContainer',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ContainerRef.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+                _registered_method=True)
+        self.HostStats = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/HostStats',
+                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.HostStatsReply.FromString,
+                _registered_method=True)
         self.ListGpus = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/ListGpus',
                 request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
@@ -222,6 +232,20 @@ class AgentServicer:
 
     def ListContainers(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopContainer(self, request, context):
+        """Stop a container: its run (if any) is cancelled at once, a session's ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HostStats(self, request, context):
+        """The host's load and memory, for the sidebar.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -365,6 +389,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ListContainers,
                     request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
                     response_serializer=remote__agent_dot_proto_dot_agent__pb2.ContainerList.SerializeToString,
+            ),
+            'StopContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopContainer,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ContainerRef.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            ),
+            'HostStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.HostStats,
+                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.HostStatsReply.SerializeToString,
             ),
             'ListGpus': grpc.unary_unary_rpc_method_handler(
                     servicer.ListGpus,
@@ -724,6 +758,60 @@ class Agent:
             '/nbmodal.agent.v1.Agent/ListContainers',
             remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
             remote__agent_dot_proto_dot_agent__pb2.ContainerList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/StopContainer',
+            remote__agent_dot_proto_dot_agent__pb2.ContainerRef.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HostStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/HostStats',
+            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            remote__agent_dot_proto_dot_agent__pb2.HostStatsReply.FromString,
             options,
             channel_credentials,
             insecure,
