@@ -12,6 +12,7 @@ import codecs
 import html
 import threading
 import time
+from urllib.parse import quote
 
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.connection import run_hosts
@@ -143,5 +144,7 @@ class RunWidget:
             f"<b>{html.escape(self.info.label[:80])}</b> &nbsp; run <code>{self.run_id}</code> &nbsp; "
             f"<span style='color:{color}'><b>{self._state.lower()}</b></span> &nbsp; {elapsed:.0f}s{hint} &nbsp; "
             # The JupyterLab sidebar reveals the run when a link with these attributes is clicked.
-            f"<a href='#' data-nbmodal-run='{self.run_id}' data-nbmodal-host='{html.escape(self.host)}'>"
+            # (the href form survives JupyterLab's sanitizer, which drops data-* attributes from untrusted output)
+            f"<a href='#nbmodal-run:{quote(self.host)}:{self.run_id}' data-nbmodal-run='{self.run_id}' "
+            f"data-nbmodal-host='{html.escape(self.host)}'>"
             f"show in sidebar</a>")

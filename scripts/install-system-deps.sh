@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (the SSH-host fixtures in
-# tests/sshhosts.py run real OpenSSH servers inside network namespaces).
+# tests/sshhosts.py run real OpenSSH servers inside network namespaces; the
+# sidebar's browser test drives Debian's chromium with Playwright).
 # Idempotent and quiet: exits at once when everything is already installed.
 # When something is missing and we are not root, lists it and exits 1.
 set -euo pipefail
 
-PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap)
+PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap chromium)
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
