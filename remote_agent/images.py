@@ -225,6 +225,12 @@ class ImageStore:
                                       log_path=str(self.logs / f"{key}.log")))
         return infos
 
+    def check_not_building(self, name_or_id: str) -> None:
+        """Refuse to remove an image while it builds (its build would bring it back). On the event loop."""
+        for key, build in self._builds.items():
+            if not build.done and name_or_id in (key, self._build_names.get(key)):
+                raise ImageError(f"image {name_or_id} is being built; remove it once its build has ended")
+
     def remove(self, name_or_id: str) -> list[str]:
         """Forget the built images with this name or id; layers no image uses any more are deleted."""
         removed = []

@@ -277,7 +277,11 @@ class AgentService(pb_grpc.AgentServicer):
         except ImageError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if request.op == pb.IMAGE_REMOVE:
-            removed = await self.agent.in_io_thread(images.remove, request.name_or_id)
+            try:
+                images.check_not_building(request.name_or_id)
+                removed = await self.agent.in_io_thread(images.remove, request.name_or_id)
+            except ImageError as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             if not removed:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no image named {request.name_or_id!r} on this agent")
             return pb.ImageReply(images=[pb.ImageInfo(image_id=image_id) for image_id in removed])

@@ -128,3 +128,31 @@ def test_an_unreachable_host_is_one_row_with_its_error(server, agent_address, mo
     ghost = next(h for h in view["hosts"] if h["name"] == "ghost")
     assert not ghost["reachable"] and ghost["error"]
     assert any(h["name"] == "local" and h["reachable"] for h in view["hosts"])
+
+
+def test_images_show_their_log_rebuild_and_go(server, agent_address):
+    import uuid
+
+    from nbmodal._runtime.connection import connection
+    from nbmodal._runtime.images import ensure_built
+
+    image = nbmodal.Image.debian_slim().env({"SIDEBAR": uuid.uuid4().hex}).run_commands("echo built-for-the-sidebar")
+    image.name = "sidebar-image"
+    image_id = ensure_built(image, connection("local"))
+    row = next(i for i in get_json(server, "overview")["images"] if i["image_id"] == image_id)
+    assert row["name"] == "sidebar-image" and row["state"] == "ready" and row["python"]
+    assert "built-for-the-sidebar" in get_json(server, f"images/local/{image_id}/log")["text"]
+
+    status, body = server.request("POST", f"images/local/{image_id}/rebuild", data=b"")
+    assert status == 200, body
+    deadline = time.monotonic() + 60
+    while not any(i["image_id"] == image_id and i["state"] == "ready" and i["created"] > row["created"]
+                  for i in get_json(server, "overview")["images"]):
+        assert time.monotonic() < deadline, "the rebuild didn't finish"
+        time.sleep(0.3)
+    assert "(cached)" not in get_json(server, f"images/local/{image_id}/log")["text"]  # every step again
+
+    status, _ = server.request("DELETE", f"images/local/{image_id}")
+    assert status == 200
+    assert not any(i["image_id"] == image_id for i in get_json(server, "overview")["images"])
+    assert server.request("GET", "images/local/0123456789abcdef/log")[0] == 404

@@ -85,7 +85,8 @@ class Dashboard:
         queues = [{"host": name, "name": s.name, "length": s.length}
                   for s in client.queue_call(pb.QueueRequest(op=pb.LIST)).stores]
         images = [{"host": name, "image_id": i.image_id, "name": i.name, "state": i.state,
-                   "size_bytes": i.size_bytes, "last_used": i.last_used, "python": i.python, "error": i.error}
+                   "size_bytes": i.size_bytes, "created": i.created, "last_used": i.last_used, "python": i.python,
+                   "error": i.error}
                   for i in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images]
         return {"hosts": [host], "gpus": gpus, "containers": containers, "runs": runs, "volumes": volumes,
                 "dicts": dicts, "queues": queues, "images": images}
