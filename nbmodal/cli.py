@@ -89,7 +89,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command in ("dict", "queue"):
         print(commands.store_command(args.command, args.verb, args.name, args.host, args.n))
     elif args.command == "image":
-        print(commands.image_command(args.verb, args.name, args.host))
+        print(commands.image_command(args.verb, args.name, args.host, force=args.force))
     return 0
 
 
@@ -97,6 +97,7 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("verb", choices=["ls", "build", "rm"])
     parser.add_argument("name", nargs="?", help="build: a file of %%%%image lines; rm: an image's name or id")
     parser.add_argument("--host", help="the host (default: the local agent; ls: every host)")
+    parser.add_argument("--force", action="store_true", help="build: rebuild every step, ignoring the cache")
 
 
 def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +149,18 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--python", default="", help="the Python to run the agent with there "
                                                    "(default: python3.X like this client, else python3)")
     add.add_argument("--no-check", action="store_true", help="don't connect to check the host now")
+    add.add_argument("--slurm", action="store_true",
+                     help="a Slurm cluster's login node: the agent runs there, containers run as Slurm jobs")
+    add.add_argument("--partition", default="", help="--slurm: the partition jobs go to")
+    add.add_argument("--account", default="", help="--slurm: the account jobs are charged to")
+    add.add_argument("--qos", default="", help="--slurm: the QOS of the jobs")
+    add.add_argument("--time", default="", help="--slurm: a job's walltime, e.g. 02:00:00 (default 01:00:00)")
+    add.add_argument("--sbatch-flags", default="", help="--slurm: more sbatch flags, e.g. '--constraint=ib'")
+    add.add_argument("--gres-types", default="",
+                     help="--slurm: GPU names as this cluster's GRES types, e.g. 'A100-80GB=a100_80g,H100=h100'")
+    add.add_argument("--callback-host", default="",
+                     help="--slurm: the login node's address as compute nodes reach it (default: its FQDN)")
+    add.add_argument("--slurm-env", default="", help="--slurm: environment for sbatch/squeue, e.g. 'SLURM_CONF=/x'")
     verbs.add_parser("ls", help="configured hosts")
     rm = verbs.add_parser("rm", help="forget a host")
     rm.add_argument("name")
@@ -157,8 +170,12 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_host_command(args: argparse.Namespace) -> str:
     if args.verb == "add":
+        slurm = None
+        if args.slurm:
+            slurm = {key: getattr(args, key) for key in ("partition", "account", "qos", "time", "sbatch_flags",
+                                                         "gres_types", "callback_host", "slurm_env")}
         return commands.host_add(args.name, args.target, args.ssh_config, args.accept_new_host_key,
-                                 check=not args.no_check, python=args.python)
+                                 check=not args.no_check, python=args.python, slurm=slurm)
     if args.verb == "ls":
         return commands.host_list()
     if args.verb == "rm":

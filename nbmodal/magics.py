@@ -273,7 +273,7 @@ class RemoteMagics(Magics):
             from nbmodal.cli import add_image_arguments
 
             args = _parse_words("image", add_image_arguments, rest)
-            print(commands.image_command(args.verb, args.name, args.host, default_sink()))
+            print(commands.image_command(args.verb, args.name, args.host, default_sink(), args.force))
         elif verb in ("dict", "queue"):
             from nbmodal.cli import add_store_arguments
 
