@@ -168,14 +168,20 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: bool = False,
-             check: bool = True, python: str = "") -> str:
-    """Add a host; by default connect once to check it (and accept a new host key if asked)."""
+             check: bool = True, python: str = "", slurm: dict | None = None) -> str:
+    """Add a host; by default connect once to check it (and accept a new host key if asked).
+
+    ``slurm`` (partition, account, qos, time, sbatch_flags, gres_types, callback_host, slurm_env) makes it
+    a Slurm cluster's login node: its containers run as Slurm jobs.
+    """
     from nbmodal import hosts
     from nbmodal._runtime import bootstrap
     from nbmodal._runtime.ssh import SSHConnection
 
+    extra = {"slurm": True, **{k: v for k, v in slurm.items() if v}} if slurm is not None else {}
     host = hosts.Host(name, target, str(Path(ssh_config).expanduser().resolve()) if ssh_config else "",
-                      {"python": python} if python else {})
+                      {**({"python": python} if python else {}), **extra})
+    hosts.slurm_settings(host)  # bad settings fail now
     if check:
         ssh = SSHConnection.open(host, accept_new_host_key)
         try:
@@ -185,7 +191,7 @@ def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: 
         summary = f"; reachable, Python {facts.python_version} on {facts.machine}"
     else:
         summary = ""
-    hosts.add_host(name, target, ssh_config, python)
+    hosts.add_host(name, target, ssh_config, python, extra)
     forget(name)
     return f"host {name!r} added ({target}){summary}"
 
@@ -297,10 +303,12 @@ def volume_command(args) -> str:
     raise ValueError(f"unknown verb {args.verb!r}")
 
 
-def image_command(verb: str, name: str | None = None, host: str | None = None, sink: OutputSink | None = None) -> str:
+def image_command(verb: str, name: str | None = None, host: str | None = None, sink: OutputSink | None = None,
+                  force: bool = False) -> str:
     """``image ls|build|rm``: what the CLI and ``%nbmodal image`` run.
 
-    ``build`` takes a file in the ``%%image`` language (its name is the file's stem).
+    ``build`` takes a file in the ``%%image`` language (its name is the file's stem); cached steps are
+    reused unless ``force``.
     """
     from nbmodal._runtime.images import ensure_built
 
@@ -328,6 +336,6 @@ def image_command(verb: str, name: str | None = None, host: str | None = None, s
         image = parse_image_cell(path.stem, path.read_text(), path.parent.resolve())
         image.name = path.stem
         target = connection(host or LOCAL)
-        image_id = ensure_built(image, target, sink or plain_sink(), force=True)
+        image_id = ensure_built(image, target, sink or plain_sink(), force=force)
         return f"image {image.name} built on {target.name}: {image_id[:12]}"
     raise ValueError(f"unknown image verb {verb!r} (ls, build, rm)")

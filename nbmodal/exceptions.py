@@ -65,3 +65,7 @@ class ImageDefinitionError(NbmodalError, ValueError):
 
 class ImageBuildError(NbmodalError):
     """An image failed to build on its host (the message names the failing step and its output)."""
+
+
+class SlurmJobError(NbmodalError):
+    """Slurm refused a container's job, or the job can never start as asked (Slurm's own message)."""

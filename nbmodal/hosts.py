@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ def get_host(name: str) -> Host:
     return hosts[name]
 
 
-def add_host(name: str, target: str, ssh_config: str = "", python: str = "") -> Host:
+def add_host(name: str, target: str, ssh_config: str = "", python: str = "", extra: dict | None = None) -> Host:
     """Add (or replace) a host. ``target`` is ``user@host[:port]`` or an ssh config alias."""
     if not _NAME.fullmatch(name) or name == LOCAL:
         raise HostError(f"host name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (and not {LOCAL!r})")
@@ -86,7 +87,7 @@ def add_host(name: str, target: str, ssh_config: str = "", python: str = "") -> 
         if not Path(ssh_config).is_file():
             raise HostError(f"host {name!r}: ssh config file {ssh_config} does not exist")
     hosts = load_hosts()
-    hosts[name] = Host(name, target, ssh_config, {"python": python} if python else {})
+    hosts[name] = Host(name, target, ssh_config, {**({"python": python} if python else {}), **(extra or {})})
     _save(hosts)
     return hosts[name]
 
@@ -130,3 +131,30 @@ def _toml_value(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return _toml_str(str(value))
+
+
+SLURM_KEYS = ("partition", "account", "qos", "time", "sbatch_flags", "gres_types", "callback_host", "slurm_env")
+
+
+def slurm_settings(host: Host) -> dict | None:
+    """A Slurm host's settings as the agent's slurm.json has them, or None for a plain SSH host."""
+    extra = host.extra
+    if not extra.get("slurm"):
+        return None
+    settings: dict = {k: extra[k] for k in ("partition", "account", "qos", "time", "callback_host") if extra.get(k)}
+    settings["sbatch_flags"] = shlex.split(extra.get("sbatch_flags", ""))
+    settings["gres_types"] = _pairs(host.name, "gres_types", extra.get("gres_types", ""), ",")
+    settings["env"] = _pairs(host.name, "slurm_env", extra.get("slurm_env", ""), None)
+    return settings
+
+
+def _pairs(host: str, key: str, text: str, separator: str | None) -> dict[str, str]:
+    pairs = {}
+    for item in (text.split(separator) if separator else shlex.split(text)):
+        if not item.strip():
+            continue
+        name, eq, value = item.strip().partition("=")
+        if not eq or not name:
+            raise HostError(f"host {host!r}: {key} item {item!r} must be NAME=VALUE")
+        pairs[name] = value
+    return pairs

@@ -10,13 +10,14 @@ from typing import Any
 
 from nbmodal import serialization
 from nbmodal.exceptions import (GpuUnavailableError, ImageBuildError, RemoteError, ResourcesUnavailableError,
-                                RunLostError)
+                                RunLostError, SlurmJobError)
 from remote_agent.proto import agent_pb2 as pb
 
 
 # Errors the agent reports by name (it has no pickled exception for them).
 _AGENT_ERRORS = {"nbmodal.GpuUnavailable": GpuUnavailableError, "nbmodal.ContainerDied": RunLostError,
-                 "nbmodal.ResourcesUnavailable": ResourcesUnavailableError, "nbmodal.ImageBuildError": ImageBuildError}
+                 "nbmodal.ResourcesUnavailable": ResourcesUnavailableError, "nbmodal.ImageBuildError": ImageBuildError,
+                 "nbmodal.SlurmError": SlurmJobError}
 
 
 class ResultWarning(UserWarning):

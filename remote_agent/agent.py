@@ -23,6 +23,7 @@ from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.runs import RUN_ID, Run, RunRegistry
 from remote_agent.sandbox import MountError, check_mount_path
+from remote_agent.slurm import ContainerListener, SlurmConfig, SlurmError
 from remote_agent.storage import AsyncStorage, StoreError
 from remote_agent.volumes import VolumeStore
 
@@ -66,8 +67,15 @@ class Agent:
         self.draining = False
         self._cancelled_before_arrival: OrderedDict[str, bool] = OrderedDict()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.pool.start_reaper()
+        slurm = SlurmConfig.load(self.state_dir)
+        if slurm is not None:  # containers are Slurm jobs, started on demand (a warm one would hold a node)
+            self.pool.slurm = ContainerListener(slurm)
+            await self.pool.slurm.start()
+            log.info("containers run as Slurm jobs (%s); they dial back to %s", slurm.partition or "default partition",
+                     self.pool.slurm.address)
+            return
         # A warm container for the first run: no one waits for a cold start.
         self.pool.prewarm(pb.ContainerSpec())
 
@@ -96,8 +104,9 @@ class Agent:
             container, _ = await self.pool.acquire(
                 request.spec, request.session, notify=lambda text: run.emit(notice=pb.Notice(text=text)))
         except asyncio.CancelledError:
+            how = " (its Slurm job was cancelled with scancel)" if self.pool.slurm is not None else ""
             run.finish(pb.RunFinished(state=pb.CANCELLED,
-                                      error=_error("KeyboardInterrupt", "cancelled before it started")))
+                                      error=_error("KeyboardInterrupt", f"cancelled before it started{how}")))
             return
         except Unsatisfiable as exc:
             kind = "nbmodal.GpuUnavailable" if exc.kind == "gpu" else "nbmodal.ResourcesUnavailable"
@@ -108,6 +117,9 @@ class Agent:
             return
         except ImageError as exc:  # its image was removed meanwhile
             run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.ImageBuildError", str(exc))))
+            return
+        except SlurmError as exc:  # sbatch refused the job, or it can never start as asked
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.SlurmError", str(exc))))
             return
         except (StoreError, MountError) as exc:  # an unknown volume, a path it can't be mounted at
             run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.MountError", str(exc))))

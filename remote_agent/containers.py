@@ -27,7 +27,8 @@ from remote_agent.frames import read_frame, write_frame
 from remote_agent.allocator import Allocation, Allocator, Request
 from remote_agent import sandbox
 from remote_agent.images import ImageStore
-from remote_agent.launch import LaunchPlan, SandboxConfig, plan_container
+from remote_agent.launch import LaunchPlan, SandboxConfig, plan_container, slurm_plan
+from remote_agent.slurm import ContainerListener, SlurmJob
 from remote_agent.zygote import Zygote
 from remote_agent.proto import agent_pb2 as pb
 
@@ -53,6 +54,8 @@ class Container:
         self.id = container_id
         self.blob_dir = blob_dir
         self.plan = plan or LaunchPlan(python=sys.executable)
+        self.slurm: ContainerListener | None = None  # set for an agent whose containers are Slurm jobs
+        self._slurm_calls: set[asyncio.Task] = set()
         self.worker_pid = 0
         self.spec = spec
         self.session = session
@@ -86,6 +89,8 @@ class Container:
         return self.process.returncode if self.process else None
 
     def exit_description(self) -> str:
+        if isinstance(self.process, SlurmJob):
+            return f"container {self.id}: {self.process.description()}"
         code = self.returncode
         if code is None:
             return f"container {self.id} lost its connection to the agent"
@@ -94,8 +99,7 @@ class Container:
             return f"container {self.id} (pid {self.pid}) was killed by {name}"
         return f"container {self.id} (pid {self.pid}) exited with code {code}"
 
-    async def start(self) -> None:
-        parent, child = socket.socketpair()
+    async def start(self, notify: Callable[[str], None] | None = None) -> None:
         env = dict(os.environ)
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", MPLBACKEND=_MPL_BACKEND,
                    NBMODAL_CONTAINER_ID=self.id, NBMODAL_BLOB_DIR=str(self.blob_dir),
@@ -112,6 +116,28 @@ class Container:
         env.update(self.spec.env)
         if plan.imports:
             env["NBMODAL_IMAGE_IMPORTS"] = plan.imports
+        if self.slurm is not None:
+            reader = await self._start_as_slurm_job(env, notify)
+        else:
+            reader = await self._start_here(env)
+        try:
+            ready = await asyncio.wait_for(read_frame(reader, pb.FromContainer), CONTAINER_START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            ready = None
+        if ready is None or not ready.HasField("ready"):
+            self.kill()
+            await self.process.wait()
+            raise RuntimeError(f"{self.exit_description()} before it was ready; see {self.log_path}")
+        self.python = ready.ready.python
+        self.worker_pid = ready.ready.pid
+        self._pump_task = asyncio.create_task(self._pump(reader), name=f"pump-{self.id}")
+        log.info("container %s started (pid %d)%s", self.id, self.pid,
+                 f" for session {self.session}" if self.session else "")
+
+    async def _start_here(self, env: dict[str, str]) -> asyncio.StreamReader:
+        """A worker process on this host (forked from the image's zygote, or spawned), on a socket pair."""
+        plan = self.plan
+        parent, child = socket.socketpair()
         layout = plan.layout(self.allocation)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
@@ -131,19 +157,24 @@ class Container:
                     stdout=log_file, stderr=log_file, env=env, start_new_session=True)
         child.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        return reader
+
+    async def _start_as_slurm_job(self, env: dict[str, str], notify) -> asyncio.StreamReader:
+        """A batch job that dials back; while it waits, the run hears Slurm's state and reason."""
+        listener = self.slurm
+        connected = listener.expect(self.token)
+        args = ["--connect", listener.address] + (["--session"] if self.session else [])
         try:
-            ready = await asyncio.wait_for(read_frame(reader, pb.FromContainer), CONTAINER_START_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            ready = None
-        if ready is None or not ready.HasField("ready"):
-            self.kill()
-            await self.process.wait()
-            raise RuntimeError(f"{self.exit_description()} before it was ready; see {self.log_path}")
-        self.python = ready.ready.python
-        self.worker_pid = ready.ready.pid
-        self._pump_task = asyncio.create_task(self._pump(reader), name=f"pump-{self.id}")
-        log.info("container %s started (pid %d)%s", self.id, self.pid,
-                 f" for session {self.session}" if self.session else "")
+            self.process = await SlurmJob.submit(self.spec, listener.config, env, self.plan.python, args,
+                                                 f"nbmodal-{self.id}")
+            await self.process.wait_until_connected(connected, notify)
+        except BaseException:
+            listener.forget(self.token)
+            if isinstance(self.process, SlurmJob) and self.process.returncode is None:
+                await self.process.cancel()
+            raise
+        reader, self._writer = connected.result()
+        return reader
 
     async def execute(self, run, request: pb.RunRequest, payload_path: str = "") -> pb.RunFinished:
         """Send one run to the container and wait for its result.
@@ -212,6 +243,11 @@ class Container:
 
     def _signal_group(self, signum: int, group: int = 0) -> None:
         if not self.alive:
+            return
+        if isinstance(self.process, SlurmJob):  # its process is on another node: Slurm signals it
+            self._slurm_calls.add(task := asyncio.get_running_loop().create_task(
+                self.process.cancel(None if signum == signal.SIGKILL else signum)))
+            task.add_done_callback(self._slurm_calls.discard)
             return
         try:
             os.killpg(group or self.pid, signum)
@@ -294,6 +330,7 @@ class ContainerPool:
         self.images = images
         self.sandbox = sandbox_config or SandboxConfig(available=False, hidden=[], shown=[])
         self.scratch_dir = scratch_dir or logs_dir / "scratch"
+        self.slurm: ContainerListener | None = None  # containers are Slurm jobs that dial back here
         self._zygotes: dict[tuple, Zygote] = {}
         self._zygote_locks: dict[tuple, asyncio.Lock] = {}
         self.allocator = allocator
@@ -325,7 +362,7 @@ class ContainerPool:
         """
         if session:
             return await self._acquire_session(spec, session, notify)
-        if _reserves(spec):
+        if self._reserves(spec):
             return await self._acquire_reserved(spec, notify)
         key = spec_key(spec)
         idle = self._idle.get(key, [])
@@ -336,7 +373,7 @@ class ContainerPool:
         starting = self._starting.get(key)
         if starting:  # a warm-up already under way: take it
             return await self._container_of(starting.pop(0)), True
-        return await self._start_for_run(spec), True
+        return await self._start_for_run(spec, notify=notify), True
 
     def release(self, container: Container) -> None:
         if container.session:
@@ -444,18 +481,18 @@ class ContainerPool:
             if container is not None:
                 container.kill()
                 await container.wait_exited()  # its cards, if any, are free again
-            if _reserves(spec):
+            if self._reserves(spec):
                 slot.container, _ = await self._acquire_reserved(spec, notify, session)
             else:
-                slot.container = await self._start_for_run(spec, session)
+                slot.container = await self._start_for_run(spec, session, notify=notify)
             return slot.container, True
         except BaseException:
             slot.lock.release()
             raise
 
-    async def _start_for_run(self, spec: pb.ContainerSpec, session: str = "",
-                             allocation: Allocation | None = None) -> Container:
-        return await self._container_of(asyncio.create_task(self._start(spec, session, allocation)))
+    async def _start_for_run(self, spec: pb.ContainerSpec, session: str = "", allocation: Allocation | None = None,
+                             notify: Callable[[str], None] | None = None) -> Container:
+        return await self._container_of(asyncio.create_task(self._start(spec, session, allocation, notify)))
 
     async def _container_of(self, start: asyncio.Task) -> Container:
         """Wait for a container start on behalf of a run.
@@ -468,7 +505,10 @@ class ContainerPool:
         try:
             return await asyncio.shield(start)
         except asyncio.CancelledError:
-            start.add_done_callback(self._adopt_started)
+            if self.slurm is not None:
+                start.cancel()  # a job still waiting in Slurm's queue is scancel'ed, not kept
+            else:
+                start.add_done_callback(self._adopt_started)
             raise
 
     def _adopt_started(self, start: asyncio.Task) -> None:
@@ -481,15 +521,19 @@ class ContainerPool:
             self.release(container)
 
     async def _start(self, spec: pb.ContainerSpec, session: str = "",
-                     allocation: Allocation | None = None) -> Container:
+                     allocation: Allocation | None = None, notify: Callable[[str], None] | None = None) -> Container:
         self._counter += 1
         container_id = f"c-{os.getpid()}-{self._counter}"
-        plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
-        if not plan.sandboxed and plan.binds:
-            sandbox.link_without_sandbox([(Path(host), path) for host, path, _ in plan.binds])
-        if plan.image_id and os.environ.get("NBMODAL_ZYGOTE", "1") != "0":
-            plan.zygote = await self._zygote_for(plan)
+        if self.slurm is not None:
+            plan = slurm_plan(spec, container_id, self.images)
+        else:
+            plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
+            if not plan.sandboxed and plan.binds:
+                sandbox.link_without_sandbox([(Path(host), path) for host, path, _ in plan.binds])
+            if plan.image_id and os.environ.get("NBMODAL_ZYGOTE", "1") != "0":
+                plan.zygote = await self._zygote_for(plan)
         container = Container(container_id, spec, self.logs_dir, self.blob_dir, session, plan)
+        container.slurm = self.slurm
         container.agent_port = self.agent_port
         self.container_tokens.add(container.token)
         if allocation is not None:
@@ -497,7 +541,7 @@ class ContainerPool:
             self.allocator.transfer(allocation, container.id)  # the waiter's hold becomes the container's
         self._containers[container.id] = container
         try:
-            await container.start()
+            await container.start(notify)
         except BaseException:
             self._forget(container)
             raise
@@ -557,6 +601,10 @@ class ContainerPool:
     def containers(self) -> list[Container]:
         return list(self._containers.values())
 
+    def _reserves(self, spec: pb.ContainerSpec) -> bool:
+        """Whether this agent reserves GPUs, cores or memory for the spec (on Slurm, Slurm does)."""
+        return self.slurm is None and _reserves(spec)
+
     def retire(self, container: Container) -> None:
         """Stop a container that runs nothing (idle, or still starting), gently."""
         idle = self._idle.get(spec_key(container.spec), [])
@@ -608,7 +656,7 @@ class ContainerPool:
                 missing = max(missing, spec.buffer_containers - self._count(spec, idle_only=True)
                               - len(self._starting.get(key, [])))
             for _ in range(max(0, missing)):
-                if _reserves(spec):
+                if self._reserves(spec):
                     break  # reserved containers start when a run gets the resources, never speculatively
                 self.prewarm(spec)
 
@@ -629,3 +677,5 @@ class ContainerPool:
                 await container.wait_exited()
         for zygote in self._zygotes.values():
             await zygote.stop()
+        if self.slurm is not None:
+            await self.slurm.close()

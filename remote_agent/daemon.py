@@ -110,7 +110,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     agent.pool.agent_port = port  # containers reach their host's storage here, with their own token
-    agent.start()
+    await agent.start()
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -108,3 +108,22 @@ def plan_container(spec: pb.ContainerSpec, container_id: str, images: ImageStore
 
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def slurm_plan(spec: pb.ContainerSpec, container_id: str, images: ImageStore) -> LaunchPlan:
+    """A container that runs as a Slurm job on a compute node: the image's Python from the shared
+    filesystem; no sandbox or mounts of this host's (the job is on another node)."""
+    if spec.volumes or spec.local_mounts:
+        raise sandbox.MountError("volumes and add_local_* mounts aren't available in Slurm jobs yet; read and write "
+                                 "files on the cluster's shared filesystem instead")
+    plan = LaunchPlan(python=sys.executable)
+    if spec.image:
+        image = images.get(spec.image)
+        images.touch(image)
+        if image.paths:
+            raise sandbox.MountError("images with add_local_*(copy=True) files aren't available in Slurm jobs yet")
+        plan.python, plan.image_id = image.python_executable, image.image_id
+        plan.env.update(image.env)
+        plan.imports = image.imports
+    plan.cwd = spec.workdir or None
+    return plan

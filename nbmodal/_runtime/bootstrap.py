@@ -101,10 +101,13 @@ def ensure_agent(connection: SSHConnection) -> RemoteAgent:
     if status != 0:
         install(connection, facts, venv)
     running = read_agent_json(connection)
-    if running is not None and running.version == version and running.protocol_version == remote_agent.PROTOCOL_VERSION:
+    slurm_changed = write_slurm_config(connection)
+    if running is not None and running.version == version and not slurm_changed \
+            and running.protocol_version == remote_agent.PROTOCOL_VERSION:
         return running
     if running is not None:
-        log.info("host %s: agent %s is running; draining it for %s", connection.host.name, running.version, version)
+        log.info("host %s: agent %s is running; draining it for %s%s", connection.host.name, running.version, version,
+                 " (its Slurm settings changed)" if slurm_changed else "")
         connection.run(f"kill -USR1 {running.pid}")
         _wait_for(lambda: read_agent_json(connection) is None, 15, connection, "the old agent to hand over")
     return start_agent(connection, venv)
@@ -220,6 +223,24 @@ def read_agent_json(connection: SSHConnection) -> RemoteAgent | None:
     info = json.loads(out.splitlines()[0])
     return RemoteAgent(pid=int(info["pid"]), port=int(info["port"]), token=info["token"], version=info["version"],
                        protocol_version=int(info.get("protocol_version", 0)), state_dir=info.get("state_dir", ""))
+
+
+def write_slurm_config(connection: SSHConnection) -> bool:
+    """Put a Slurm host's settings where its agent reads them (agent/slurm.json); True if they changed."""
+    from nbmodal.hosts import slurm_settings
+
+    settings = slurm_settings(connection.host)
+    path = f"{REMOTE_HOME}/agent/slurm.json"
+    status, current, _ = connection.run(f"cat {path} 2>/dev/null")
+    wanted = json.dumps(settings, sort_keys=True) if settings is not None else ""
+    if current.strip() == wanted:
+        return False
+    if settings is None:
+        connection.run(f"rm -f {path}")
+    else:
+        run_checked(connection, f"mkdir -p {REMOTE_HOME}/agent && printf %s {shell_quote(wanted)} > {path}",
+                    "write the Slurm settings")
+    return True
 
 
 def start_agent(connection: SSHConnection, venv: str) -> RemoteAgent:

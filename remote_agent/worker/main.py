@@ -33,9 +33,14 @@ log = logging.getLogger("remote_agent.worker")
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m remote_agent.worker")
-    parser.add_argument("--fd", type=int, required=True, help="socket to the agent")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--fd", type=int, help="socket to the agent")
+    target.add_argument("--connect", metavar="HOST:PORT",
+                        help="connect to the agent (a container on another node: a Slurm job)")
     parser.add_argument("--session", action="store_true", help="keep the namespace between runs")
     args = parser.parse_args()
+    if args.connect:
+        args.fd = connect_to_agent(args.connect)
     pin_to_reserved_cores()
     if os.environ.pop("NBMODAL_OWN_PROCESS_GROUP", ""):
         os.setpgid(0, 0)  # in a sandbox: the agent signals this group, not bubblewrap's
@@ -47,6 +52,15 @@ def main() -> None:
         mounts.enter(layout)
         enter_workdir(layout.get("workdir"))
     serve(args.fd, args.session)
+
+
+def connect_to_agent(address: str) -> int:
+    """A TCP connection to the agent, introduced by this container's token (its only credential)."""
+    host, _, port = address.rpartition(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.settimeout(None)
+    sock.sendall(os.environ["NBMODAL_CONTAINER_TOKEN"].encode() + b"\n")
+    return sock.detach()
 
 
 def pin_to_reserved_cores() -> None:
