@@ -32,6 +32,7 @@ from nbmodal.exceptions import (
     RemoteError,
     ResourcesUnavailableError,
     RunLostError,
+    SlurmJobError,
     VersionMismatchError,
 )
 from nbmodal.image import Image
@@ -44,7 +45,7 @@ __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
     "GpuUnavailableError", "Image", "ImageBuildError", "ImageDefinitionError", "NbmodalError", "NotFoundError", "Queue", "ResourcesUnavailableError", "Retries",
     "Volume",
-    "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "VersionMismatchError", "__version__",
+    "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "SlurmJobError", "VersionMismatchError", "__version__",
     "concurrent", "enter", "exit", "method", "parameter", "load_ipython_extension",
 ]
 

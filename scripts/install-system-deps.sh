@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (the SSH-host fixtures in
 # tests/sshhosts.py run real OpenSSH servers inside network namespaces; the
-# sidebar's browser test drives Debian's chromium with Playwright).
+# sidebar's browser test drives Debian's chromium with Playwright; the
+# slurm_cluster fixture in tests/slurmcluster.py runs a real single-node Slurm
+# with its own munged).
 # Idempotent and quiet: exits at once when everything is already installed.
 # When something is missing and we are not root, lists it and exits 1.
 set -euo pipefail
 
-PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap chromium)
+PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap chromium slurmctld slurmd slurm-client munge)
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -21,6 +23,10 @@ for bin in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen; do
     [ -x "$bin" ] || { missing+=(openssh-server openssh-client); break; }
 done
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[ -x /usr/sbin/slurmctld ] || missing+=(slurmctld)
+[ -x /usr/sbin/slurmd ] || missing+=(slurmd)
+[ -x /usr/sbin/munged ] || missing+=(munge)
+[ -x /usr/bin/sbatch ] || missing+=(slurm-client)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

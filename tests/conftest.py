@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-pytest_plugins = ["sshhosts"]  # real sshd test hosts: the ssh_hosts and online_ssh_host fixtures
+pytest_plugins = ["sshhosts", "slurmcluster"]  # real sshd test hosts; a real single-node Slurm cluster
 
 
 @pytest.fixture(scope="session", autouse=True)

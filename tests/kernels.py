@@ -31,7 +31,7 @@ class Kernel:
         return self.kc.execute(code)
 
     def collect(self, msg_id: str, timeout: float = 120, until: str | None = None) -> dict:
-        """Gather a request's output until it is idle (or ``until`` appears in stdout)."""
+        """Gather a request's output until it is idle (or ``until`` appears in the stream it was printed to)."""
         result = {"stdout": "", "stderr": "", "error": None, "data": []}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -44,7 +44,7 @@ class Kernel:
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 result[content["name"]] += content["text"]
-                if until and until in result["stdout"]:
+                if until and until in result[content["name"]]:
                     return result
             elif kind == "error":
                 result["error"] = {"ename": content["ename"], "evalue": content["evalue"],
