@@ -78,6 +78,10 @@ def gpus_table(host: str | None = None) -> str:
     rows = [("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "HELD BY")]
     for name, client in _reachable(host):
         for g in client.list_gpus():
+            if g.partition:  # a Slurm cluster's card: no telemetry from the login node, only who holds it
+                rows.append((name, f"{g.partition}/{g.node}:{g.index}", g.name, "-", "-", "-", "-",
+                             "a Slurm job" if g.in_use else "-"))
+                continue
             holder = (f"run {g.run_id}" if g.run_id else f"session {g.session}" if g.session
                       else f"container {g.container_id}" if g.container_id else "-")
             rows.append((name, str(g.index), g.name, f"{g.utilization}%",

@@ -15,6 +15,7 @@ from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.proto import agent_pb2 as pb
 from remote_agent.proto import agent_pb2_grpc as pb_grpc
 from remote_agent.images import ImageError
+from remote_agent.slurm import cluster_gpus
 from remote_agent.storage import StoreError
 from remote_agent.volumes import CHUNK_BYTES, hash_prefix
 
@@ -95,6 +96,8 @@ class AgentService(pb_grpc.AgentServicer):
         return host_stats()
 
     async def ListGpus(self, request: pb.Empty, context) -> pb.GpuList:
+        if self.agent.pool.slurm is not None:  # the cluster's cards, as Slurm sees them
+            return pb.GpuList(gpus=await cluster_gpus(self.agent.pool.slurm.config))
         return pb.GpuList(gpus=self.agent.gpu_infos())
 
     async def Shutdown(self, request: pb.Empty, context) -> pb.Empty:

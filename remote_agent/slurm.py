@@ -227,6 +227,35 @@ class SlurmJob:
         return f"Slurm job {self.job_id} ended: {self.final_state or 'unknown'}{reason}"
 
 
+async def cluster_gpus(config: SlurmConfig) -> list[pb.GpuInfo]:
+    """The cluster's GPUs as sinfo reports them: one row per card, by partition and node, busy or free."""
+    out = await _output(["sinfo", "-h", "-N", "-O", "NodeHost:|,Partition:|,Gres:|,GresUsed:|"], config)
+    infos = []
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) < 4:
+            continue
+        node, partition, gres, used = fields[:4]
+        busy = {gpu_type: count for gpu_type, count in parse_gres(used)}
+        for gpu_type, count in parse_gres(gres):
+            for index in range(count):
+                infos.append(pb.GpuInfo(index=index, name=gpu_type.upper() or "GPU", partition=partition.rstrip("*"),
+                                        node=node, in_use=index < busy.get(gpu_type, 0)))
+    return infos
+
+
+def parse_gres(text: str) -> list[tuple[str, int]]:
+    """``gpu:h100:4(S:0),gpu:a100:2`` -> [("h100", 4), ("a100", 2)]; other GRES than gpu are left out."""
+    found = []
+    for item in re.split(r",(?![^(]*\))", text):
+        item = re.sub(r"\(.*\)", "", item.strip())
+        parts = item.split(":")
+        if parts[0] != "gpu" or len(parts) < 2 or not parts[-1].isdigit():
+            continue
+        found.append((parts[1] if len(parts) == 3 else "", int(parts[-1])))
+    return found
+
+
 async def _output(argv: list[str], config: SlurmConfig) -> str:
     process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT, env=config.command_env())

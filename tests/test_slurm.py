@@ -64,6 +64,11 @@ def test_warm_job_reuse_then_scale_down(login, slurm_cluster):
     first, second = where.remote(), where.remote()
     assert first["job"] == second["job"]  # the warm job served the second call
     assert first["user"] == login.user
+    # The cluster's cards as Slurm sees them, per partition and node: the warm job holds one.
+    table = commands.gpus_table("slurm")
+    cards = [line for line in table.splitlines() if f" gpu/{slurm_cluster.node}:" in line]
+    assert len(cards) == 4 and all("H100" in line for line in cards), table
+    assert any("a Slurm job" in line for line in cards), table
 
     @app.function(host="slurm", scaledown_window=1)
     def brief() -> str:

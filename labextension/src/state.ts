@@ -17,8 +17,14 @@ export interface PanelState {
 
 export const EMPTY_STATE: PanelState = { overview: null, gpuHistory: {}, error: null };
 
-export function gpuKey(host: string, index: number): string {
-  return `${host}/${index}`;
+/** A card's key: on a Slurm host the same index recurs per partition and node, so they are part of it. */
+export function gpuKey(host: string, index: number, place = ''): string {
+  return place ? `${host}/${place}/${index}` : `${host}/${index}`;
+}
+
+/** Where a Slurm cluster's card is (partition/node); empty for a host's own cards. */
+export function gpuPlace(gpu: { partition?: string; node?: string }): string {
+  return gpu.partition ? `${gpu.partition}/${gpu.node ?? ''}` : '';
 }
 
 export function runKey(host: string, runId: string): string {
@@ -115,7 +121,7 @@ export function appendGpuSamples(
     }
   }
   for (const gpu of overview.gpus ?? []) {
-    const key = gpuKey(gpu.host, gpu.index);
+    const key = gpuKey(gpu.host, gpu.index, gpuPlace(gpu));
     const samples = [...(history[key] ?? []), Number(gpu.utilization) || 0];
     next[key] = samples.slice(-GPU_HISTORY);
   }
@@ -133,7 +139,7 @@ export function mergeOverview(
   const overview: Overview = {
     time: filtered.time,
     hosts: reuseRows(old?.hosts, filtered.hosts ?? [], h => h.name),
-    gpus: reuseRows(old?.gpus, filtered.gpus ?? [], g => gpuKey(g.host, g.index)),
+    gpus: reuseRows(old?.gpus, filtered.gpus ?? [], g => gpuKey(g.host, g.index, gpuPlace(g))),
     containers: reuseRows(old?.containers, filtered.containers ?? [], c =>
       runKey(c.host, c.container_id)
     ),

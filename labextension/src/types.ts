@@ -21,6 +21,10 @@ export interface GpuInfo {
   run_id: string;
   session: string;
   container_id: string;
+  /** On a Slurm host: the cluster's card, by partition and node, and whether a job holds it. */
+  partition?: string;
+  node?: string;
+  in_use?: boolean;
 }
 
 export type ContainerState = 'busy' | 'idle' | 'starting';

@@ -76,7 +76,8 @@ class Dashboard:
                 "idle_left_s": max(0.0, window - (now - c.idle_since)) if c.state == "idle" and window else None})
         gpus = [{"host": name, "index": g.index, "name": g.name, "utilization": g.utilization,
                  "memory_used": g.memory_used, "memory_total": g.memory_total, "run_id": g.run_id,
-                 "session": g.session, "container_id": g.container_id} for g in client.list_gpus()]
+                 "session": g.session, "container_id": g.container_id, "partition": g.partition, "node": g.node,
+                 "in_use": g.in_use} for g in client.list_gpus()]
         runs = [run_row(name, r) for r in client.list_runs(RECENT_RUNS)]
         volumes = [{"host": name, "name": s.name, "size": s.length}
                    for s in client.volume_call(pb.VolumeRequest(op=pb.VOLUME_LIST)).stores]

@@ -837,7 +837,7 @@ class GpuProcess(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., memory_used: _Optional[int] = ...) -> None: ...
 
 class GpuInfo(_message.Message):
-    __slots__ = ("index", "uuid", "name", "memory_total", "memory_used", "utilization", "temperature", "power_w", "processes", "container_id", "run_id", "session")
+    __slots__ = ("index", "uuid", "name", "memory_total", "memory_used", "utilization", "temperature", "power_w", "processes", "container_id", "run_id", "session", "partition", "node", "in_use")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -850,6 +850,9 @@ class GpuInfo(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -862,7 +865,10 @@ class GpuInfo(_message.Message):
     container_id: str
     run_id: str
     session: str
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total: _Optional[int] = ..., memory_used: _Optional[int] = ..., utilization: _Optional[int] = ..., temperature: _Optional[int] = ..., power_w: _Optional[float] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
+    partition: str
+    node: str
+    in_use: bool
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total: _Optional[int] = ..., memory_used: _Optional[int] = ..., utilization: _Optional[int] = ..., temperature: _Optional[int] = ..., power_w: _Optional[float] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., session: _Optional[str] = ..., partition: _Optional[str] = ..., node: _Optional[str] = ..., in_use: _Optional[bool] = ...) -> None: ...
 
 class GpuList(_message.Message):
     __slots__ = ("gpus",)

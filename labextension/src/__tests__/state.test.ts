@@ -216,3 +216,13 @@ describe('withError', () => {
     expect(withError(failed, 'offline')).toBe(failed);
   });
 });
+
+describe('Slurm cluster cards', () => {
+  it('keeps cards of different partitions and nodes apart', async () => {
+    const { gpuKey, gpuPlace } = await import('../state');
+    const a = { partition: 'gpu', node: 'n1' };
+    const b = { partition: 'gpu', node: 'n2' };
+    expect(gpuKey('slurm', 0, gpuPlace(a))).not.toEqual(gpuKey('slurm', 0, gpuPlace(b)));
+    expect(gpuKey('local', 0, gpuPlace({}))).toEqual('local/0');
+  });
+});

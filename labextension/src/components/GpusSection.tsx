@@ -2,7 +2,7 @@
 import * as React from 'react';
 
 import { formatBytes, formatPercent, percent, shortId } from '../format';
-import { gpuKey } from '../state';
+import { gpuKey, gpuPlace } from '../state';
 import type { GpuInfo } from '../types';
 import { Bar, Sparkline } from './Bar';
 import { Empty, Section } from './Section';
@@ -17,6 +17,9 @@ function holder(gpu: GpuInfo): string {
   if (gpu.container_id) {
     return `warm container ${shortId(gpu.container_id)}`;
   }
+  if (gpu.partition) {
+    return gpu.in_use ? 'a Slurm job' : 'free';
+  }
   return 'free';
 }
 
@@ -28,17 +31,20 @@ const GpuRow = React.memo(function GpuRow({
   samples: readonly number[];
 }): JSX.Element {
   const memory = percent(gpu.memory_used, gpu.memory_total);
-  const busy = Boolean(gpu.run_id || gpu.session || gpu.container_id);
+  const busy = Boolean(gpu.run_id || gpu.session || gpu.container_id || gpu.in_use);
+  const place = gpuPlace(gpu);
   return (
-    <div className="nbmodal-row nbmodal-gpu" data-gpu={gpuKey(gpu.host, gpu.index)}>
+    <div className="nbmodal-row nbmodal-gpu" data-gpu={gpuKey(gpu.host, gpu.index, place)}>
       <div className="nbmodal-row-main">
         <span className="nbmodal-name">
-          {gpu.host}:{gpu.index}
+          {gpu.host}:{place ? `${place}:` : ''}
+          {gpu.index}
         </span>
         <span className="nbmodal-muted nbmodal-ellipsis" title={gpu.name}>
           {gpu.name}
         </span>
       </div>
+      {place ? null : (
       <div className="nbmodal-figures">
         <div className="nbmodal-util">
           <Bar percent={percent(gpu.utilization, 100)} label={`util ${formatPercent(gpu.utilization)}`} />
@@ -49,6 +55,7 @@ const GpuRow = React.memo(function GpuRow({
           label={`mem ${formatBytes(gpu.memory_used)} / ${formatBytes(gpu.memory_total)}`}
         />
       </div>
+      )}
       <div className="nbmodal-holder" data-busy={busy} title={gpu.run_id || gpu.container_id}>
         {holder(gpu)}
       </div>
@@ -69,7 +76,7 @@ export const GpusSection = React.memo(function GpusSection({
         <Empty>No GPUs.</Empty>
       ) : (
         gpus.map(gpu => {
-          const key = gpuKey(gpu.host, gpu.index);
+          const key = gpuKey(gpu.host, gpu.index, gpuPlace(gpu));
           return <GpuRow key={key} gpu={gpu} samples={history[key] ?? []} />;
         })
       )}
