@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +261,3 @@ async def _output(argv: list[str], config: SlurmConfig) -> str:
     out, _ = await process.communicate()
     return out.decode(errors="replace")
 
-
-def python_for_jobs() -> str:
-    return sys.executable
