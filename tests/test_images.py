@@ -46,7 +46,8 @@ def test_layers_are_cached_and_a_changed_last_step_rebuilds_only_itself(wheels, 
     prefix = base(wheels, "tinylib==1.0")
     image = prefix.run_commands("echo first > marker.txt")
     first = build(image)
-    assert first.built_steps == 4 and first.steps == 4
+    # Every step after the shared base venv is new (that layer may come from an earlier test's image).
+    assert first.steps == 4 and first.built_steps >= 3
     again = build(image)
     assert again.image_id == first.image_id and again.built_steps == 0
     changed = build(prefix.run_commands("echo second > marker.txt"))
