@@ -111,7 +111,7 @@ def call(target, spec, module: str) -> tuple[float, float, float]:
     from nbmodal._runtime.client import CLIENT_PYTHON
     from nbmodal._runtime.execution import RunFollower
     from nbmodal.results import function_result, raise_for_state
-    from remote_agent.proto import agent_pb2 as pb
+    from nbmodal_wire import pb
 
     t0 = time.time()
     request = pb.RunRequest(kind=pb.FUNCTION, label=f"probe({module})", client_python=CLIENT_PYTHON, spec=spec,
@@ -144,7 +144,7 @@ def child_start(args) -> dict:
     import nbmodal
     from nbmodal._runtime.connection import connection
     from nbmodal._runtime.images import spec_with_image
-    from remote_agent.proto import agent_pb2 as pb
+    from nbmodal_wire import pb
 
     conn = connection("local")
     images = {

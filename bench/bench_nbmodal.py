@@ -371,7 +371,7 @@ def run_on_spec(target, spec) -> float:
     from nbmodal._runtime.client import CLIENT_PYTHON
     from nbmodal._runtime.execution import RunFollower
     from nbmodal.results import function_result, raise_for_state
-    from remote_agent.proto import agent_pb2 as pb
+    from nbmodal_wire import pb
 
     t = time.perf_counter()
     request = pb.RunRequest(kind=pb.FUNCTION, label="trivial()", client_python=CLIENT_PYTHON, spec=spec,
@@ -387,7 +387,7 @@ def measure_containers(counts: Counts) -> dict:
     (env BENCH_NONCE=<unique>), so the agent must start one: ``container_cold_start_ms``
     is the whole call, nothing subtracted. The same call is then repeated at once
     with the same spec, now served by that warm container: ``container_warm_ms``."""
-    from remote_agent.proto import agent_pb2 as pb
+    from nbmodal_wire import pb
 
     from nbmodal._runtime.connection import connection
 

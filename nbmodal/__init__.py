@@ -39,7 +39,7 @@ from nbmodal.image import Image
 from nbmodal.queue import Queue
 from nbmodal.results import RemoteValue, ResultWarning
 from nbmodal.volume import Volume
-from remote_agent import __version__
+from nbmodal_wire import __version__
 
 __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",

@@ -26,9 +26,9 @@ from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import check_python_versions, container_spec
 from nbmodal.results import function_result, raise_for_state
-from remote_agent.gpus import parse_gpu_request
-from remote_agent.sandbox import check_mount_path
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire.gpu_request import parse_gpu_request
+from nbmodal_wire.names import check_mount_path
+from nbmodal_wire import pb
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -15,7 +15,7 @@ from typing import Any
 
 from nbmodal import serialization
 from nbmodal.exceptions import CaptureError
-from remote_agent.cellcode import names_read
+from nbmodal_wire.cellcode import names_read
 
 # IPython's own bookkeeping names are never shipped.
 _IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___",

@@ -17,7 +17,7 @@ from nbmodal.exceptions import AgentLostError
 from nbmodal.hosts import LOCAL, HostError, load_hosts
 from nbmodal.output import OutputSink, StreamSink
 from nbmodal.results import function_result, raise_for_state
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nbmodal import serialization
 from nbmodal._runtime.named import NamedObject
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 _MISSING = object()
 

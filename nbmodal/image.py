@@ -40,7 +40,7 @@ from typing import Any, Union
 
 from nbmodal import serialization
 from nbmodal.exceptions import ImageDefinitionError
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,7 +18,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from nbmodal import commands
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import CellOptions, run_cell
-from remote_agent.gpus import GpuRequestError, parse_gpu_request
+from nbmodal_wire.gpu_request import GpuRequestError, parse_gpu_request
 
 _OPTION_KEYS = ("host", "image", "gpu", "cpu", "memory", "volumes", "map", "session", "timeout", "grace",
                 "max_result")
@@ -85,8 +85,7 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
 
 def _parse_volumes(value: str) -> dict[str, str]:
     """``ckpt:/ckpt,data:/data`` → {mount path: volume name}."""
-    from remote_agent.sandbox import MountError, check_mount_path
-    from remote_agent.storage import StoreError, check_name
+    from nbmodal_wire.names import MountError, check_mount_path, check_name
 
     mounts = {}
     for part in (p.strip() for p in value.split(",") if p.strip()):
@@ -96,7 +95,7 @@ def _parse_volumes(value: str) -> dict[str, str]:
         try:
             check_name("volume", name)
             path = check_mount_path(name, path)
-        except (StoreError, MountError) as exc:
+        except ValueError as exc:  # InvalidNameError, MountError
             raise UsageError(f"%%remote: {exc}") from None
         if path in mounts:
             raise UsageError(f"%%remote: two volumes are mounted at {path}")

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Protocol
 
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 REDRAW_INTERVAL_S = 0.1
 

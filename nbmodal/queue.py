@@ -17,7 +17,7 @@ from typing import Any
 
 from nbmodal import serialization
 from nbmodal._runtime.named import NamedObject
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 
 class Queue(NamedObject):

@@ -22,8 +22,8 @@ from nbmodal.exceptions import VersionMismatchError
 from nbmodal.hosts import LOCAL
 from nbmodal.output import DisplayedValue, default_sink
 from nbmodal.results import cell_values, raise_for_state
-from remote_agent.cellcode import parse_cell
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire.cellcode import parse_cell
+from nbmodal_wire import pb
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 from nbmodal import serialization
 from nbmodal.exceptions import (GpuUnavailableError, ImageBuildError, RemoteError, ResourcesUnavailableError,
                                 RunLostError, SlurmJobError)
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 
 # Errors the agent reports by name (it has no pickled exception for them).

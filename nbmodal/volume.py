@@ -29,7 +29,7 @@ from typing import IO, Any
 from nbmodal._runtime.connection import storage_connection
 from nbmodal._runtime.named import NamedObject
 from nbmodal.exceptions import NotFoundError
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 CHUNK_BYTES = 4 << 20
 

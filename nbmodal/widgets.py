@@ -18,7 +18,7 @@ from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.connection import run_hosts
 from nbmodal.hosts import LOCAL
 from nbmodal.output import in_kernel, visible_line
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 _MAX_TEXT = 200_000  # characters of output kept in the widget
 _STATE_COLORS = {"SUCCEEDED": "#2e7d32", "FAILED": "#c62828", "CANCELLED": "#6d4c41",

@@ -2,10 +2,10 @@
 container processes on the machine it is installed on.
 
 This package is installed on bare GPU hosts: it must never import IPython or
-Jupyter. The notebook side lives in the ``nbmodal`` package.
+Jupyter. The notebook side lives in the ``nbmodal`` package; what both sides
+share (the proto, versions, validation rules) is ``nbmodal_wire``.
 """
 
-__version__ = "0.1.0"
+from nbmodal_wire import PROTOCOL_VERSION, __version__
 
-# Bumped on any incompatible change to remote_agent/proto/agent.proto.
-PROTOCOL_VERSION = 1
+__all__ = ["PROTOCOL_VERSION", "__version__"]

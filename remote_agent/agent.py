@@ -14,13 +14,13 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from remote_agent import blobs
+from nbmodal_wire import blobs
 from remote_agent.allocator import Allocator, Unsatisfiable
 from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.images import ImageError, ImageStore, runtime_sources
 from remote_agent.launch import sandbox_config
 from remote_agent.containers import Container, ContainerDied, ContainerPool
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 from remote_agent.runs import RUN_ID, Run, RunRegistry
 from remote_agent.sandbox import MountError, check_mount_path
 from remote_agent.slurm import ContainerListener, SlurmConfig, SlurmError

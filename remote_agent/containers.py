@@ -23,14 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remote_agent.frames import read_frame, write_frame
+from nbmodal_wire.frames import read_frame, write_frame
 from remote_agent.allocator import Allocation, Allocator, Request
 from remote_agent import sandbox
 from remote_agent.images import ImageStore
 from remote_agent.launch import LaunchPlan, SandboxConfig, plan_container, slurm_plan
 from remote_agent.slurm import ContainerListener, SlurmJob
 from remote_agent.zygote import Zygote
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 log = logging.getLogger(__name__)
 

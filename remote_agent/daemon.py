@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -20,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from remote_agent import PROTOCOL_VERSION, __version__
+from nbmodal_wire import PROTOCOL_VERSION, __version__
+from nbmodal_wire.agent_file import AgentFile, remove_agent_file, write_agent_file
 
 log = logging.getLogger("remote_agent")
 
@@ -40,23 +40,6 @@ def acquire_lock(state_dir: Path) -> int:
         os.close(fd)
         raise AlreadyRunning(f"another agent already serves {state_dir}") from None
     return fd
-
-
-def write_agent_json(state_dir: Path, info: dict) -> None:
-    tmp = state_dir / f".agent.json.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, state_dir / "agent.json")
-
-
-def remove_agent_json(state_dir: Path) -> None:
-    path = state_dir / "agent.json"
-    try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
-            path.unlink()
-    except (OSError, ValueError):
-        pass
 
 
 def daemonize(log_path: Path) -> None:
@@ -89,7 +72,7 @@ def serve(state_dir: Path, daemon: bool, scaledown_window_s: float) -> int:
     try:
         asyncio.run(_serve(state_dir, scaledown_window_s, lock))
     finally:
-        remove_agent_json(state_dir)
+        remove_agent_file(state_dir, os.getpid())
         if lock[0] >= 0:
             os.close(lock[0])
     return 0
@@ -99,8 +82,9 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     import grpc
 
     from remote_agent.agent import Agent
-    from remote_agent.proto import agent_pb2_grpc as pb_grpc
-    from remote_agent.service import MESSAGE_SIZE_OPTIONS, AgentService, TokenInterceptor
+    from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
+    from nbmodal_wire import MESSAGE_SIZE_OPTIONS
+    from remote_agent.service import AgentService, TokenInterceptor
 
     token = secrets.token_urlsafe(32)
     agent = Agent(state_dir, scaledown_window_s)
@@ -118,23 +102,21 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
 
     def hand_over() -> None:
         # SIGUSR1: a newer agent takes over this state dir; ours finishes its runs.
-        remove_agent_json(state_dir)
+        remove_agent_file(state_dir, os.getpid())
         if lock[0] >= 0:
             os.close(lock[0])
             lock[0] = -1
         asyncio.ensure_future(agent.drain())
 
     loop.add_signal_handler(signal.SIGUSR1, hand_over)
-    write_agent_json(state_dir, {
-        "pid": os.getpid(), "host": "127.0.0.1", "port": port, "token": token,
-        "version": __version__, "protocol_version": PROTOCOL_VERSION,
-        "python": sys.executable, "started": time.time(),
-    })
+    write_agent_file(state_dir, AgentFile(
+        pid=os.getpid(), host="127.0.0.1", port=port, token=token, version=__version__,
+        protocol_version=PROTOCOL_VERSION, state_dir=str(state_dir), python=sys.executable, started=time.time()))
     log.info("agent %s (protocol %d) serving on 127.0.0.1:%d, pid %d", __version__, PROTOCOL_VERSION, port, os.getpid())
 
     await agent.stopping.wait()
     log.info("agent stopping")
-    remove_agent_json(state_dir)
+    remove_agent_file(state_dir, os.getpid())
     await server.stop(grace=1.0)
     await agent.shutdown()
     agent.storage.close()

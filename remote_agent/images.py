@@ -1,6 +1,6 @@
 """Building images on the host: a virtual environment per image, in layers cached by content.
 
-An image is a list of steps (``remote_agent/proto/agent.proto``: ImageStep).
+An image is a list of steps (``nbmodal_wire/proto/agent.proto``: ImageStep).
 Step *i* is a layer keyed by the hash of its definition and inputs chained to
 the key of the layer below, so a changed step rebuilds from there on and an
 unchanged image builds nothing. A layer is a directory ``layers/<key>/`` that
@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,13 @@ def check_spec(spec: pb.ImageSpec) -> None:
 
 
 def runtime_sources() -> list[Path]:
-    """Our package dirs a container imports: remote_agent, and nbmodal where it is installed (for Dict, Queue...)."""
+    """Our package dirs a container imports: remote_agent, nbmodal_wire, and nbmodal where it is installed
+    (for Dict, Queue...)."""
     import importlib.util
 
-    sources = [Path(__file__).resolve().parent]
+    import nbmodal_wire
+
+    sources = [Path(__file__).resolve().parent, Path(nbmodal_wire.__file__).resolve().parent]
     spec = importlib.util.find_spec("nbmodal")  # found without importing it: the agent never imports nbmodal
     if spec is not None and spec.origin:
         sources.append(Path(spec.origin).resolve().parent)

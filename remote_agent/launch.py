@@ -20,7 +20,7 @@ from typing import Any
 from remote_agent import sandbox
 from remote_agent.allocator import Allocation
 from remote_agent.images import ImageStore
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 
 @dataclass

@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from remote_agent.pids import pid_alive
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire.pids import pid_alive
+from nbmodal_wire import pb
+from nbmodal_wire.names import RUN_ID, new_run_id  # noqa: F401  (RUN_ID re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,6 @@ FULL_RESULTS_LINGER_S = 60.0
 FLUSH_DELAY_S = 0.05
 # How often a run of a predecessor agent (during an upgrade) is re-read from disk.
 DISK_POLL_S = 0.2
-
-
-RUN_ID = re.compile(r"r-[0-9a-f]{8}")
-
-
-def new_run_id() -> str:
-    return "r-" + secrets.token_hex(4)
 
 
 class Run:

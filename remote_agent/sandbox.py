@@ -34,12 +34,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nbmodal_wire.names import MountError, check_mount_path  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
-
-# Mounting over these would break the container (or the host, with symlinks).
-_SYSTEM_PATHS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
-                 "/sbin", "/sys", "/usr", "/var")
-
 
 # Top-level directories bound read-only in the sandbox (besides every /lib*).
 _READ_ONLY_TOP = frozenset({"usr", "etc", "bin", "sbin", "opt", "var", "boot", "srv", "snap", "nix"})
@@ -50,23 +47,6 @@ _DEVICE_GLOBS = ("/dev/nvidia*", "/dev/dri", "/dev/infiniband")
 # What under /run must stay reachable: systemd-resolved (/etc/resolv.conf often points there) and the
 # NVIDIA daemons whose sockets the driver talks to.
 _RUN_KEPT = ("/run/systemd/resolve", "/run/resolvconf", "/run/nvidia-persistenced", "/run/nvidia-fabricmanager")
-
-
-class MountError(Exception):
-    pass
-
-
-def check_mount_path(volume: str, path: str) -> str:
-    """A normalized absolute mount path, or a clear refusal."""
-    if not path.startswith("/") or "\x00" in path:
-        raise MountError(f"volume {volume!r}: mount path {path!r} must be an absolute path like /ckpt")
-    normalized = os.path.normpath(path)
-    if ".." in path.split("/"):
-        raise MountError(f"volume {volume!r}: mount path {path!r} must not contain '..'")
-    if normalized in _SYSTEM_PATHS or any(normalized.startswith(p + "/") for p in _SYSTEM_PATHS[1:]):
-        raise MountError(f"volume {volume!r}: can't mount over the system path {normalized}; use a path like /ckpt "
-                         f"or /data")
-    return normalized
 
 
 def outer_argv(hidden: list[str], shown: list[tuple[str, bool]], host_tmp: bool = False) -> list[str]:

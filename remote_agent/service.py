@@ -10,19 +10,16 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from remote_agent import PROTOCOL_VERSION, __version__, blobs
+from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, blobs
 from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
-from remote_agent.proto import agent_pb2 as pb
-from remote_agent.proto import agent_pb2_grpc as pb_grpc
+from nbmodal_wire import pb
+from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
 from remote_agent.images import ImageError
 from remote_agent.slurm import cluster_gpus
 from remote_agent.storage import StoreError
 from remote_agent.volumes import CHUNK_BYTES, hash_prefix
 
-TOKEN_METADATA_KEY = "x-nbmodal-token"
 _LIFECYCLE_OPS = (pb.CREATE, pb.LOOKUP, pb.DELETE, pb.LIST)
-# Payloads (captured variables, results) can be large; the agent binds to loopback.
-MESSAGE_SIZE_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
 class AgentService(pb_grpc.AgentServicer):

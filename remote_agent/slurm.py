@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from remote_agent.gpus import parse_gpu_request
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-NAME_RULE = "1-64 characters of letters, digits, '-', '_' and '.'"
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+from nbmodal_wire import names
+
 
 DICT_KEY_MAX = 64 * 1024
 DICT_VALUE_MAX = 16 * 1024 * 1024
@@ -35,8 +35,10 @@ class StoreError(Exception):
 
 
 def check_name(kind: str, name: str) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise StoreError("invalid", f"{kind} name {name!r} is not allowed: use {NAME_RULE}")
+    try:
+        names.check_name(kind, name)
+    except names.InvalidNameError as exc:
+        raise StoreError("invalid", str(exc)) from None
 
 
 def _human(n: int) -> str:
@@ -187,8 +189,8 @@ class Storage:
 
 
 def _check_partition(partition: str) -> None:
-    if partition and not _NAME.fullmatch(partition):
-        raise StoreError("invalid", f"queue partition {partition!r} is not allowed: use {NAME_RULE}")
+    if partition and not names.NAME.fullmatch(partition):
+        raise StoreError("invalid", f"queue partition {partition!r} is not allowed: use {names.NAME_RULE}")
 
 
 class _Transaction:

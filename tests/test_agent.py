@@ -18,8 +18,8 @@ from kernels import kernel
 from nbmodal import commands
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, read_agent_json
-from remote_agent.proto import agent_pb2 as pb
-from remote_agent.proto.agent_pb2_grpc import AgentStub
+from nbmodal_wire import pb
+from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
 
 
 def test_agent_json_is_private_and_names_a_live_agent(agent_address, nbmodal_home):

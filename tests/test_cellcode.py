@@ -1,6 +1,6 @@
 """Which names a cell reads and assigns (pure logic)."""
 
-from remote_agent.cellcode import names_assigned, names_read, parse_cell, split_last_expression
+from nbmodal_wire.cellcode import names_assigned, names_read, parse_cell, split_last_expression
 
 
 def test_reads_free_names_in_order_and_skips_names_bound_earlier():

@@ -185,7 +185,7 @@ def test_containers_use_a_scoped_token_not_the_agent_token():
     # The container's token works for storage only, and not for running code.
     from nbmodal._runtime.client import AgentClient
     from nbmodal._runtime.local_agent import AgentAddress
-    from remote_agent.proto import agent_pb2 as pb
+    from nbmodal_wire import pb
 
     address = read_agent_json()
     scoped = AgentClient(AgentAddress(address.host, address.port, container_token, 0, "?", 0, address.state_dir))

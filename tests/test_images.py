@@ -14,7 +14,7 @@ from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.connection import connection
 from nbmodal._runtime.images import follow_build, upload_missing_files
 from notebooks import run_cells
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 from wheelhouse import build_wheel
 
 app = nbmodal.App("images")

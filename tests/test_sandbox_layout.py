@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from remote_agent import sandbox
-from remote_agent.frames import FrameSocket
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire.frames import FrameSocket
+from nbmodal_wire import pb
 from remote_agent.worker import mounts
 
 REPO = Path(__file__).resolve().parent.parent

@@ -299,7 +299,7 @@ def test_full_disk_fails_cleanly_and_the_next_try_succeeds(ssh_client, tmp_path)
 
 def test_upgrade_keeps_runs_in_flight(configured, tmp_path, monkeypatch):
     """An agent of another version is drained, not killed: its run finishes and can be attached."""
-    import remote_agent
+    import nbmodal_wire
     from nbmodal._runtime import bootstrap
 
     beta = configured.beta
@@ -317,17 +317,17 @@ def test_upgrade_keeps_runs_in_flight(configured, tmp_path, monkeypatch):
     call = slow_square.spawn(7)
     time.sleep(1.0)
     # This client now runs a newer agent version.
-    newer = remote_agent.__version__ + ".post1"
+    newer = nbmodal_wire.__version__ + ".post1"
     sources = bootstrap.agent_sources()
-    init = sources["remote_agent/__init__.py"].decode()
-    sources["remote_agent/__init__.py"] = init.replace(
-        f'__version__ = "{remote_agent.__version__}"', f'__version__ = "{newer}"').encode()
+    init = sources["nbmodal_wire/__init__.py"].decode()
+    sources["nbmodal_wire/__init__.py"] = init.replace(
+        f'__version__ = "{nbmodal_wire.__version__}"', f'__version__ = "{newer}"').encode()
     monkeypatch.setattr(bootstrap, "agent_sources", lambda: sources)
-    monkeypatch.setattr(remote_agent, "__version__", newer)
+    monkeypatch.setattr(nbmodal_wire, "__version__", newer)
     connections.forget("beta")
     home, _, _ = _remote("beta").remote()
     new_info = json.loads((beta.home / ".nbmodal" / "agent" / "agent.json").read_text())
-    assert new_info["pid"] != old_pid and new_info["version"] == remote_agent.__version__
+    assert new_info["pid"] != old_pid and new_info["version"] == nbmodal_wire.__version__
     assert os.path.exists(f"/proc/{old_pid}")  # the old agent is still finishing its run
     assert call.get(timeout=30) == 49
     deadline = time.monotonic() + 15

@@ -17,7 +17,7 @@ from kernels import kernel
 from nbmodal._runtime.connection import storage_connection
 from nbmodal._runtime.local_agent import read_agent_json
 from nbmodal.volume import CHUNK_BYTES, file_sha256, upload_file
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 
 @pytest.fixture()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from remote_agent import sandbox
-from remote_agent.frames import read_frame, write_frame
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire.frames import read_frame, write_frame
+from nbmodal_wire import pb
 from remote_agent.zygote import ForkedProcess, Zygote, ZygoteError
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from importlib import metadata
 from pathlib import Path
 
 import nbmodal
-import remote_agent
+import nbmodal_wire
+from nbmodal_wire.agent_file import AgentFile
 from nbmodal._runtime.ssh import SSHConnection, shell_quote
 from nbmodal.config import nbmodal_home
 from nbmodal.hosts import HostError
@@ -47,16 +48,6 @@ class HostFacts:
     machine: str           # "x86_64"
     home: str
     free_bytes: int
-
-
-@dataclass
-class RemoteAgent:
-    pid: int
-    port: int
-    token: str
-    version: str
-    protocol_version: int
-    state_dir: str
 
 
 def probe(connection: SSHConnection) -> HostFacts:
@@ -92,9 +83,9 @@ def probe(connection: SSHConnection) -> HostFacts:
                      free_bytes=free_kib * 1024)
 
 
-def ensure_agent(connection: SSHConnection) -> RemoteAgent:
+def ensure_agent(connection: SSHConnection) -> AgentFile:
     """A running agent of this client's version on the host, installing or upgrading it as needed."""
-    version = remote_agent.__version__
+    version = nbmodal_wire.__version__
     facts = probe(connection)
     venv = f"{REMOTE_HOME}/venv-{version}-py{facts.python_version}"
     status, _, _ = connection.run(f"test -f {shell_quote(venv)}/.complete")
@@ -103,7 +94,7 @@ def ensure_agent(connection: SSHConnection) -> RemoteAgent:
     running = read_agent_json(connection)
     slurm_changed = write_slurm_config(connection)
     if running is not None and running.version == version and not slurm_changed \
-            and running.protocol_version == remote_agent.PROTOCOL_VERSION:
+            and running.protocol_version == nbmodal_wire.PROTOCOL_VERSION:
         return running
     if running is not None:
         log.info("host %s: agent %s is running; draining it for %s%s", connection.host.name, running.version, version,
@@ -138,11 +129,15 @@ def install(connection: SSHConnection, facts: HostFacts, venv: str) -> None:
 def agent_sources() -> dict[str, bytes]:
     """The client's own packages, byte for byte: {relative path: content}.
 
-    The agent is ``remote_agent``; ``nbmodal`` comes along so that code in a
-    container can use Dicts and Queues (it never imports IPython there).
+    The agent is ``remote_agent`` with the ``nbmodal_wire`` contract; ``nbmodal``
+    comes along so that code in a container can use Dicts and Queues (it never
+    imports IPython there).
     """
+    import remote_agent
+
     sources = {}
-    for package in (Path(remote_agent.__file__).parent, Path(nbmodal.__file__).parent):
+    for module in (remote_agent, nbmodal_wire, nbmodal):
+        package = Path(module.__file__).parent
         sources.update({str(path.relative_to(package.parent)): path.read_bytes()
                         for path in sorted(package.rglob("*"))
                         if path.is_file() and "__pycache__" not in path.parts
@@ -210,7 +205,7 @@ def local_wheels(facts: HostFacts, pins: list[str], with_pip: bool) -> list[Path
     return sorted(cache.glob("*.whl"))
 
 
-def read_agent_json(connection: SSHConnection) -> RemoteAgent | None:
+def read_agent_json(connection: SSHConnection) -> AgentFile | None:
     """The host's running agent, from its agent.json (None if absent, or its process is gone)."""
     status, out, _ = connection.run(
         f"f={REMOTE_HOME}/agent/agent.json; cat $f 2>/dev/null || exit 1; echo; "
@@ -220,9 +215,11 @@ def read_agent_json(connection: SSHConnection) -> RemoteAgent | None:
         "[ -n \"$state\" ] && [ \"$state\" != Z ] && echo alive")
     if status != 0 or not out.rstrip().endswith("alive"):
         return None
-    info = json.loads(out.splitlines()[0])
-    return RemoteAgent(pid=int(info["pid"]), port=int(info["port"]), token=info["token"], version=info["version"],
-                       protocol_version=int(info.get("protocol_version", 0)), state_dir=info.get("state_dir", ""))
+    try:
+        return AgentFile.from_json(out.splitlines()[0])
+    except ValueError as exc:
+        raise HostError(f"host {connection.host.name!r}: {REMOTE_HOME}/agent/agent.json is malformed ({exc}); "
+                        f"stop that agent (`nbmodal host doctor {connection.host.name}`) and run again") from None
 
 
 def write_slurm_config(connection: SSHConnection) -> bool:
@@ -243,7 +240,7 @@ def write_slurm_config(connection: SSHConnection) -> bool:
     return True
 
 
-def start_agent(connection: SSHConnection, venv: str) -> RemoteAgent:
+def start_agent(connection: SSHConnection, venv: str) -> AgentFile:
     python = shell_quote(f"{venv}/bin/python")
     run_checked(connection, f"cd ~ && {python} -m remote_agent serve --state-dir {REMOTE_HOME}/agent --daemon "
                             "</dev/null >/dev/null 2>&1", "start the agent")

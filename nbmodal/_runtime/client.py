@@ -14,10 +14,10 @@ import grpc.experimental
 
 from nbmodal._runtime.local_agent import AgentAddress
 from nbmodal.exceptions import AgentError, AgentLostError, VersionMismatchError
-from remote_agent import PROTOCOL_VERSION, __version__
-from remote_agent.proto import agent_pb2 as pb
-from remote_agent.proto.agent_pb2_grpc import AgentStub
-from remote_agent.service import MESSAGE_SIZE_OPTIONS, TOKEN_METADATA_KEY
+from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__
+from nbmodal_wire import pb
+from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
+
 
 CLIENT_PYTHON = "%d.%d" % sys.version_info[:2]
 # Run and Attach streams are read by one thread: gRPC's single-threaded

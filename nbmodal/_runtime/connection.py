@@ -17,7 +17,7 @@ from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json
 from nbmodal.exceptions import AgentLostError, GpuUnavailableError
 from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
-from remote_agent.gpus import Gpu, describe, gpu_matches, parse_gpu_request
+from nbmodal_wire.gpu_request import Gpu, describe, gpu_matches, parse_gpu_request
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from nbmodal._runtime.client import AgentClient, iterate_events
 from nbmodal._runtime.connection import run_hosts
 from nbmodal.exceptions import AgentLostError, RunLostError
 from nbmodal.output import OutputSink
-from remote_agent.proto import agent_pb2 as pb
-from remote_agent.runs import new_run_id
+from nbmodal_wire import pb
+from nbmodal_wire.names import new_run_id
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any
 from nbmodal._runtime.client import CLIENT_PYTHON
 from nbmodal.exceptions import RemoteError, RunLostError
 from nbmodal.output import LineRedraws, visible_line
-from remote_agent.proto import agent_pb2 as pb
-from remote_agent.runs import new_run_id
+from nbmodal_wire import pb
+from nbmodal_wire.names import new_run_id
 from remote_agent.worker.batch import run_batch
 
 DEFAULT_MAX_CONTAINERS = 8

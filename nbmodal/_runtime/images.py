@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nbmodal.exceptions import ImageBuildError
 from nbmodal.output import OutputSink
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 if TYPE_CHECKING:
     from nbmodal.image import Image

@@ -6,7 +6,6 @@ reads it reuses the running agent instead of starting another.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -18,7 +17,8 @@ from pathlib import Path
 
 from nbmodal.config import local_agent_dir
 from nbmodal.exceptions import AgentError
-from remote_agent.pids import pid_alive
+from nbmodal_wire.agent_file import read_agent_file
+from nbmodal_wire.pids import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,10 @@ class AgentAddress:
 def read_agent_json(state_dir: Path | None = None) -> AgentAddress | None:
     """The running agent of a state dir, or None if there is none."""
     state_dir = state_dir or local_agent_dir()
-    try:
-        info = json.loads((state_dir / "agent.json").read_text())
-        address = AgentAddress(info["host"], int(info["port"]), info["token"], int(info["pid"]),
-                               info.get("version", "?"), int(info.get("protocol_version", 0)), state_dir)
-    except (OSError, ValueError, KeyError):
+    info = read_agent_file(state_dir)
+    if info is None or not info.is_alive():
         return None
-    return address if address.is_alive() else None
+    return AgentAddress(info.host, info.port, info.token, info.pid, info.version, info.protocol_version, state_dir)
 
 
 def ensure_local_agent(state_dir: Path | None = None) -> AgentAddress:

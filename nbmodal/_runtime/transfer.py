@@ -13,7 +13,7 @@ from typing import Any
 from nbmodal import serialization
 from nbmodal._runtime.client import AgentClient
 from nbmodal.hosts import LOCAL
-from remote_agent import blobs
+from nbmodal_wire import blobs
 
 
 class BlobTransfer:

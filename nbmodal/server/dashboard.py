@@ -18,7 +18,7 @@ from typing import Any
 from nbmodal._runtime.client import iterate_events
 from nbmodal._runtime.connection import connection, existing_client
 from nbmodal.hosts import LOCAL, load_hosts
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import cloudpickle
 
-from remote_agent import blobs
-from remote_agent.cellcode import names_assigned, parse_cell, split_last_expression
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import blobs
+from nbmodal_wire.cellcode import names_assigned, parse_cell, split_last_expression
+from nbmodal_wire import pb
 from remote_agent.worker import display as display_module
 
 log = logging.getLogger(__name__)

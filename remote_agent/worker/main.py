@@ -21,8 +21,8 @@ import sys
 import threading
 from typing import NoReturn
 
-from remote_agent.frames import FrameSocket
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire.frames import FrameSocket
+from nbmodal_wire import pb
 from remote_agent.worker import batch, display
 from remote_agent.worker.classes import run_exit_hooks
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value

@@ -32,7 +32,7 @@ import os
 import re
 from typing import Any
 
-from remote_agent.sandbox import MountError
+from nbmodal_wire.names import MountError
 
 # <linux/sched.h>, <linux/mount.h>, <linux/prctl.h>, <linux/capability.h>
 _CLONE_NEWNS = 0x00020000

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from remote_agent.proto import agent_pb2 as pb
+from nbmodal_wire import pb
 
 _CHUNK = 1 << 16
 

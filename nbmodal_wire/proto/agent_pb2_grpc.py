@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from remote_agent.proto import agent_pb2 as remote__agent_dot_proto_dot_agent__pb2
+from nbmodal_wire.proto import agent_pb2 as nbmodal__wire_dot_proto_dot_agent__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in remote_agent/proto/agent_pb2_grpc.py depends on'
+        + ' but the generated code in nbmodal_wire/proto/agent_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,128 +36,128 @@ class AgentStub:
         """
         self.Hello = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/Hello',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.HelloRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.HelloReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.HelloRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.HelloReply.FromString,
                 _registered_method=True)
         self.Run = channel.unary_stream(
                 '/nbmodal.agent.v1.Agent/Run',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunEvent.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
                 _registered_method=True)
         self.Submit = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/Submit',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunInfo.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.FromString,
                 _registered_method=True)
         self.Attach = channel.unary_stream(
                 '/nbmodal.agent.v1.Agent/Attach',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.AttachRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunEvent.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.AttachRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
                 _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/Cancel',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.CancelRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunInfo.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.CancelRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.FromString,
                 _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/GetRun',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.RunRef.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunInfo.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRef.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.FromString,
                 _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/ListRuns',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ListRunsRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunList.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunList.FromString,
                 _registered_method=True)
         self.ListSessions = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/ListSessions',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.SessionList.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SessionList.FromString,
                 _registered_method=True)
         self.StopSession = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/StopSession',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.SessionRef.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SessionRef.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
                 _registered_method=True)
         self.FetchValue = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/FetchValue',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.FetchValueRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.FetchValueReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.FetchValueRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.FetchValueReply.FromString,
                 _registered_method=True)
         self.ListContainers = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/ListContainers',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.ContainerList.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ContainerList.FromString,
                 _registered_method=True)
         self.StopContainer = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/StopContainer',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ContainerRef.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ContainerRef.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
                 _registered_method=True)
         self.HostStats = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/HostStats',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.HostStatsReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.HostStatsReply.FromString,
                 _registered_method=True)
         self.ListGpus = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/ListGpus',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.GpuList.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.GpuList.FromString,
                 _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/Shutdown',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
                 _registered_method=True)
         self.PutBlob = channel.stream_unary(
                 '/nbmodal.agent.v1.Agent/PutBlob',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobRef.FromString,
                 _registered_method=True)
         self.GetBlob = channel.unary_stream(
                 '/nbmodal.agent.v1.Agent/GetBlob',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
                 _registered_method=True)
         self.DictCall = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/DictCall',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.DictRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.DictReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.DictRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.DictReply.FromString,
                 _registered_method=True)
         self.QueueCall = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/QueueCall',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.QueueReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.QueueReply.FromString,
                 _registered_method=True)
         self.VolumeCall = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/VolumeCall',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeReply.FromString,
                 _registered_method=True)
         self.VolumeUpload = channel.stream_unary(
                 '/nbmodal.agent.v1.Agent/VolumeUpload',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeFile.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeFile.FromString,
                 _registered_method=True)
         self.VolumeDownload = channel.unary_stream(
                 '/nbmodal.agent.v1.Agent/VolumeDownload',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
                 _registered_method=True)
         self.BuildImage = channel.unary_stream(
                 '/nbmodal.agent.v1.Agent/BuildImage',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.BuildEvent.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BuildEvent.FromString,
                 _registered_method=True)
         self.ImageCall = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/ImageCall',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.ImageRequest.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.ImageReply.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageReply.FromString,
                 _registered_method=True)
         self.PutImageFile = channel.stream_unary(
                 '/nbmodal.agent.v1.Agent/PutImageFile',
-                request_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
-                response_deserializer=remote__agent_dot_proto_dot_agent__pb2.LocalFile.FromString,
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.LocalFile.FromString,
                 _registered_method=True)
 
 
@@ -264,7 +264,7 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PutBlob(self, request_iterator, context):
-        """Large values (remote_agent/blobs.py), streamed in chunks by clients on
+        """Large values (nbmodal_wire/blobs.py), streamed in chunks by clients on
         other machines; a client on the agent's machine uses the files directly.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -337,128 +337,128 @@ def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Hello': grpc.unary_unary_rpc_method_handler(
                     servicer.Hello,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.HelloRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.HelloReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.HelloRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.HelloReply.SerializeToString,
             ),
             'Run': grpc.unary_stream_rpc_method_handler(
                     servicer.Run,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.RunEvent.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.SerializeToString,
             ),
             'Submit': grpc.unary_unary_rpc_method_handler(
                     servicer.Submit,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.RunInfo.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.SerializeToString,
             ),
             'Attach': grpc.unary_stream_rpc_method_handler(
                     servicer.Attach,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.AttachRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.RunEvent.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.AttachRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.CancelRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.RunInfo.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.CancelRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.SerializeToString,
             ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.RunRef.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.RunInfo.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRef.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.SerializeToString,
             ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRuns,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ListRunsRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.RunList.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ListRunsRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunList.SerializeToString,
             ),
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.SessionList.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SessionList.SerializeToString,
             ),
             'StopSession': grpc.unary_unary_rpc_method_handler(
                     servicer.StopSession,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.SessionRef.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SessionRef.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
             ),
             'FetchValue': grpc.unary_unary_rpc_method_handler(
                     servicer.FetchValue,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.FetchValueRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.FetchValueReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.FetchValueRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.FetchValueReply.SerializeToString,
             ),
             'ListContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListContainers,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.ContainerList.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ContainerList.SerializeToString,
             ),
             'StopContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.StopContainer,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ContainerRef.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ContainerRef.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
             ),
             'HostStats': grpc.unary_unary_rpc_method_handler(
                     servicer.HostStats,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.HostStatsReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.HostStatsReply.SerializeToString,
             ),
             'ListGpus': grpc.unary_unary_rpc_method_handler(
                     servicer.ListGpus,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.GpuList.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.GpuList.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
             ),
             'PutBlob': grpc.stream_unary_rpc_method_handler(
                     servicer.PutBlob,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
             ),
             'GetBlob': grpc.unary_stream_rpc_method_handler(
                     servicer.GetBlob,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobRef.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
             ),
             'DictCall': grpc.unary_unary_rpc_method_handler(
                     servicer.DictCall,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.DictRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.DictReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.DictRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.DictReply.SerializeToString,
             ),
             'QueueCall': grpc.unary_unary_rpc_method_handler(
                     servicer.QueueCall,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.QueueRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.QueueReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.QueueRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.QueueReply.SerializeToString,
             ),
             'VolumeCall': grpc.unary_unary_rpc_method_handler(
                     servicer.VolumeCall,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeReply.SerializeToString,
             ),
             'VolumeUpload': grpc.stream_unary_rpc_method_handler(
                     servicer.VolumeUpload,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeFile.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeFile.SerializeToString,
             ),
             'VolumeDownload': grpc.unary_stream_rpc_method_handler(
                     servicer.VolumeDownload,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
             ),
             'BuildImage': grpc.unary_stream_rpc_method_handler(
                     servicer.BuildImage,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ImageSpec.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.BuildEvent.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageSpec.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BuildEvent.SerializeToString,
             ),
             'ImageCall': grpc.unary_unary_rpc_method_handler(
                     servicer.ImageCall,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.ImageRequest.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.ImageReply.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageReply.SerializeToString,
             ),
             'PutImageFile': grpc.stream_unary_rpc_method_handler(
                     servicer.PutImageFile,
-                    request_deserializer=remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
-                    response_serializer=remote__agent_dot_proto_dot_agent__pb2.LocalFile.SerializeToString,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.LocalFile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,8 +486,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Hello',
-            remote__agent_dot_proto_dot_agent__pb2.HelloRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.HelloReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.HelloRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.HelloReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -513,8 +513,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Run',
-            remote__agent_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.RunEvent.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,
@@ -540,8 +540,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Submit',
-            remote__agent_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.RunInfo.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -567,8 +567,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Attach',
-            remote__agent_dot_proto_dot_agent__pb2.AttachRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.RunEvent.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.AttachRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,
@@ -594,8 +594,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Cancel',
-            remote__agent_dot_proto_dot_agent__pb2.CancelRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.RunInfo.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.CancelRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -621,8 +621,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/GetRun',
-            remote__agent_dot_proto_dot_agent__pb2.RunRef.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.RunInfo.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunRef.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -648,8 +648,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/ListRuns',
-            remote__agent_dot_proto_dot_agent__pb2.ListRunsRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.RunList.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ListRunsRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -675,8 +675,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/ListSessions',
-            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.SessionList.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.SessionList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -702,8 +702,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/StopSession',
-            remote__agent_dot_proto_dot_agent__pb2.SessionRef.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.SessionRef.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
@@ -729,8 +729,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/FetchValue',
-            remote__agent_dot_proto_dot_agent__pb2.FetchValueRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.FetchValueReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.FetchValueRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.FetchValueReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -756,8 +756,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/ListContainers',
-            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.ContainerList.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ContainerList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -783,8 +783,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/StopContainer',
-            remote__agent_dot_proto_dot_agent__pb2.ContainerRef.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ContainerRef.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
@@ -810,8 +810,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/HostStats',
-            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.HostStatsReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.HostStatsReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -837,8 +837,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/ListGpus',
-            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.GpuList.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.GpuList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -864,8 +864,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Shutdown',
-            remote__agent_dot_proto_dot_agent__pb2.Empty.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.Empty.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
@@ -891,8 +891,8 @@ class Agent:
             request_iterator,
             target,
             '/nbmodal.agent.v1.Agent/PutBlob',
-            remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.BlobRef.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobRef.FromString,
             options,
             channel_credentials,
             insecure,
@@ -918,8 +918,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/GetBlob',
-            remote__agent_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobRef.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -945,8 +945,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/DictCall',
-            remote__agent_dot_proto_dot_agent__pb2.DictRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.DictReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.DictRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.DictReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -972,8 +972,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/QueueCall',
-            remote__agent_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.QueueReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.QueueRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.QueueReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -999,8 +999,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/VolumeCall',
-            remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.VolumeReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.VolumeReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1026,8 +1026,8 @@ class Agent:
             request_iterator,
             target,
             '/nbmodal.agent.v1.Agent/VolumeUpload',
-            remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.VolumeFile.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.VolumeFile.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1053,8 +1053,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/VolumeDownload',
-            remote__agent_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1080,8 +1080,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/BuildImage',
-            remote__agent_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.BuildEvent.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BuildEvent.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1107,8 +1107,8 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/ImageCall',
-            remote__agent_dot_proto_dot_agent__pb2.ImageRequest.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.ImageReply.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ImageRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ImageReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1134,8 +1134,8 @@ class Agent:
             request_iterator,
             target,
             '/nbmodal.agent.v1.Agent/PutImageFile',
-            remote__agent_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
-            remote__agent_dot_proto_dot_agent__pb2.LocalFile.FromString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.LocalFile.FromString,
             options,
             channel_credentials,
             insecure,
