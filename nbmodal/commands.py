@@ -18,6 +18,7 @@ from nbmodal.hosts import LOCAL, HostError, load_hosts
 from nbmodal.output import OutputSink, StreamSink
 from nbmodal.results import function_result, raise_for_state
 from nbmodal_wire import pb
+from nbmodal_wire.states import container_state_word, image_state_word
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def containers_table(host: str | None = None) -> str:
     now = time.time()
     for name, client in _reachable(host):
         for c in client.list_containers():
-            rows.append((c.container_id, name, str(c.pid), c.state, c.session or "-", c.run_id or "-",
+            rows.append((c.container_id, name, str(c.pid), container_state_word(c.state), c.session or "-", c.run_id or "-",
                          f"{now - c.created:.0f}s"))
     return _table(rows) if len(rows) > 1 else "no containers"
 
@@ -321,7 +322,7 @@ def image_command(verb: str, name: str | None = None, host: str | None = None, s
         for host_name, client in _reachable(host):
             for image in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images:
                 used = time.strftime("%Y-%m-%d %H:%M", time.localtime(image.last_used)) if image.last_used else "-"
-                state = image.state if not image.error else f"{image.state}: {image.error[:60]}"
+                state = image_state_word(image.state) + (f": {image.error[:60]}" if image.error else "")
                 rows.append((host_name, image.name or "-", image.image_id[:12], state, image.python or "-",
                              f"{image.size_bytes / 2**20:.1f} MiB" if image.size_bytes else "-", used))
         return _table(rows) if len(rows) > 1 else "no images"

@@ -14,10 +14,10 @@ from nbmodal.exceptions import (GpuUnavailableError, ImageBuildError, RemoteErro
 from nbmodal_wire import pb
 
 
-# Errors the agent reports by name (it has no pickled exception for them).
-_AGENT_ERRORS = {"nbmodal.GpuUnavailable": GpuUnavailableError, "nbmodal.ContainerDied": RunLostError,
-                 "nbmodal.ResourcesUnavailable": ResourcesUnavailableError, "nbmodal.ImageBuildError": ImageBuildError,
-                 "nbmodal.SlurmError": SlurmJobError}
+# Errors the agent reports by kind (it has no pickled exception for them).
+_AGENT_ERRORS = {pb.ERROR_GPU_UNAVAILABLE: GpuUnavailableError, pb.ERROR_CONTAINER_DIED: RunLostError,
+                 pb.ERROR_RESOURCES_UNAVAILABLE: ResourcesUnavailableError, pb.ERROR_IMAGE_BUILD: ImageBuildError,
+                 pb.ERROR_LAUNCH_REFUSED: SlurmJobError}
 
 
 class ResultWarning(UserWarning):
@@ -115,7 +115,7 @@ def rebuild_exception(error: pb.ErrorInfo) -> BaseException:
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        known = _AGENT_ERRORS.get(error.type_name) or getattr(builtins, error.type_name, None)
+        known = _AGENT_ERRORS.get(error.kind) or getattr(builtins, error.type_name, None)
         if isinstance(known, type) and issubclass(known, BaseException):
             exc = known(error.message)
         else:

@@ -37,8 +37,8 @@ class Draining(Exception):
     pass
 
 
-def _error(type_name: str, message: str) -> pb.ErrorInfo:
-    return pb.ErrorInfo(type_name=type_name, message=message, traceback=f"{type_name}: {message}\n")
+def _error(type_name: str, message: str, kind: int = pb.ERROR_KIND_UNSPECIFIED) -> pb.ErrorInfo:
+    return pb.ErrorInfo(type_name=type_name, message=message, traceback=f"{type_name}: {message}\n", kind=kind)
 
 
 class Agent:
@@ -105,28 +105,29 @@ class Agent:
                 request.spec, request.session, notify=lambda text: run.emit(notice=pb.Notice(text=text)))
         except asyncio.CancelledError:
             how = " (its Slurm job was cancelled with scancel)" if self.pool.slurm is not None else ""
-            run.finish(pb.RunFinished(state=pb.CANCELLED,
-                                      error=_error("KeyboardInterrupt", f"cancelled before it started{how}")))
+            run.finish(pb.RunFinished(state=pb.CANCELLED, error=_error(
+                "KeyboardInterrupt", f"cancelled before it started{how}", pb.ERROR_CANCELLED)))
             return
         except Unsatisfiable as exc:
-            kind = "nbmodal.GpuUnavailable" if exc.kind == "gpu" else "nbmodal.ResourcesUnavailable"
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error(kind, str(exc))))
+            kind = pb.ERROR_GPU_UNAVAILABLE if exc.kind == "gpu" else pb.ERROR_RESOURCES_UNAVAILABLE
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error(
+                "nbmodal.GpuUnavailable" if exc.kind == "gpu" else "nbmodal.ResourcesUnavailable", str(exc), kind)))
             return
         except GpuRequestError as exc:
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc))))
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc), pb.ERROR_GPU_UNAVAILABLE)))
             return
         except ImageError as exc:  # its image was removed meanwhile
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.ImageBuildError", str(exc))))
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.ImageBuildError", str(exc), pb.ERROR_IMAGE_BUILD)))
             return
         except SlurmError as exc:  # sbatch refused the job, or it can never start as asked
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.SlurmError", str(exc))))
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.SlurmError", str(exc), pb.ERROR_LAUNCH_REFUSED)))
             return
         except (StoreError, MountError) as exc:  # an unknown volume, a path it can't be mounted at
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.MountError", str(exc))))
+            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.MountError", str(exc), pb.ERROR_MOUNT)))
             return
         except Exception as exc:
             log.exception("no container for run %s", run.id)
-            run.finish(pb.RunFinished(state=pb.LOST, error=_error("RuntimeError", f"could not start a container: {exc}")))
+            run.finish(pb.RunFinished(state=pb.LOST, error=_error("RuntimeError", f"could not start a container: {exc}", pb.ERROR_AGENT)))
             return
 
         run.container = container
@@ -170,7 +171,7 @@ class Agent:
                 f"the remote run exceeded its timeout of {run.request.timeout_s:g} s and its container "
                 f"was killed.{lost_session}"))
         return pb.RunFinished(state=pb.LOST, error=_error(
-            "nbmodal.ContainerDied", f"{died}; its log is {container.log_path}.{lost_session}"))
+            "nbmodal.ContainerDied", f"{died}; its log is {container.log_path}.{lost_session}", pb.ERROR_CONTAINER_DIED))
 
     def cancel_before_arrival(self, run_id: str) -> None:
         """Remember a cancel for a run id not seen yet: its submit may still be in flight."""
@@ -240,11 +241,11 @@ class Agent:
         infos = []
         for container in self.pool.containers():
             if container.run is not None:
-                state = "busy"
+                state = pb.CONTAINER_BUSY
             elif self.pool.is_idle(container) or (container.session and container.alive):
-                state = "idle"
+                state = pb.CONTAINER_IDLE
             else:  # being started, or handed to a run that hasn't begun
-                state = "starting" if container.alive or container.process is None else "exited"
+                state = pb.CONTAINER_STARTING if container.alive or container.process is None else pb.CONTAINER_EXITED
             infos.append(pb.ContainerInfo(
                 container_id=container.id, pid=container.worker_pid or container.pid, spec=container.spec, state=state,
                 session=container.session, run_id=container.run.id if container.run else "",

@@ -77,7 +77,7 @@ class BuiltImage:
     def host_path(self, container_path: str) -> Path:
         return Path(self.layer_dir) / "files" / container_path.lstrip("/")
 
-    def info(self, state: str = "ready", error: str = "") -> pb.ImageInfo:
+    def info(self, state: int = pb.IMAGE_READY, error: str = "") -> pb.ImageInfo:
         return pb.ImageInfo(image_id=self.image_id, name=self.name, state=state, size_bytes=self.size_bytes,
                             created=self.created, last_used=self.last_used, python=self.python, steps=self.steps,
                             built_steps=self.built_steps, log_path=self.log_path, error=error, build_s=self.build_s)
@@ -220,10 +220,10 @@ class ImageStore:
                 log.warning("unreadable image record %s", path)
         for key, build in self._builds.items():
             if not build.done:
-                infos.append(pb.ImageInfo(image_id=key, name=self._build_names.get(key, ""), state="building",
+                infos.append(pb.ImageInfo(image_id=key, name=self._build_names.get(key, ""), state=pb.IMAGE_BUILDING,
                                           log_path=str(self.logs / f"{key}.log")))
         for key, failure in self._failures.items():
-            infos.append(pb.ImageInfo(image_id=key, name=self._build_names.get(key, ""), state="failed",
+            infos.append(pb.ImageInfo(image_id=key, name=self._build_names.get(key, ""), state=pb.IMAGE_FAILED,
                                       error=f"step {failure.step} ({failure.text}): {failure.message}",
                                       log_path=str(self.logs / f"{key}.log")))
         return infos

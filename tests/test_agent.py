@@ -18,7 +18,7 @@ from kernels import kernel
 from nbmodal import commands
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, read_agent_json
-from nbmodal_wire import pb
+from nbmodal_wire import PROTOCOL_VERSION, pb
 from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
 
 
@@ -61,7 +61,7 @@ def test_protocol_mismatch_says_how_to_fix_it(agent_address, monkeypatch):
     import nbmodal._runtime.client as client_module
 
     monkeypatch.setattr(client_module, "PROTOCOL_VERSION", 999)
-    with pytest.raises(nbmodal.VersionMismatchError, match="speaks protocol 1.*nbmodal agent stop"):
+    with pytest.raises(nbmodal.VersionMismatchError, match=f"speaks protocol {PROTOCOL_VERSION}.*nbmodal agent stop"):
         AgentClient(agent_address)
 
 

@@ -17,6 +17,7 @@ from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json
 from nbmodal.exceptions import AgentLostError, GpuUnavailableError
 from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
+from nbmodal_wire import pb
 from nbmodal_wire.gpu_request import Gpu, describe, gpu_matches, parse_gpu_request
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ def place(host: str | None, session: str = "", spec=None) -> LocalConnection | H
                 continue
             if _fits(options, free):
                 return conn
-        elif spec is not None and any(c.state == "idle" and c.spec == spec and not c.session
+        elif spec is not None and any(c.state == pb.CONTAINER_IDLE and c.spec == spec and not c.session
                                       for c in client.list_containers()):
             return conn
         fallback = fallback or conn

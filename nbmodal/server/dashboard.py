@@ -19,6 +19,7 @@ from nbmodal._runtime.client import iterate_events
 from nbmodal._runtime.connection import connection, existing_client
 from nbmodal.hosts import LOCAL, load_hosts
 from nbmodal_wire import pb
+from nbmodal_wire.states import container_state_word, image_state_word
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,10 @@ class Dashboard:
         for c in client.list_containers():
             window = c.spec.scaledown_window_s or 0
             containers.append({
-                "host": name, "container_id": c.container_id, "pid": c.pid, "state": c.state,
+                "host": name, "container_id": c.container_id, "pid": c.pid, "state": container_state_word(c.state),
                 "image": c.spec.image, "gpus": list(c.gpus), "session": c.session, "run_id": c.run_id,
                 "created": c.created, "idle_since": c.idle_since,
-                "idle_left_s": max(0.0, window - (now - c.idle_since)) if c.state == "idle" and window else None})
+                "idle_left_s": max(0.0, window - (now - c.idle_since)) if c.state == pb.CONTAINER_IDLE and window else None})
         gpus = [{"host": name, "index": g.index, "name": g.name, "utilization": g.utilization,
                  "memory_used": g.memory_used, "memory_total": g.memory_total, "run_id": g.run_id,
                  "session": g.session, "container_id": g.container_id, "partition": g.partition, "node": g.node,
@@ -85,7 +86,7 @@ class Dashboard:
                  for s in client.dict_call(pb.DictRequest(op=pb.LIST)).stores]
         queues = [{"host": name, "name": s.name, "length": s.length}
                   for s in client.queue_call(pb.QueueRequest(op=pb.LIST)).stores]
-        images = [{"host": name, "image_id": i.image_id, "name": i.name, "state": i.state,
+        images = [{"host": name, "image_id": i.image_id, "name": i.name, "state": image_state_word(i.state),
                    "size_bytes": i.size_bytes, "created": i.created, "last_used": i.last_used, "python": i.python,
                    "error": i.error}
                   for i in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images]

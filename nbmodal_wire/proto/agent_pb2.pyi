@@ -36,6 +36,13 @@ class StoreOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTAINS: _ClassVar[StoreOp]
     ITEMS: _ClassVar[StoreOp]
 
+class ImageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_STATE_UNSPECIFIED: _ClassVar[ImageState]
+    IMAGE_BUILDING: _ClassVar[ImageState]
+    IMAGE_READY: _ClassVar[ImageState]
+    IMAGE_FAILED: _ClassVar[ImageState]
+
 class ImageOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMAGE_OP_UNSPECIFIED: _ClassVar[ImageOp]
@@ -66,6 +73,26 @@ class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STDOUT: _ClassVar[Stream]
     STDERR: _ClassVar[Stream]
+
+class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_KIND_UNSPECIFIED: _ClassVar[ErrorKind]
+    ERROR_GPU_UNAVAILABLE: _ClassVar[ErrorKind]
+    ERROR_RESOURCES_UNAVAILABLE: _ClassVar[ErrorKind]
+    ERROR_IMAGE_BUILD: _ClassVar[ErrorKind]
+    ERROR_LAUNCH_REFUSED: _ClassVar[ErrorKind]
+    ERROR_MOUNT: _ClassVar[ErrorKind]
+    ERROR_CONTAINER_DIED: _ClassVar[ErrorKind]
+    ERROR_CANCELLED: _ClassVar[ErrorKind]
+    ERROR_AGENT: _ClassVar[ErrorKind]
+
+class ContainerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTAINER_STATE_UNSPECIFIED: _ClassVar[ContainerState]
+    CONTAINER_STARTING: _ClassVar[ContainerState]
+    CONTAINER_IDLE: _ClassVar[ContainerState]
+    CONTAINER_BUSY: _ClassVar[ContainerState]
+    CONTAINER_EXITED: _ClassVar[ContainerState]
 VOLUME_OP_UNSPECIFIED: VolumeOp
 VOLUME_CREATE: VolumeOp
 VOLUME_LOOKUP: VolumeOp
@@ -89,6 +116,10 @@ PUT: StoreOp
 POP: StoreOp
 CONTAINS: StoreOp
 ITEMS: StoreOp
+IMAGE_STATE_UNSPECIFIED: ImageState
+IMAGE_BUILDING: ImageState
+IMAGE_READY: ImageState
+IMAGE_FAILED: ImageState
 IMAGE_OP_UNSPECIFIED: ImageOp
 IMAGE_LIST: ImageOp
 IMAGE_REMOVE: ImageOp
@@ -108,6 +139,20 @@ TIMED_OUT: RunState
 LOST: RunState
 STDOUT: Stream
 STDERR: Stream
+ERROR_KIND_UNSPECIFIED: ErrorKind
+ERROR_GPU_UNAVAILABLE: ErrorKind
+ERROR_RESOURCES_UNAVAILABLE: ErrorKind
+ERROR_IMAGE_BUILD: ErrorKind
+ERROR_LAUNCH_REFUSED: ErrorKind
+ERROR_MOUNT: ErrorKind
+ERROR_CONTAINER_DIED: ErrorKind
+ERROR_CANCELLED: ErrorKind
+ERROR_AGENT: ErrorKind
+CONTAINER_STATE_UNSPECIFIED: ContainerState
+CONTAINER_STARTING: ContainerState
+CONTAINER_IDLE: ContainerState
+CONTAINER_BUSY: ContainerState
+CONTAINER_EXITED: ContainerState
 
 class VolumeRequest(_message.Message):
     __slots__ = ("op", "name", "path", "paths", "recursive", "new_name", "ephemeral", "sha256", "offset")
@@ -453,7 +498,7 @@ class ImageInfo(_message.Message):
     BUILD_S_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     name: str
-    state: str
+    state: ImageState
     size_bytes: int
     created: float
     last_used: float
@@ -463,7 +508,7 @@ class ImageInfo(_message.Message):
     log_path: str
     error: str
     build_s: float
-    def __init__(self, image_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., size_bytes: _Optional[int] = ..., created: _Optional[float] = ..., last_used: _Optional[float] = ..., python: _Optional[str] = ..., steps: _Optional[int] = ..., built_steps: _Optional[int] = ..., log_path: _Optional[str] = ..., error: _Optional[str] = ..., build_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, image_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[ImageState, str]] = ..., size_bytes: _Optional[int] = ..., created: _Optional[float] = ..., last_used: _Optional[float] = ..., python: _Optional[str] = ..., steps: _Optional[int] = ..., built_steps: _Optional[int] = ..., log_path: _Optional[str] = ..., error: _Optional[str] = ..., build_s: _Optional[float] = ...) -> None: ...
 
 class ImageRequest(_message.Message):
     __slots__ = ("op", "name_or_id", "sha256s")
@@ -610,16 +655,18 @@ class ValueInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type_name: _Optional[str] = ..., size: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ErrorInfo(_message.Message):
-    __slots__ = ("type_name", "message", "traceback", "exception")
+    __slots__ = ("type_name", "message", "traceback", "exception", "kind")
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     type_name: str
     message: str
     traceback: str
     exception: bytes
-    def __init__(self, type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., exception: _Optional[bytes] = ...) -> None: ...
+    kind: ErrorKind
+    def __init__(self, type_name: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., exception: _Optional[bytes] = ..., kind: _Optional[_Union[ErrorKind, str]] = ...) -> None: ...
 
 class RunFinished(_message.Message):
     __slots__ = ("state", "values", "return_value", "left_out", "remote_values", "error", "session_names", "results_dropped", "modules", "value_blobs", "return_blob")
@@ -796,13 +843,13 @@ class ContainerInfo(_message.Message):
     container_id: str
     pid: int
     spec: ContainerSpec
-    state: str
+    state: ContainerState
     session: str
     run_id: str
     created: float
     idle_since: float
     gpus: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, container_id: _Optional[str] = ..., pid: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., state: _Optional[str] = ..., session: _Optional[str] = ..., run_id: _Optional[str] = ..., created: _Optional[float] = ..., idle_since: _Optional[float] = ..., gpus: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, container_id: _Optional[str] = ..., pid: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., state: _Optional[_Union[ContainerState, str]] = ..., session: _Optional[str] = ..., run_id: _Optional[str] = ..., created: _Optional[float] = ..., idle_since: _Optional[float] = ..., gpus: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ContainerRef(_message.Message):
     __slots__ = ("container_id",)
