@@ -14,16 +14,19 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nbmodal_wire import blobs
-from remote_agent.allocator import Allocator, Unsatisfiable
+from nbmodal_wire import blobs, pb
+from remote_agent.allocator import Allocator, GpuUnsatisfiable, Unsatisfiable
+from remote_agent.blobstore import BlobStore
+from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.images import ImageError, ImageStore, runtime_sources
 from remote_agent.launch import sandbox_config
-from remote_agent.containers import Container, ContainerDied, ContainerPool
-from nbmodal_wire import pb
+from remote_agent.launchers import Launcher, LaunchRefused
+from remote_agent.launchers.local import LocalLauncher
+from remote_agent.launchers.slurm import SlurmLauncher
 from remote_agent.runs import RUN_ID, Run, RunRegistry
 from remote_agent.sandbox import MountError, check_mount_path
-from remote_agent.slurm import ContainerListener, SlurmConfig, SlurmError
+from remote_agent.slurm import SlurmConfig
 from remote_agent.storage import AsyncStorage, StoreError
 from remote_agent.volumes import VolumeStore
 
@@ -37,8 +40,42 @@ class Draining(Exception):
     pass
 
 
-def _error(type_name: str, message: str, kind: int = pb.ERROR_KIND_UNSPECIFIED) -> pb.ErrorInfo:
+def _error(type_name: str, message: str, kind: pb.ErrorKind = pb.ERROR_KIND_UNSPECIFIED) -> pb.ErrorInfo:
     return pb.ErrorInfo(type_name=type_name, message=message, traceback=f"{type_name}: {message}\n", kind=kind)
+
+
+# How a run that got no container ends, by what stopped it: the first row whose exception type
+# matches gives (state, error type as the notebook shows it, error kind the client maps by).
+# A type name of None takes the exception's own ``type_name`` (a launcher's refusal names its backend).
+_ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
+_NO_CONTAINER: tuple[tuple[_ExceptionTypes, pb.RunState, str | None, pb.ErrorKind], ...] = (
+    (GpuUnsatisfiable, pb.FAILED, "nbmodal.GpuUnavailable", pb.ERROR_GPU_UNAVAILABLE),
+    (Unsatisfiable, pb.FAILED, "nbmodal.ResourcesUnavailable", pb.ERROR_RESOURCES_UNAVAILABLE),
+    (GpuRequestError, pb.FAILED, "nbmodal.GpuUnavailable", pb.ERROR_GPU_UNAVAILABLE),
+    (ImageError, pb.FAILED, "nbmodal.ImageBuildError", pb.ERROR_IMAGE_BUILD),  # its image was removed meanwhile
+    (LaunchRefused, pb.FAILED, None, pb.ERROR_LAUNCH_REFUSED),  # refused, or it can never start as asked
+    ((StoreError, MountError), pb.FAILED, "nbmodal.MountError", pb.ERROR_MOUNT),  # an unknown volume, a bad path
+)
+
+
+def no_container_result(exc: Exception) -> pb.RunFinished:
+    """The result of a run whose container could not be had, as _NO_CONTAINER says (else the agent's fault)."""
+    for types, state, type_name, kind in _NO_CONTAINER:
+        if isinstance(exc, types):
+            type_name = type_name or str(getattr(exc, "type_name", type(exc).__name__))
+            return pb.RunFinished(state=state, error=_error(type_name, str(exc), kind))
+    return pb.RunFinished(state=pb.LOST, error=_error(
+        "RuntimeError", f"could not start a container: {exc}", pb.ERROR_AGENT))
+
+
+def choose_launcher(state_dir: Path, images: ImageStore, volume_dir, sandbox, scratch_dir: Path,
+                    logs_dir: Path) -> Launcher:
+    """How this agent starts containers, once: Slurm jobs where the host was added with --slurm, else here."""
+    slurm = SlurmConfig.load(state_dir)
+    if slurm is not None:
+        return SlurmLauncher(slurm, images)
+    return LocalLauncher(images, volume_dir, sandbox, scratch_dir, logs_dir,
+                         use_zygotes=os.environ.get("NBMODAL_ZYGOTE", "1") != "0")
 
 
 class Agent:
@@ -47,7 +84,7 @@ class Agent:
         self.runs = RunRegistry(state_dir / "runs")
         self.blob_dir = state_dir / "blobs"
         self.blob_dir.mkdir(exist_ok=True)
-        blobs.remove_stale_blobs(self.blob_dir)
+        BlobStore(self.blob_dir).remove_stale()
         self.storage = AsyncStorage(state_dir / "storage.db")
         self.volumes = VolumeStore(state_dir / "volumes")
         self.volume_io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="volume-io")
@@ -60,24 +97,20 @@ class Agent:
         scratch_dir.mkdir()
         self.sandbox = sandbox_config(state_dir, self.blob_dir, self.volumes.root, self.images, scratch_dir,
                                       use_sandbox=os.environ.get("NBMODAL_SANDBOX", "1") != "0")
+        self.launcher = choose_launcher(state_dir, self.images, self.volumes.volume_dir, self.sandbox, scratch_dir,
+                                        state_dir / "containers")
         self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.allocator,
-                                  volume_dir=self.volumes.volume_dir, images=self.images,
-                                  sandbox_config=self.sandbox, scratch_dir=scratch_dir)
+                                  self.launcher)
         self.stopping = asyncio.Event()
         self.draining = False
         self._cancelled_before_arrival: OrderedDict[str, bool] = OrderedDict()
 
     async def start(self) -> None:
         self.pool.start_reaper()
-        slurm = SlurmConfig.load(self.state_dir)
-        if slurm is not None:  # containers are Slurm jobs, started on demand (a warm one would hold a node)
-            self.pool.slurm = ContainerListener(slurm)
-            await self.pool.slurm.start()
-            log.info("containers run as Slurm jobs (%s); they dial back to %s", slurm.partition or "default partition",
-                     self.pool.slurm.address)
-            return
-        # A warm container for the first run: no one waits for a cold start.
-        self.pool.prewarm(pb.ContainerSpec())
+        await self.launcher.start()
+        if self.launcher.prewarms:
+            # A warm container for the first run: no one waits for a cold start.
+            self.pool.prewarm(pb.ContainerSpec())
 
     # -- runs ---------------------------------------------------------------
 
@@ -97,37 +130,26 @@ class Agent:
 
     async def _execute(self, run: Run) -> None:
         request = run.request
+        assert request is not None  # only runs reloaded from an earlier agent have none, and they never execute
+
+        def notify(text: str) -> None:
+            run.emit(notice=pb.Notice(text=text))
+
         try:
             for mount in request.spec.volumes:
                 mount.path = check_mount_path(mount.volume, mount.path)
                 await self.in_io_thread(self.volumes.volume_dir, mount.volume)
-            container, _ = await self.pool.acquire(
-                request.spec, request.session, notify=lambda text: run.emit(notice=pb.Notice(text=text)))
+            container, _ = await self.pool.acquire(request.spec, request.session, notify=notify)
         except asyncio.CancelledError:
-            how = " (its Slurm job was cancelled with scancel)" if self.pool.slurm is not None else ""
             run.finish(pb.RunFinished(state=pb.CANCELLED, error=_error(
-                "KeyboardInterrupt", f"cancelled before it started{how}", pb.ERROR_CANCELLED)))
-            return
-        except Unsatisfiable as exc:
-            kind = pb.ERROR_GPU_UNAVAILABLE if exc.kind == "gpu" else pb.ERROR_RESOURCES_UNAVAILABLE
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error(
-                "nbmodal.GpuUnavailable" if exc.kind == "gpu" else "nbmodal.ResourcesUnavailable", str(exc), kind)))
-            return
-        except GpuRequestError as exc:
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.GpuUnavailable", str(exc), pb.ERROR_GPU_UNAVAILABLE)))
-            return
-        except ImageError as exc:  # its image was removed meanwhile
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.ImageBuildError", str(exc), pb.ERROR_IMAGE_BUILD)))
-            return
-        except SlurmError as exc:  # sbatch refused the job, or it can never start as asked
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.SlurmError", str(exc), pb.ERROR_LAUNCH_REFUSED)))
-            return
-        except (StoreError, MountError) as exc:  # an unknown volume, a path it can't be mounted at
-            run.finish(pb.RunFinished(state=pb.FAILED, error=_error("nbmodal.MountError", str(exc), pb.ERROR_MOUNT)))
+                "KeyboardInterrupt", f"cancelled before it started{self.launcher.cancelled_start_note}",
+                pb.ERROR_CANCELLED)))
             return
         except Exception as exc:
-            log.exception("no container for run %s", run.id)
-            run.finish(pb.RunFinished(state=pb.LOST, error=_error("RuntimeError", f"could not start a container: {exc}", pb.ERROR_AGENT)))
+            finished = no_container_result(exc)
+            if finished.state == pb.LOST:
+                log.exception("no container for run %s", run.id)
+            run.finish(finished)
             return
 
         run.container = container
@@ -141,7 +163,7 @@ class Agent:
             else:
                 finished = await container.execute(run, request, str(payload_path or ""))
         except ContainerDied as died:
-            finished = self._result_of_dead_container(run, container, died)
+            finished = self._result_of_dead_container(run, request, container, died)
             self.pool.replace(container)
         finally:
             run.container = None
@@ -157,21 +179,24 @@ class Agent:
         run.finish(finished)
         log.info("run %s finished: %s", run.id, pb.RunState.Name(finished.state))
 
-    def _result_of_dead_container(self, run: Run, container: Container, died: ContainerDied) -> pb.RunFinished:
-        lost_session = f" Session {run.request.session!r} lost its namespace." if run.request.session else ""
+    @staticmethod
+    def _result_of_dead_container(run: Run, request: pb.RunRequest, container: Container,
+                                  died: ContainerDied) -> pb.RunFinished:
+        lost_session = f" Session {request.session!r} lost its namespace." if request.session else ""
         if run.cancel_requested:
-            grace = run.request.cancel_grace_s or DEFAULT_CANCEL_GRACE_S
+            grace = request.cancel_grace_s or DEFAULT_CANCEL_GRACE_S
             return pb.RunFinished(state=pb.CANCELLED, error=_error(
                 "KeyboardInterrupt",
                 f"the run did not stop within {grace:g} s of the interrupt, so its container was killed "
                 f"and replaced.{lost_session}"))
-        if run.request.timeout_s > 0 and container.killed_by_agent:
+        if request.timeout_s > 0 and container.killed_by_agent:
             return pb.RunFinished(state=pb.TIMED_OUT, error=_error(
                 "TimeoutError",
-                f"the remote run exceeded its timeout of {run.request.timeout_s:g} s and its container "
+                f"the remote run exceeded its timeout of {request.timeout_s:g} s and its container "
                 f"was killed.{lost_session}"))
         return pb.RunFinished(state=pb.LOST, error=_error(
-            "nbmodal.ContainerDied", f"{died}; its log is {container.log_path}.{lost_session}", pb.ERROR_CONTAINER_DIED))
+            "nbmodal.ContainerDied", f"{died}; its log is {container.log_path}.{lost_session}",
+            pb.ERROR_CONTAINER_DIED))
 
     def cancel_before_arrival(self, run_id: str) -> None:
         """Remember a cancel for a run id not seen yet: its submit may still be in flight."""
@@ -196,7 +221,7 @@ class Agent:
             container.kill()
             return
         container.interrupt()
-        grace = run.request.cancel_grace_s or DEFAULT_CANCEL_GRACE_S
+        grace = (run.request.cancel_grace_s if run.request is not None else 0) or DEFAULT_CANCEL_GRACE_S
         asyncio.get_running_loop().call_later(grace, self._kill_if_still_running, run, container)
 
     @staticmethod
@@ -252,6 +277,11 @@ class Agent:
                 created=container.created, idle_since=container.idle_since,
                 gpus=self.allocator.held_by(container.id)))
         return infos
+
+    async def gpu_list(self) -> list[pb.GpuInfo]:
+        """The GPUs `nbmodal gpus` shows: its launcher's (a cluster's, by partition and node), else this host's."""
+        listed = await self.launcher.listed_gpus()
+        return listed if listed is not None else self.gpu_infos()
 
     def gpu_infos(self) -> list[pb.GpuInfo]:
         containers = {c.id: c for c in self.pool.containers()}

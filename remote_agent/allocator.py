@@ -22,6 +22,13 @@ class Unsatisfiable(Exception):
         self.kind = kind
 
 
+class GpuUnsatisfiable(Unsatisfiable):
+    """A GPU request this host can never meet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("gpu", message)
+
+
 @dataclass
 class Request:
     options: list[GpuOption]
@@ -58,7 +65,7 @@ class Allocator:
     def check_satisfiable(self, request: Request) -> None:
         if request.options and not any(sum(gpu_matches(option, gpu) for gpu in self.gpus) >= option.count
                                        for option in request.options):
-            raise Unsatisfiable("gpu", f"{request.text} can never be met on this host: it has {describe(self.gpus)}")
+            raise GpuUnsatisfiable(f"{request.text} can never be met on this host: it has {describe(self.gpus)}")
         if request.cores > len(self.cores):
             raise Unsatisfiable("cpu", f"{request.text} can never be met on this host: it has {len(self.cores)} "
                                        f"CPU cores for containers")

@@ -54,26 +54,14 @@ class NvmlInventory(Inventory):
         nvml = self._nvml
         if nvml is None:
             return []
-        gpus = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            gpu = Gpu(index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)), name=_text(nvml.nvmlDeviceGetName(handle)))
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            gpu.memory_total, gpu.memory_used = int(memory.total), int(memory.used)
-            gpu.utilization = _optional(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu, 0)
-            gpu.temperature = _optional(lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU), 0)
-            gpu.power_w = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, 0.0)
-            gpu.processes = [(p.pid, int(p.usedGpuMemory or 0)) for p in
-                             _optional(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle), [])]
-            gpus.append(gpu)
-        return gpus
+        return [_read_card(nvml, index) for index in range(nvml.nvmlDeviceGetCount())]
 
 
 class FakeInventory(Inventory):
     """Declared GPUs for machines without one: ``"H100:2,A10G:1"``."""
 
     def __init__(self, declaration: str) -> None:
-        self._gpus = []
+        self._gpus: list[Gpu] = []
         for option in parse_gpu_request(declaration):
             if option.type == "ANY":
                 raise GpuRequestError(f"NBMODAL_FAKE_GPUS={declaration!r}: name a type, not 'any'")
@@ -97,6 +85,20 @@ def host_inventory(state_dir: Path | None = None) -> Inventory:
         log.warning("using declared fake GPUs %r (a test double), not NVML", declaration)
         return FakeInventory(declaration)
     return NvmlInventory()
+
+
+def _read_card(nvml, index: int) -> Gpu:
+    """One card's identity and current figures; a figure the card can't give reads as zero."""
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    gpu = Gpu(index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)), name=_text(nvml.nvmlDeviceGetName(handle)))
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    gpu.memory_total, gpu.memory_used = int(memory.total), int(memory.used)
+    gpu.utilization = _optional(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu, 0)
+    gpu.temperature = _optional(lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU), 0)
+    gpu.power_w = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, 0.0)
+    gpu.processes = [(p.pid, int(p.usedGpuMemory or 0)) for p in
+                     _optional(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle), [])]
+    return gpu
 
 
 def _text(value) -> str:

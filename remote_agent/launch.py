@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbmodal_wire import pb
 from remote_agent import sandbox
 from remote_agent.allocator import Allocation
 from remote_agent.images import ImageStore
-from nbmodal_wire import pb
+
+# Matplotlib in a container draws into the run's output (remote_agent/worker/mpl_backend.py).
+MPL_BACKEND = "module://remote_agent.worker.mpl_backend"
 
 
 @dataclass
@@ -109,21 +112,3 @@ def plan_container(spec: pb.ContainerSpec, container_id: str, images: ImageStore
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
-
-def slurm_plan(spec: pb.ContainerSpec, container_id: str, images: ImageStore) -> LaunchPlan:
-    """A container that runs as a Slurm job on a compute node: the image's Python from the shared
-    filesystem; no sandbox or mounts of this host's (the job is on another node)."""
-    if spec.volumes or spec.local_mounts:
-        raise sandbox.MountError("volumes and add_local_* mounts aren't available in Slurm jobs yet; read and write "
-                                 "files on the cluster's shared filesystem instead")
-    plan = LaunchPlan(python=sys.executable)
-    if spec.image:
-        image = images.get(spec.image)
-        images.touch(image)
-        if image.paths:
-            raise sandbox.MountError("images with add_local_*(copy=True) files aren't available in Slurm jobs yet")
-        plan.python, plan.image_id = image.python_executable, image.image_id
-        plan.env.update(image.env)
-        plan.imports = image.imports
-    plan.cwd = spec.workdir or None
-    return plan

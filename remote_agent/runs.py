@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from nbmodal_wire.pids import pid_alive
 from nbmodal_wire import pb
@@ -47,7 +48,7 @@ class Run:
         self.events: list[pb.RunEvent] = []
         self.cancel_requested = False
         self.task: asyncio.Task | None = None
-        self.container = None  # the Container running it, once placed
+        self.container: Any = None  # the Container running it, once placed (containers.py imports this module)
         self._full_finished: pb.RunEvent | None = None
         self._waiters: list[asyncio.Future] = []
         self._unwritten = bytearray()  # framed events not yet appended to events.log

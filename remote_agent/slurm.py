@@ -1,4 +1,4 @@
-"""Containers as Slurm jobs: the agent on a login node, each container a batch job on a compute node.
+"""Slurm's side of containers as Slurm jobs: sbatch, squeue, scancel, sinfo and the dial-back port.
 
 An agent whose state dir holds ``slurm.json`` (written by ``nbmodal host add … --slurm``) starts its
 containers with ``sbatch`` instead of as local processes. The job runs ``python -m remote_agent.worker
@@ -7,6 +7,8 @@ own token, then speaks the same frames as a local container. Slurm does the sche
 (``gpu="H100:2"`` becomes ``--gres=gpu:h100:2``); while a job waits, the run hears Slurm's state and
 reason; an interrupt is ``scancel --signal=INT``, a kill ``scancel``. A warm job serves the next run of
 its spec until the scale-down window retires it, which ends the job and frees its allocation.
+
+The launcher built on these is remote_agent/launchers/slurm.py.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remote_agent.gpus import parse_gpu_request
 from nbmodal_wire import pb
+from remote_agent.gpus import parse_gpu_request
+from remote_agent.launchers import LaunchRefused
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,10 @@ ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL"
          "DEADLINE", "REVOKED")
 
 
-class SlurmError(Exception):
+class SlurmError(LaunchRefused):
     """Slurm refused or ended a container's job; the message is Slurm's, with the host."""
+
+    type_name = "nbmodal.SlurmError"
 
 
 @dataclass
@@ -180,9 +185,9 @@ class SlurmJob:
             state, _, reason = out.strip().partition("|")
             return state, reason
         out = await _output(["scontrol", "show", "job", self.job_id, "-o"], self.config)
-        state = re.search(r"JobState=(\S+)", out)
-        reason = re.search(r"Reason=(\S+)", out)
-        return (state.group(1) if state else "GONE"), (reason.group(1) if reason else "")
+        job_state = re.search(r"JobState=(\S+)", out)
+        job_reason = re.search(r"Reason=(\S+)", out)
+        return (job_state.group(1) if job_state else "GONE"), (job_reason.group(1) if job_reason else "")
 
     async def wait_until_connected(self, connected: asyncio.Future, notify: Callable[[str], None] | None) -> None:
         """Wait for the job to dial back, telling the run Slurm's state and reason while it waits."""

@@ -220,7 +220,12 @@ class Zygote:
 
     async def _writable(self) -> None:
         writable = self._loop.create_future()
-        self._loop.add_writer(self._channel.fileno(), lambda: writable.done() or writable.set_result(None))
+
+        def became_writable() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        self._loop.add_writer(self._channel.fileno(), became_writable)
         try:
             await writable
         finally:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import textwrap
 import time
 
+import pytest
+
 from kernels import kernel
+
+pytestmark = pytest.mark.agent
 
 
 def _count(path) -> int:

@@ -10,6 +10,8 @@ import pytest
 import nbmodal
 from kernels import kernel
 
+pytestmark = pytest.mark.agent
+
 app = nbmodal.App("reservations")
 CORES = len(os.sched_getaffinity(0))
 

@@ -21,7 +21,8 @@ from remote_agent.worker import mounts
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(not sandbox.sandbox_available(), reason="bubblewrap can't sandbox here")
+pytestmark = [pytest.mark.agent,
+              pytest.mark.skipif(not sandbox.sandbox_available(), reason="bubblewrap can't sandbox here")]
 
 
 def run_sandboxed(argv_prefix: list[str], code: str, **env: str) -> dict:

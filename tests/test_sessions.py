@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from notebooks import run_cells
+
+pytestmark = pytest.mark.agent
 
 
 def test_session_keeps_its_namespace_and_is_never_overwritten_by_stale_copies(tmp_path):

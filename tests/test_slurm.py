@@ -17,6 +17,9 @@ import nbmodal
 from kernels import kernel
 from nbmodal import commands, hosts
 from nbmodal._runtime import connection as connections
+from nbmodal_wire import pb
+
+pytestmark = pytest.mark.slurm
 
 app = nbmodal.App("slurm")
 
@@ -86,7 +89,7 @@ def test_warm_job_reuse_then_scale_down(login, slurm_cluster):
 def test_a_second_three_gpu_run_waits_with_slurms_reason_and_an_interrupt_cancels_it(login, slurm_cluster, tmp_path):
     client = connections.get_client("slurm")
     for container in client.list_containers():  # warm jobs of earlier tests give their cards back
-        if container.state == "idle":
+        if container.state == pb.CONTAINER_IDLE:
             client.stop_container(container.container_id)
     before = set(_jobs_by_id(slurm_cluster))
     holder = hold_three.spawn(25)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 SLOW_IMPORT_S = 1.5
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.agent, pytest.mark.timeout(120)]
 
 
 class Env:

@@ -1,0 +1,150 @@
+"""The local launcher: containers as processes on the agent's own host.
+
+A container is ``python -m remote_agent.worker`` on one end of a private
+socket pair: forked from its image's zygote (a pre-started interpreter with the
+image's heavy imports done) when there is one, else spawned; inside the
+agent-wide bubblewrap sandbox when bubblewrap works here. The agent reserves
+its GPUs, cores and memory (remote_agent/allocator.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+from nbmodal_wire import pb
+from remote_agent import sandbox
+from remote_agent.images import ImageStore
+from remote_agent.launch import MPL_BACKEND, LaunchPlan, SandboxConfig, plan_container
+from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams
+from remote_agent.zygote import Zygote
+
+log = logging.getLogger(__name__)
+
+
+class LocalProcess(ContainerProcess):
+    """A worker process on this host (a zygote's child, or the agent's), and its socket."""
+
+    def __init__(self, process, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._process = process  # asyncio.subprocess.Process or zygote.ForkedProcess
+        self._streams = (reader, writer)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def connect(self, notify: Notify | None) -> Streams:
+        return self._streams
+
+    async def wait(self) -> int | None:
+        return await self._process.wait()
+
+    def interrupt(self) -> None:
+        # The worker's own group: bubblewrap around it would not pass SIGINT on.
+        _signal_group(self.worker_pid or self.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        _signal_group(self.worker_pid or self.pid, signal.SIGKILL)
+        if self.worker_pid and self.worker_pid != self.pid:  # the sandbox around it
+            _signal_group(self.pid, signal.SIGKILL)
+
+    def exit_description(self, container_id: str) -> str:
+        code = self.returncode
+        if code is None:
+            return f"container {container_id} lost its connection to the agent"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return f"container {container_id} (pid {self.pid}) was killed by {name}"
+        return f"container {container_id} (pid {self.pid}) exited with code {code}"
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
+
+
+class LocalLauncher(Launcher):
+    """Processes on this host, sandboxed when bubblewrap works, forked from zygotes when they may be."""
+
+    def __init__(self, images: ImageStore, volume_dir, sandbox_config: SandboxConfig, scratch_dir: Path,
+                 logs_dir: Path, use_zygotes: bool = True) -> None:
+        self.images = images
+        self.volume_dir = volume_dir  # -> the host dir of a volume (raises for unknown ones)
+        self.sandbox = sandbox_config
+        self.scratch_dir = scratch_dir
+        self.logs_dir = logs_dir
+        self.use_zygotes = use_zygotes
+        self._zygotes: dict[tuple, Zygote] = {}
+        self._zygote_locks: dict[tuple, asyncio.Lock] = {}
+
+    async def plan(self, spec: pb.ContainerSpec, container_id: str) -> LaunchPlan:
+        plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
+        if not plan.sandboxed and plan.binds:
+            sandbox.link_without_sandbox([(Path(host), path) for host, path, _ in plan.binds])
+        if plan.image_id and self.use_zygotes:
+            plan.zygote = await self._zygote_for(plan)
+        return plan
+
+    async def launch(self, request: LaunchRequest) -> ContainerProcess:
+        plan, env = request.plan, request.env
+        parent, child = socket.socketpair()
+        layout = plan.layout(request.allocation)
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(request.log_path, "ab") as log_file:
+                if plan.zygote is not None:
+                    # Forked from the image's pre-started interpreter: its heavy imports are done.
+                    process = await plan.zygote.spawn(child.fileno(), log_file.fileno(), env, plan.cwd, layout,
+                                                      request.session)
+                else:
+                    argv = [plan.python, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
+                    if request.session:
+                        argv.append("--session")
+                    env["NBMODAL_LAYOUT"] = json.dumps(layout)
+                    if plan.outer_argv:
+                        env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
+                    process = await asyncio.create_subprocess_exec(
+                        *plan.outer_argv, *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                        stdout=log_file, stderr=log_file, env=env, start_new_session=True)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        return LocalProcess(process, reader, writer)
+
+    def forget(self, container_id: str) -> None:
+        shutil.rmtree(self.scratch_dir / container_id, ignore_errors=True)
+
+    async def close(self) -> None:
+        for zygote in self._zygotes.values():
+            await zygote.stop()
+
+    async def _zygote_for(self, plan: LaunchPlan) -> Zygote:
+        """The image's pre-started interpreter (started now, the first time)."""
+        key = plan.zygote_key
+        async with self._zygote_locks.setdefault(key, asyncio.Lock()):
+            zygote = self._zygotes.get(key)
+            if zygote is None or not zygote.alive:
+                # Each child gets its container's whole environment (image imports included) at the fork.
+                env = dict(os.environ, **plan.env, PYTHONUNBUFFERED="1", MPLBACKEND=MPL_BACKEND)
+                log_path = self.logs_dir / f"zygote-{plan.image_id or 'default'}.log"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                zygote = await Zygote.start(plan.outer_argv, plan.python, plan.preload, env, log_path)
+                self._zygotes[key] = zygote
+                log.info("zygote for image %s started (pid %d, preloaded: %s)", plan.image_id or "default",
+                         zygote.pid, ", ".join(plan.preload) or "nothing")
+            return zygote

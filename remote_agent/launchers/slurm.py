@@ -1,0 +1,126 @@
+"""The Slurm launcher: each container a batch job on a compute node that dials back to the agent.
+
+Chosen when the agent's state dir holds ``slurm.json`` (see remote_agent/slurm.py
+for sbatch, squeue, scancel and the dial-back port). Slurm schedules the job
+and reserves its GPUs, cores and memory, so the agent reserves nothing; no
+container is started speculatively (a warm job would hold a node); a run
+cancelled while its job waits in Slurm's queue scancels the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from nbmodal_wire import pb
+from remote_agent.images import ImageStore
+from remote_agent.launch import LaunchPlan
+from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams
+from remote_agent.sandbox import MountError
+from remote_agent.slurm import ContainerListener, SlurmConfig, SlurmJob, cluster_gpus
+
+log = logging.getLogger(__name__)
+
+
+class SlurmContainer(ContainerProcess):
+    """A container's batch job: its process is on another node, so Slurm signals it."""
+
+    def __init__(self, job: SlurmJob, listener: ContainerListener, token: str, connected: asyncio.Future) -> None:
+        self.job = job
+        self._listener = listener
+        self._token = token
+        self._connected = connected
+        self._scancels: set[asyncio.Task] = set()
+
+    @property
+    def pid(self) -> int:
+        return self.job.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.job.returncode
+
+    async def connect(self, notify: Notify | None) -> Streams:
+        """Wait for the job to dial back, telling the run Slurm's state and reason while it waits."""
+        try:
+            await self.job.wait_until_connected(self._connected, notify)
+        except BaseException:
+            self._listener.forget(self._token)
+            if self.job.returncode is None:
+                await self.job.cancel()
+            raise
+        return self._connected.result()
+
+    async def wait(self) -> int | None:
+        return await self.job.wait()
+
+    def interrupt(self) -> None:
+        self._scancel(signal.SIGINT)
+
+    def kill(self) -> None:
+        self._scancel(None)
+
+    def _scancel(self, signum: int | None) -> None:
+        task = asyncio.get_running_loop().create_task(self.job.cancel(signum))
+        self._scancels.add(task)
+        task.add_done_callback(self._scancels.discard)
+
+    def exit_description(self, container_id: str) -> str:
+        return f"container {container_id}: {self.job.description()}"
+
+
+class SlurmLauncher(Launcher):
+    """Containers as sbatch jobs of the host's partition (settings from its slurm.json)."""
+
+    reserves_resources = False
+    prewarms = False
+    cancel_start_with_run = True
+    cancelled_start_note = " (its Slurm job was cancelled with scancel)"
+
+    def __init__(self, config: SlurmConfig, images: ImageStore) -> None:
+        self.config = config
+        self.images = images
+        self.listener = ContainerListener(config)
+
+    async def start(self) -> None:
+        await self.listener.start()
+        log.info("containers run as Slurm jobs (%s); they dial back to %s",
+                 self.config.partition or "default partition", self.listener.address)
+
+    async def close(self) -> None:
+        await self.listener.close()
+
+    async def plan(self, spec: pb.ContainerSpec, container_id: str) -> LaunchPlan:
+        """The image's Python from the shared filesystem; no sandbox or mounts of this host's (the job is
+        on another node)."""
+        if spec.volumes or spec.local_mounts:
+            raise MountError("volumes and add_local_* mounts aren't available in Slurm jobs yet; read and write "
+                             "files on the cluster's shared filesystem instead")
+        plan = LaunchPlan(python=sys.executable)
+        if spec.image:
+            image = self.images.get(spec.image)
+            self.images.touch(image)
+            if image.paths:
+                raise MountError("images with add_local_*(copy=True) files aren't available in Slurm jobs yet")
+            plan.python, plan.image_id = image.python_executable, image.image_id
+            plan.env.update(image.env)
+            plan.imports = image.imports
+        plan.cwd = spec.workdir or None
+        return plan
+
+    async def launch(self, request: LaunchRequest) -> ContainerProcess:
+        connected = self.listener.expect(request.token)
+        args = ["--connect", self.listener.address] + (["--session"] if request.session else [])
+        try:
+            job = await SlurmJob.submit(request.spec, self.config, request.env, request.plan.python, args,
+                                        f"nbmodal-{request.container_id}")
+        except BaseException:
+            self.listener.forget(request.token)
+            raise
+        return SlurmContainer(job, self.listener, request.token, connected)
+
+    async def listed_gpus(self) -> list[pb.GpuInfo] | None:
+        """The cluster's cards, as Slurm sees them."""
+        return await cluster_gpus(self.config)
