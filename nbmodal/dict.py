@@ -21,7 +21,7 @@ from nbmodal_wire import pb
 _MISSING = object()
 
 
-class Dict(NamedObject):
+class Dict(NamedObject[pb.StoreOp]):
     """A named Dict on a host; get one with ``Dict.from_name`` or ``Dict.ephemeral``."""
 
     _CREATE, _LOOKUP, _DELETE = pb.CREATE, pb.LOOKUP, pb.DELETE
@@ -90,7 +90,7 @@ class Dict(NamedObject):
     def clear(self) -> None:
         self._call(pb.CLEAR)
 
-    def _send(self, client, op: int, fields: dict[str, Any]) -> pb.DictReply:
+    def _send(self, client, op: pb.StoreOp, fields: dict[str, Any]) -> pb.DictReply:
         return client.dict_call(pb.DictRequest(op=op, name=self.name, **fields))
 
 

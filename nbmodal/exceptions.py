@@ -40,8 +40,13 @@ class RemoteError(Exception):
         self.remote_traceback = remote_traceback
 
 
-class NotFoundError(NbmodalError, KeyError):
-    """A named Dict, Queue or Volume that doesn't exist (the message lists those that do)."""
+class NotFoundError(NbmodalError):
+    """Something the agent was asked for isn't there: a named Dict, Queue or Volume (the message lists
+    those that do), a file in a volume, a run, session, container, image or blob.
+
+    Not a ``KeyError``: a missing key of a ``Dict`` is a ``KeyError``, as for a dict, and a bug that
+    raises ``KeyError`` must never read as "not found".
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

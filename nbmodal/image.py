@@ -36,7 +36,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import FrameType, TracebackType
-from typing import Any, Union
+from typing import Any
 
 from nbmodal import serialization
 from nbmodal.exceptions import ImageDefinitionError
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 # this directory to PYTHONPATH (an "env" step) so containers can import them.
 PYTHON_SOURCE_ROOT = "/root/.nbmodal-python-source"
 
-IgnoreSpec = Union[Sequence[str], Callable[[Path], bool]]
+IgnoreSpec = Sequence[str] | Callable[[Path], bool]
 
 _PYTHON_VERSION = re.compile(r"^3\.\d+(\.\d+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -508,7 +508,9 @@ def _add_mount(mounts: tuple[pb.LocalMount, ...], texts: tuple[tuple[str, ...], 
                     texts[:i] + (texts[i] + (text,),) + texts[i + 1:])
     # Mounts inside the new one fold into it (the new one's files win).
     files: list[pb.LocalFile] = []
-    kept, kept_texts, folded_texts = [], [], []
+    kept: list[pb.LocalMount] = []
+    kept_texts: list[tuple[str, ...]] = []
+    folded_texts: list[str] = []
     for mount, parts in zip(mounts, texts):
         inner = PurePosixPath(mount.remote_path)
         if path in inner.parents:

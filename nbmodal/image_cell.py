@@ -22,6 +22,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nbmodal.exceptions import ImageDefinitionError
 from nbmodal.image import Image
@@ -105,7 +106,8 @@ def _local(base_dir: Path, value: str) -> Path:
 
 def _pip_args(keyword: str, rest: str, base_dir: Path) -> tuple[list[str], dict]:
     """Positional arguments and pip_install's keyword options from a pip-like line."""
-    args, options = [], {}
+    args: list[str] = []
+    options: dict[str, Any] = {}
     tokens = _split(rest)
     flags = {"--index-url": "index_url", "--extra-index-url": "extra_index_url", "--find-links": "find_links"}
     i = 0

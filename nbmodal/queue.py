@@ -20,7 +20,7 @@ from nbmodal._runtime.named import NamedObject
 from nbmodal_wire import pb
 
 
-class Queue(NamedObject):
+class Queue(NamedObject[pb.StoreOp]):
     """A named Queue on a host; get one with ``Queue.from_name`` or ``Queue.ephemeral``."""
 
     _CREATE, _LOOKUP, _DELETE = pb.CREATE, pb.LOOKUP, pb.DELETE
@@ -79,7 +79,7 @@ class Queue(NamedObject):
     def clear(self, *, partition: str | None = None, all: bool = False) -> None:
         self._call(pb.CLEAR, partition=partition or "", total=all)
 
-    def _send(self, client, op: int, fields: dict[str, Any]) -> pb.QueueReply:
+    def _send(self, client, op: pb.StoreOp, fields: dict[str, Any]) -> pb.QueueReply:
         return client.queue_call(pb.QueueRequest(op=op, name=self.name, **fields))
 
 

@@ -28,7 +28,6 @@ from typing import IO, Any
 
 from nbmodal._runtime.connection import storage_connection
 from nbmodal._runtime.named import NamedObject
-from nbmodal.exceptions import NotFoundError
 from nbmodal_wire import pb
 
 CHUNK_BYTES = 4 << 20
@@ -44,7 +43,7 @@ class FileEntry:
     mtime: float
 
 
-class Volume(NamedObject):
+class Volume(NamedObject[pb.VolumeOp]):
     """A named Volume on a host; get one with ``Volume.from_name`` or ``Volume.ephemeral``."""
 
     _CREATE, _LOOKUP, _DELETE = pb.VOLUME_CREATE, pb.VOLUME_LOOKUP, pb.VOLUME_DELETE
@@ -63,16 +62,13 @@ class Volume(NamedObject):
         """The file's content in chunks (never all in memory), checked against its SHA-256."""
         client = storage_connection(self.host).client()
         digest = hashlib.sha256()
-        try:
-            for chunk in client.volume_download(pb.VolumeRequest(name=self.name, path=path)):
-                if chunk.HasField("file"):
-                    if chunk.file.sha256 != digest.hexdigest():
-                        raise OSError(f"checksum mismatch reading {path!r} from volume {self.name!r}")
-                    return
-                digest.update(chunk.data)
-                yield chunk.data
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from None
+        for chunk in client.volume_download(pb.VolumeRequest(name=self.name, path=path)):
+            if chunk.HasField("file"):
+                if chunk.file.sha256 != digest.hexdigest():
+                    raise OSError(f"checksum mismatch reading {path!r} from volume {self.name!r}")
+                return
+            digest.update(chunk.data)
+            yield chunk.data
 
     def read_file_into_fileobj(self, path: str, fileobj: IO[bytes], progress: bool = False) -> int:
         """Write the file into ``fileobj``; returns the number of bytes."""
@@ -119,7 +115,7 @@ class Volume(NamedObject):
         """Kept for Modal code: containers share the volume's directory, so there is nothing to fetch."""
         self._call(pb.VOLUME_LOOKUP)
 
-    def _send(self, client, op: int, fields: dict[str, Any]) -> pb.VolumeReply:
+    def _send(self, client, op: pb.VolumeOp, fields: dict[str, Any]) -> pb.VolumeReply:
         return client.volume_call(pb.VolumeRequest(op=op, name=self.name, **fields))
 
 
@@ -154,11 +150,8 @@ def upload_file(volume: Volume, local: Path, remote_path: str, force: bool = Fal
     client = storage_connection(volume.host).client()
     sha256 = file_sha256(local)
     size = local.stat().st_size
-    try:
-        state = client.volume_call(pb.VolumeRequest(op=pb.VOLUME_STAT, name=volume.name, path=remote_path,
-                                                    sha256=sha256)).file
-    except KeyError as exc:
-        raise NotFoundError(exc.args[0]) from None
+    state = client.volume_call(pb.VolumeRequest(op=pb.VOLUME_STAT, name=volume.name, path=remote_path,
+                                                sha256=sha256)).file
     if state.exists and not force:
         return False
     bar = Progress(f"put {remote_path}", size) if progress else None

@@ -21,7 +21,6 @@ import pickle
 import re
 import secrets
 import struct
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ _LENGTH = struct.Struct("<Q")
 
 
 BLOB_ID = re.compile(r"b-[0-9a-f]{16}")
-STALE_AFTER_S = 24 * 3600
 
 
 def new_blob_id() -> str:
@@ -41,17 +39,6 @@ def new_blob_id() -> str:
 
 def valid_blob_path(path: Path) -> bool:
     return bool(BLOB_ID.fullmatch(path.name)) and path.is_file()
-
-
-def remove_stale_blobs(blob_dir: Path) -> None:
-    """Blobs nobody fetched (a client that died, a detached run never attached) go after a day."""
-    cutoff = time.time() - STALE_AFTER_S
-    for path in blob_dir.iterdir():
-        try:
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-        except OSError:
-            pass
 
 
 class Encoded:

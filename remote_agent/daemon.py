@@ -81,9 +81,9 @@ def serve(state_dir: Path, daemon: bool, scaledown_window_s: float) -> int:
 async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) -> None:
     import grpc
 
-    from remote_agent.agent import Agent
-    from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
     from nbmodal_wire import MESSAGE_SIZE_OPTIONS
+    from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
+    from remote_agent.agent import Agent
     from remote_agent.service import AgentService, TokenInterceptor
 
     token = secrets.token_urlsafe(32)

@@ -24,16 +24,19 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from nbmodal_wire import pb
+from remote_agent.request_errors import CONFLICT, NOT_FOUND, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,20 @@ RUNTIME_PACKAGES = ("grpcio", "protobuf", "cloudpickle")
 _COMPLETE = ".complete"
 
 
-class ImageError(Exception):
-    """A build that failed, or an image that isn't there."""
+class ImageError(RequestError):
+    """A build that failed, or an image definition or request the agent can't serve."""
+
+
+class ImageNotFound(ImageError):
+    """An image, build log or definition that isn't on this agent."""
+
+    code = NOT_FOUND
+
+
+class ImageBusy(ImageError):
+    """An image that can't be changed now (it is being built)."""
+
+    code = CONFLICT
 
 
 @dataclass
@@ -77,7 +92,7 @@ class BuiltImage:
     def host_path(self, container_path: str) -> Path:
         return Path(self.layer_dir) / "files" / container_path.lstrip("/")
 
-    def info(self, state: int = pb.IMAGE_READY, error: str = "") -> pb.ImageInfo:
+    def info(self, state: pb.ImageState = pb.IMAGE_READY, error: str = "") -> pb.ImageInfo:
         return pb.ImageInfo(image_id=self.image_id, name=self.name, state=state, size_bytes=self.size_bytes,
                             created=self.created, last_used=self.last_used, python=self.python, steps=self.steps,
                             built_steps=self.built_steps, log_path=self.log_path, error=error, build_s=self.build_s)
@@ -167,7 +182,7 @@ class _Build:
         seen = 0
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self.events) > seen)
+                await self._changed.wait_for(lambda: len(self.events) > seen)  # noqa: B023 - awaited here, in this turn
                 fresh = self.events[seen:]
             seen += len(fresh)
             for event in fresh:
@@ -204,14 +219,14 @@ class ImageStore:
         try:
             return BuiltImage(**json.loads(path.read_text()))
         except FileNotFoundError:
-            raise ImageError(f"image {image_id} isn't built on this agent (it may have been removed); "
-                             f"run the cell again to rebuild it") from None
+            raise ImageNotFound(f"image {image_id} isn't built on this agent (it may have been removed); "
+                                f"run the cell again to rebuild it") from None
 
     def touch(self, image: BuiltImage) -> None:
         image.last_used = time.time()
         self._save(image)
 
-    def list(self) -> list[pb.ImageInfo]:
+    def list_images(self) -> list[pb.ImageInfo]:
         infos = []
         for path in sorted(self.records.glob("*.json")):
             try:
@@ -232,7 +247,7 @@ class ImageStore:
         """Refuse to remove an image while it builds (its build would bring it back). On the event loop."""
         for key, build in self._builds.items():
             if not build.done and name_or_id in (key, self._build_names.get(key)):
-                raise ImageError(f"image {name_or_id} is being built; remove it once its build has ended")
+                raise ImageBusy(f"image {name_or_id} is being built; remove it once its build has ended")
 
     def remove(self, name_or_id: str) -> list[str]:
         """Forget the built images with this name or id; layers no image uses any more are deleted."""
@@ -250,14 +265,14 @@ class ImageStore:
         try:
             return (self.logs / f"{image_id}.log").read_text(errors="replace")
         except FileNotFoundError:
-            raise ImageError(f"no build log for image {image_id} on this agent") from None
+            raise ImageNotFound(f"no build log for image {image_id} on this agent") from None
 
     def rebuild(self, image_id: str) -> None:
         """Build an image again from its definition, every step, in the background."""
         spec = self._specs.get(image_id)
         if spec is None:
-            raise ImageError(f"image {image_id} wasn't asked for since this agent started; run its cell again "
-                             f"to rebuild it")
+            raise ImageNotFound(f"image {image_id} wasn't asked for since this agent started; run its cell "
+                                f"again to rebuild it")
         forced = pb.ImageSpec()
         forced.CopyFrom(spec)
         forced.force_build = True
@@ -275,6 +290,29 @@ class ImageStore:
 
     def file_path(self, sha256: str) -> Path:
         return self.files / sha256
+
+    async def receive_file(self, chunks: AsyncIterator[bytes],
+                           in_io_thread: Callable[..., Awaitable[Any]]) -> tuple[str, int]:
+        """Keep a local file a client sends for ``add_local_*`` under its SHA-256; returns (sha256, size).
+
+        The file is written off the event loop (``in_io_thread``) and appears only once complete.
+        """
+        partial = self.files / f"upload-{secrets.token_hex(8)}.partial"
+        digest, size = hashlib.sha256(), 0
+
+        def write(f: BinaryIO, data: bytes) -> None:
+            f.write(data)
+            digest.update(data)
+
+        try:
+            with open(partial, "wb") as f:
+                async for data in chunks:
+                    await in_io_thread(write, f, data)
+                    size += len(data)
+            await in_io_thread(os.replace, partial, self.file_path(digest.hexdigest()))
+        finally:
+            partial.unlink(missing_ok=True)
+        return digest.hexdigest(), size
 
     # -- building ------------------------------------------------------------
 
@@ -299,8 +337,7 @@ class ImageStore:
             self._build_names[image_id] = spec.name
             self._failures.pop(image_id, None)
             task = asyncio.create_task(self._run_build(spec, keys, build), name=f"build-{image_id}")
-            task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error(
-                "build %s crashed: %s", image_id, t.exception()))
+            task.add_done_callback(lambda t: _log_crash(t, image_id))
         async for event in build.follow():
             yield event
 
@@ -325,7 +362,7 @@ class ImageStore:
                     built_steps += 1
 
                     async def output(line: str) -> None:
-                        tail.append(line)
+                        tail.append(line)  # noqa: B023 - only called while this step builds
                         log_file.write(line)
                         await build.emit(pb.BuildEvent(log=line))
 
@@ -341,7 +378,7 @@ class ImageStore:
         image = BuiltImage(
             image_id=image_id, name=spec.name, layer_dir=str(state.layer_dir), python=state.python, env=state.env,
             workdir=state.workdir, paths=state.paths, preload=list(spec.preload), imports=spec.imports,
-            size_bytes=_tree_size(Path(state.layer_dir)), steps=len(keys), built_steps=built_steps,
+            size_bytes=_tree_size(Path(str(state.layer_dir))), steps=len(keys), built_steps=built_steps,
             build_s=round(time.monotonic() - started, 3), log_path=str(log_path))
         self._save(image)
         log.info("image %s (%s) built: %d of %d steps in %.2f s", image_id, spec.name or "unnamed", built_steps,
@@ -375,6 +412,7 @@ class ImageStore:
             layer.mkdir()
             await self._make_venv(step, layer, output)
         else:
+            assert state.layer_dir is not None, "check_spec makes the Python the first step, and it makes a layer"
             await self._copy_layer(state.layer_dir, layer)
             await getattr(self, f"_step_{step.kind}")(step, layer, state, output)
         state.layer_dir = layer
@@ -586,12 +624,13 @@ def _runtime_package_dirs() -> list[Path]:
             continue
         for requirement in dist.requires or []:
             if "extra ==" not in requirement:
-                wanted.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
+                if (match := re.match(r"[A-Za-z0-9_.-]+", requirement)) is not None:
+                    wanted.append(match.group(0))
         for file in dist.files or []:
             top = file.parts[0]
             if top == ".." or top.endswith((".dist-info", ".data")) or top == "__pycache__":
                 continue
-            tops[top] = Path(dist.locate_file(top))
+            tops[top] = Path(str(dist.locate_file(top)))
     return list(tops.values())
 
 
@@ -648,6 +687,12 @@ def _user() -> str:
     import pwd
 
     return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _log_crash(task: asyncio.Task, image_id: str) -> None:
+    """A build task that ended with an exception of its own (its failures are BuildEvents, not exceptions)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("build %s crashed: %s", image_id, task.exception())
 
 
 async def _discard_output(line: str) -> None:

@@ -1,8 +1,15 @@
-"""The gRPC face of the agent: each RPC is a few lines over ``Agent``."""
+"""The gRPC face of the agent: each RPC unpacks its request and calls the part that owns the work.
+
+Blob files are ``blobstore.py``, Dicts and Queues ``storage.py``, volumes
+``volumes.py`` and their transfers ``volume_transfer.py``, images
+``images.py``, host load ``hoststats.py``; runs, sessions and containers are
+``Agent``. What those refuse (a ``RequestError``) becomes a gRPC status here,
+in one table (``_STATUS_FOR``), which the client turns into its own errors.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import hmac
 import os
 import socket
@@ -10,14 +17,16 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, blobs
-from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
-from nbmodal_wire import pb
+from nbmodal_wire import PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, pb
 from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
-from remote_agent.images import ImageError
-from remote_agent.slurm import cluster_gpus
+from remote_agent import request_errors, runs
+from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
+from remote_agent.blobstore import BlobStore
+from remote_agent.hoststats import host_stats
+from remote_agent.images import ImageError, ImageNotFound
+from remote_agent.request_errors import RequestError
 from remote_agent.storage import StoreError
-from remote_agent.volumes import CHUNK_BYTES, hash_prefix
+from remote_agent.volume_transfer import VolumeTransfers
 
 _LIFECYCLE_OPS = (pb.CREATE, pb.LOOKUP, pb.DELETE, pb.LIST)
 
@@ -25,6 +34,8 @@ _LIFECYCLE_OPS = (pb.CREATE, pb.LOOKUP, pb.DELETE, pb.LIST)
 class AgentService(pb_grpc.AgentServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self.blobs = BlobStore(agent.blob_dir)
+        self.volume_transfers = VolumeTransfers(agent.volumes, agent.in_io_thread)
 
     async def Hello(self, request: pb.HelloRequest, context) -> pb.HelloReply:
         return pb.HelloReply(protocol_version=PROTOCOL_VERSION, agent_version=__version__,
@@ -49,23 +60,23 @@ class AgentService(pb_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     async def Attach(self, request: pb.AttachRequest, context) -> AsyncIterator[pb.RunEvent]:
-        run = self.agent.runs.get(request.run_id)
-        if run is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {request.run_id!r} on this agent")
-        async for event in run.follow(request.after_seq, request.follow):
-            yield event
+        async with _refusals_as_status(context):
+            run = self._run(request.run_id)
+            async for event in run.follow(request.after_seq, request.follow):
+                yield event
 
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.RunInfo:
-        run = self.agent.runs.get(request.run_id)
-        if run is None:
-            # Its Run call may still be on the way: it will be refused when it arrives.
-            self.agent.cancel_before_arrival(request.run_id)
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {request.run_id!r} on this agent")
-        self.agent.cancel(run, force=request.force)
-        return run.info
+        async with _refusals_as_status(context):
+            if self.agent.runs.get(request.run_id) is None:
+                # Its Run call may still be on the way: it will be refused when it arrives.
+                self.agent.cancel_before_arrival(request.run_id)
+            run = self._run(request.run_id)
+            self.agent.cancel(run, force=request.force)
+            return run.info
 
     async def GetRun(self, request: pb.RunRef, context) -> pb.RunInfo:
-        return (await self._run(request.run_id, context)).info
+        async with _refusals_as_status(context):
+            return self._run(request.run_id).info
 
     async def ListRuns(self, request: pb.ListRunsRequest, context) -> pb.RunList:
         return pb.RunList(runs=[run.info for run in self.agent.runs.list(request.limit)])
@@ -74,9 +85,10 @@ class AgentService(pb_grpc.AgentServicer):
         return pb.SessionList(sessions=self.agent.session_infos())
 
     async def StopSession(self, request: pb.SessionRef, context) -> pb.Empty:
-        if not await self.agent.pool.stop_session(request.name):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no session named {request.name!r} on this agent")
-        return pb.Empty()
+        async with _refusals_as_status(context):
+            if not await self.agent.pool.stop_session(request.name):
+                raise RequestError(f"no session named {request.name!r} on this agent", request_errors.NOT_FOUND)
+            return pb.Empty()
 
     async def FetchValue(self, request: pb.FetchValueRequest, context) -> pb.FetchValueReply:
         return await self.agent.fetch_value(request.session, request.name)
@@ -85,94 +97,82 @@ class AgentService(pb_grpc.AgentServicer):
         return pb.ContainerList(containers=self.agent.container_infos())
 
     async def StopContainer(self, request: pb.ContainerRef, context) -> pb.Empty:
-        if not await self.agent.stop_container(request.container_id):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no container {request.container_id!r} on this agent")
-        return pb.Empty()
+        async with _refusals_as_status(context):
+            if not await self.agent.stop_container(request.container_id):
+                raise RequestError(f"no container {request.container_id!r} on this agent", request_errors.NOT_FOUND)
+            return pb.Empty()
 
     async def HostStats(self, request: pb.Empty, context) -> pb.HostStatsReply:
         return host_stats()
 
     async def ListGpus(self, request: pb.Empty, context) -> pb.GpuList:
-        if self.agent.pool.slurm is not None:  # the cluster's cards, as Slurm sees them
-            return pb.GpuList(gpus=await cluster_gpus(self.agent.pool.slurm.config))
-        return pb.GpuList(gpus=self.agent.gpu_infos())
+        return pb.GpuList(gpus=await self.agent.gpu_list())
 
     async def Shutdown(self, request: pb.Empty, context) -> pb.Empty:
         self.agent.stopping.set()
         return pb.Empty()
 
+    # -- blobs ----------------------------------------------------------------
+
     async def PutBlob(self, request_iterator, context) -> pb.BlobRef:
-        blob_id = blobs.new_blob_id()
-        path = self.agent.blob_dir / blob_id
-        partial = path.with_name(path.name + ".partial")
-        size = 0
-        with open(partial, "wb") as f:
-            async for chunk in request_iterator:
-                f.write(chunk.data)
-                size += len(chunk.data)
-        os.replace(partial, path)
+        blob_id, size = await self.blobs.put(chunk.data async for chunk in request_iterator)
         return pb.BlobRef(blob_id=blob_id, size=size)
 
     async def GetBlob(self, request: pb.BlobRef, context) -> AsyncIterator[pb.BlobChunk]:
-        path = self.agent.blob_dir / request.blob_id
-        if not blobs.valid_blob_path(path):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no blob {request.blob_id!r} on this agent")
-        with open(path, "rb") as f:
-            while chunk := f.read(blobs.CHUNK_BYTES):
-                yield pb.BlobChunk(data=chunk)
-        if request.delete:
-            path.unlink(missing_ok=True)
+        async with _refusals_as_status(context):
+            async for data in self.blobs.get(request.blob_id, delete=request.delete):
+                yield pb.BlobChunk(data=data)
+
+    # -- Dicts and Queues -----------------------------------------------------
 
     async def DictCall(self, request: pb.DictRequest, context) -> pb.DictReply:
-        storage, op, name = self.agent.storage, request.op, request.name
-        try:
-            if op in _LIFECYCLE_OPS:
-                return await self._store_lifecycle("dict", request, pb.DictReply)
-            if op == pb.LEN:
-                return pb.DictReply(length=await storage.call("dict_len", name))
-            if op == pb.CLEAR:
-                await storage.call("dict_clear", name)
-                return pb.DictReply()
-            if op in (pb.GET, pb.POP, pb.CONTAINS):
-                value = await storage.call("dict_pop" if op == pb.POP else "dict_get", name, request.keys[0])
-                return pb.DictReply(found=value is not None, values=[value] if value is not None else [])
-            if op == pb.PUT:
-                stored = await storage.call("dict_put", name, list(request.keys), list(request.values),
-                                            request.skip_if_exists)
-                return pb.DictReply(found=not stored)
-            if op == pb.ITEMS:
-                items = await storage.call("dict_items", name)
-                return pb.DictReply(keys=[k for k, _ in items],
-                                    values=[] if request.keys_only else [v for _, v in items])
-        except StoreError as exc:
-            await _abort_for(exc, context)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Dict operation {op}")
+        async with _refusals_as_status(context):
+            return await self._dict_op(request)
 
     async def QueueCall(self, request: pb.QueueRequest, context) -> pb.QueueReply:
+        async with _refusals_as_status(context):
+            return await self._queue_op(request)
+
+    async def _dict_op(self, request: pb.DictRequest) -> pb.DictReply:
         storage, op, name = self.agent.storage, request.op, request.name
-        try:
-            if op in _LIFECYCLE_OPS:
-                return await self._store_lifecycle("queue", request, pb.QueueReply)
-            if op == pb.LEN:
-                return pb.QueueReply(length=await storage.call("queue_len", name, request.partition, request.total))
-            if op == pb.CLEAR:
-                await storage.call("queue_clear", name, request.partition, request.total)
-                storage.notify(name)
-                return pb.QueueReply()
-            if op == pb.PUT:
-                stored = await storage.queue_put(name, request.partition, list(request.values), request.block,
-                                                 request.timeout_s)
-                return pb.QueueReply(full=not stored)
-            if op == pb.GET:
-                values = await storage.queue_get(name, request.partition, request.count, request.block,
-                                                 request.timeout_s)
-                return pb.QueueReply(values=values, empty=not values)
-            if op == pb.ITEMS:
-                return pb.QueueReply(values=await storage.call("queue_get", name, request.partition,
-                                                               request.count, False))
-        except StoreError as exc:
-            await _abort_for(exc, context)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Queue operation {op}")
+        if op in _LIFECYCLE_OPS:
+            return await self._store_lifecycle("dict", request, pb.DictReply)
+        if op == pb.LEN:
+            return pb.DictReply(length=await storage.call("dict_len", name))
+        if op == pb.CLEAR:
+            await storage.call("dict_clear", name)
+            return pb.DictReply()
+        if op in (pb.GET, pb.POP, pb.CONTAINS):
+            value = await storage.call("dict_pop" if op == pb.POP else "dict_get", name, request.keys[0])
+            return pb.DictReply(found=value is not None, values=[value] if value is not None else [])
+        if op == pb.PUT:
+            stored = await storage.call("dict_put", name, list(request.keys), list(request.values),
+                                        request.skip_if_exists)
+            return pb.DictReply(found=not stored)
+        if op == pb.ITEMS:
+            items = await storage.call("dict_items", name)
+            return pb.DictReply(keys=[k for k, _ in items], values=[] if request.keys_only else [v for _, v in items])
+        raise StoreError(request_errors.INVALID, f"unknown Dict operation {op}")
+
+    async def _queue_op(self, request: pb.QueueRequest) -> pb.QueueReply:
+        storage, op, name = self.agent.storage, request.op, request.name
+        if op in _LIFECYCLE_OPS:
+            return await self._store_lifecycle("queue", request, pb.QueueReply)
+        if op == pb.LEN:
+            return pb.QueueReply(length=await storage.call("queue_len", name, request.partition, request.total))
+        if op == pb.CLEAR:
+            await storage.queue_clear(name, request.partition, request.total)
+            return pb.QueueReply()
+        if op == pb.PUT:
+            stored = await storage.queue_put(name, request.partition, list(request.values), request.block,
+                                             request.timeout_s)
+            return pb.QueueReply(full=not stored)
+        if op == pb.GET:
+            values = await storage.queue_get(name, request.partition, request.count, request.block, request.timeout_s)
+            return pb.QueueReply(values=values, empty=not values)
+        if op == pb.ITEMS:
+            return pb.QueueReply(values=await storage.call("queue_get", name, request.partition, request.count, False))
+        raise StoreError(request_errors.INVALID, f"unknown Queue operation {op}")
 
     async def _store_lifecycle(self, kind: str, request, reply_type):
         """CREATE, LOOKUP, DELETE and LIST of a named Dict or Queue (raises StoreError)."""
@@ -180,181 +180,122 @@ class AgentService(pb_grpc.AgentServicer):
         if op == pb.CREATE:
             return reply_type(created=await storage.call("create", kind, name, request.ephemeral))
         if op == pb.LIST:
-            return reply_type(stores=_store_infos(await storage.call("list", kind)))
-        await storage.call("lookup" if op == pb.LOOKUP else "delete", kind, name)
-        if op == pb.DELETE and kind == "queue":
-            storage.notify(name)  # blocked getters learn it is gone
+            return reply_type(stores=_store_infos(await storage.call("list_stores", kind)))
+        if op == pb.DELETE:
+            await storage.delete(kind, name)
+        else:
+            await storage.call("lookup", kind, name)
         return reply_type()
 
+    # -- volumes --------------------------------------------------------------
+
     async def VolumeCall(self, request: pb.VolumeRequest, context) -> pb.VolumeReply:
+        async with _refusals_as_status(context):
+            return await self._volume_op(request)
+
+    async def _volume_op(self, request: pb.VolumeRequest) -> pb.VolumeReply:
         volumes, io, op, name = self.agent.volumes, self.agent.in_io_thread, request.op, request.name
-        try:
-            if op == pb.VOLUME_CREATE:
-                return pb.VolumeReply(created=await io(volumes.create, name))
-            if op == pb.VOLUME_LOOKUP:
-                await io(volumes.volume_dir, name)
-            elif op == pb.VOLUME_DELETE:
-                await io(volumes.delete, name)
-            elif op == pb.VOLUME_LIST:
-                return pb.VolumeReply(stores=[pb.StoreInfo(name=n, length=used, created=created)
-                                              for n, used, created in await io(volumes.list)])
-            elif op == pb.VOLUME_LISTDIR:
-                entries = await io(volumes.listdir, name, request.path or "/", request.recursive)
-                return pb.VolumeReply(entries=[pb.VolumeEntry(path=e.path, type=e.type, size=e.size, mtime=e.mtime)
-                                               for e in entries])
-            elif op == pb.VOLUME_REMOVE:
-                await io(volumes.remove, name, request.path, request.recursive)
-            elif op == pb.VOLUME_COPY:
-                await io(volumes.copy, name, list(request.paths), request.path)
-            elif op == pb.VOLUME_RENAME:
-                await io(volumes.rename, name, request.new_name)
-            elif op == pb.VOLUME_STAT:
-                exists, size, offset, there = await io(volumes.stat_for_upload, name, request.path, request.sha256)
-                return pb.VolumeReply(file=pb.VolumeFile(name=name, path=request.path, size=size, sha256=there,
-                                                         offset=offset, exists=exists))
-            elif op == pb.VOLUME_COMMIT:
-                await io(volumes.volume_dir, name)
-                await io(os.sync)
-            else:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown Volume operation {op}")
-        except StoreError as exc:
-            await _abort_for(exc, context)
+        if op == pb.VOLUME_CREATE:
+            return pb.VolumeReply(created=await io(volumes.create, name))
+        if op == pb.VOLUME_LOOKUP:
+            await io(volumes.volume_dir, name)
+        elif op == pb.VOLUME_DELETE:
+            await io(volumes.delete, name)
+        elif op == pb.VOLUME_LIST:
+            return pb.VolumeReply(stores=[pb.StoreInfo(name=n, length=used, created=created)
+                                          for n, used, created in await io(volumes.list_volumes)])
+        elif op == pb.VOLUME_LISTDIR:
+            entries = await io(volumes.listdir, name, request.path or "/", request.recursive)
+            return pb.VolumeReply(entries=[pb.VolumeEntry(path=e.path, type=e.type, size=e.size, mtime=e.mtime)
+                                           for e in entries])
+        elif op == pb.VOLUME_REMOVE:
+            await io(volumes.remove, name, request.path, request.recursive)
+        elif op == pb.VOLUME_COPY:
+            await io(volumes.copy, name, list(request.paths), request.path)
+        elif op == pb.VOLUME_RENAME:
+            await io(volumes.rename, name, request.new_name)
+        elif op == pb.VOLUME_STAT:
+            exists, size, offset, there = await io(volumes.stat_for_upload, name, request.path, request.sha256)
+            return pb.VolumeReply(file=pb.VolumeFile(name=name, path=request.path, size=size, sha256=there,
+                                                     offset=offset, exists=exists))
+        elif op == pb.VOLUME_COMMIT:
+            await io(volumes.volume_dir, name)
+            await io(os.sync)
+        else:
+            raise StoreError(request_errors.INVALID, f"unknown Volume operation {op}")
         return pb.VolumeReply()
 
     async def VolumeUpload(self, request_iterator, context) -> pb.VolumeFile:
-        volumes, io = self.agent.volumes, self.agent.in_io_thread
-        chunks = request_iterator.__aiter__()
-        first = await chunks.__anext__()
-        meta = first.file
-        try:
-            await io(volumes.resolve, meta.name, meta.path)  # refuse a bad path before taking data
-            partial = await io(volumes.partial_path, meta.name, meta.sha256)
-        except StoreError as exc:
-            await _abort_for(exc, context)
-        there = partial.stat().st_size if partial.exists() else 0
-        if meta.offset != there:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"upload of {meta.path!r} resumes at byte {there}, not {meta.offset}")
-        digest = await io(hash_prefix, partial, there)
-        with open(partial, "ab") as f:
-            for data in [first.data] if first.data else []:
-                await io(_write_and_hash, f, digest, data)
-            async for chunk in chunks:
-                await io(_write_and_hash, f, digest, chunk.data)
-            await io(os.fsync, f.fileno())
-        if digest.hexdigest() != meta.sha256:
-            partial.unlink(missing_ok=True)
-            await context.abort(grpc.StatusCode.DATA_LOSS,
-                                f"checksum mismatch for {meta.path!r}: sent {meta.sha256}, got {digest.hexdigest()}")
-        try:
-            real = await io(volumes.finish_upload, meta.name, meta.path, partial)
-        except StoreError as exc:
-            await _abort_for(exc, context)
-        volumes.remember_checksum(real, meta.sha256)
-        return pb.VolumeFile(name=meta.name, path=meta.path, size=real.stat().st_size, sha256=meta.sha256)
+        async with _refusals_as_status(context):
+            return await self.volume_transfers.receive(request_iterator.__aiter__())
+
+    async def VolumeDownload(self, request: pb.VolumeRequest, context) -> AsyncIterator[pb.VolumeChunk]:
+        async with _refusals_as_status(context):
+            async for chunk in self.volume_transfers.send(request.name, request.path, request.offset):
+                yield chunk
 
     # -- images -------------------------------------------------------------
 
     async def BuildImage(self, request: pb.ImageSpec, context) -> AsyncIterator[pb.BuildEvent]:
-        try:
+        async with _refusals_as_status(context):
             async for event in self.agent.images.build(request):
                 yield event
-        except ImageError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def ImageCall(self, request: pb.ImageRequest, context) -> pb.ImageReply:
-        images = self.agent.images
+        async with _refusals_as_status(context):
+            return await self._image_op(request)
+
+    async def _image_op(self, request: pb.ImageRequest) -> pb.ImageReply:
+        images, io = self.agent.images, self.agent.in_io_thread
         if request.op == pb.IMAGE_LIST:
-            return pb.ImageReply(images=images.list())
+            return pb.ImageReply(images=images.list_images())
         if request.op == pb.IMAGE_MISSING_FILES:
             return pb.ImageReply(missing=images.missing_files(list(request.sha256s)))
-        try:
-            if request.op == pb.IMAGE_LOG:
-                return pb.ImageReply(log=await self.agent.in_io_thread(images.build_log, request.name_or_id))
-            if request.op == pb.IMAGE_REBUILD:
-                images.rebuild(request.name_or_id)
-                return pb.ImageReply()
-        except ImageError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        if request.op == pb.IMAGE_LOG:
+            return pb.ImageReply(log=await io(images.build_log, request.name_or_id))
+        if request.op == pb.IMAGE_REBUILD:
+            images.rebuild(request.name_or_id)
+            return pb.ImageReply()
         if request.op == pb.IMAGE_REMOVE:
-            try:
-                images.check_not_building(request.name_or_id)
-                removed = await self.agent.in_io_thread(images.remove, request.name_or_id)
-            except ImageError as exc:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            images.check_not_building(request.name_or_id)
+            removed = await io(images.remove, request.name_or_id)
             if not removed:
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"no image named {request.name_or_id!r} on this agent")
+                raise ImageNotFound(f"no image named {request.name_or_id!r} on this agent")
             return pb.ImageReply(images=[pb.ImageInfo(image_id=image_id) for image_id in removed])
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown image operation {request.op}")
+        raise ImageError(f"unknown image operation {request.op}")
 
     async def PutImageFile(self, request_iterator, context) -> pb.LocalFile:
-        io = self.agent.in_io_thread
-        partial = self.agent.images.files / f"upload-{os.getpid()}-{id(request_iterator)}.partial"
-        digest, size = hashlib.sha256(), 0
-        try:
-            with open(partial, "wb") as f:
-                async for chunk in request_iterator:
-                    await io(_write_and_hash, f, digest, chunk.data)
-                    size += len(chunk.data)
-            await io(os.replace, partial, self.agent.images.file_path(digest.hexdigest()))
-        finally:
-            partial.unlink(missing_ok=True)
-        return pb.LocalFile(sha256=digest.hexdigest(), size=size)
+        sha256, size = await self.agent.images.receive_file((chunk.data async for chunk in request_iterator),
+                                                            self.agent.in_io_thread)
+        return pb.LocalFile(sha256=sha256, size=size)
 
-    async def VolumeDownload(self, request: pb.VolumeRequest, context) -> AsyncIterator[pb.VolumeChunk]:
-        volumes, io = self.agent.volumes, self.agent.in_io_thread
-        try:
-            real = await io(volumes.resolve, request.name, request.path)
-        except StoreError as exc:
-            await _abort_for(exc, context)
-        if not real.is_file():
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no file {request.path!r} in volume {request.name!r}")
-        digest = await io(hash_prefix, real, request.offset)
-        with open(real, "rb") as f:
-            f.seek(request.offset)
-            while data := await io(_read_and_hash, f, digest):
-                yield pb.VolumeChunk(data=data)
-        yield pb.VolumeChunk(file=pb.VolumeFile(name=request.name, path=request.path, size=real.stat().st_size,
-                                                sha256=digest.hexdigest()))
-
-    async def _run(self, run_id: str, context):
+    def _run(self, run_id: str) -> runs.Run:
         run = self.agent.runs.get(run_id)
         if run is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {run_id!r} on this agent")
+            raise RequestError(f"no run {run_id!r} on this agent", request_errors.NOT_FOUND)
         return run
-
-
-def host_stats() -> pb.HostStatsReply:
-    memory = {}
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                memory[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return pb.HostStatsReply(load1=os.getloadavg()[0], cpus=os.cpu_count() or 0,
-                             memory_total=memory.get("MemTotal", 0), memory_available=memory.get("MemAvailable", 0))
-
-
-def _write_and_hash(f, digest, data: bytes) -> None:
-    f.write(data)
-    digest.update(data)
-
-
-def _read_and_hash(f, digest) -> bytes:
-    data = f.read(CHUNK_BYTES)
-    digest.update(data)
-    return data
 
 
 def _store_infos(rows) -> list[pb.StoreInfo]:
     return [pb.StoreInfo(name=n, length=length, created=created, ephemeral=eph) for n, length, created, eph in rows]
 
 
-async def _abort_for(exc: StoreError, context) -> None:
-    code = grpc.StatusCode.NOT_FOUND if exc.code == "not_found" else grpc.StatusCode.INVALID_ARGUMENT
-    await context.abort(code, str(exc))
+# What each kind of refusal is on the wire; the client maps these statuses to its own errors.
+_STATUS_FOR = {
+    request_errors.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    request_errors.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    request_errors.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
+    request_errors.CORRUPT: grpc.StatusCode.DATA_LOSS,
+}
+
+
+@contextlib.asynccontextmanager
+async def _refusals_as_status(context) -> AsyncIterator[None]:
+    """Ends the call with the status of a ``RequestError`` raised inside (any other error stays a bug)."""
+    try:
+        yield
+    except RequestError as exc:
+        await context.abort(_STATUS_FOR[exc.code], str(exc))
 
 
 # What a container's own token may call: its host's storage, nothing that runs code or reads runs.

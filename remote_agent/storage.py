@@ -10,14 +10,13 @@ wait on the event loop, woken by the operations that change their queue.
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nbmodal_wire import names
-
+from remote_agent.request_errors import RequestError
 
 DICT_KEY_MAX = 64 * 1024
 DICT_VALUE_MAX = 16 * 1024 * 1024
@@ -26,12 +25,11 @@ QUEUE_PARTITION_MAX_ITEMS = 100_000
 EPHEMERAL_MAX_AGE_S = 24 * 3600
 
 
-class StoreError(Exception):
-    """Bad input or a missing store; ``code`` is "not_found" or "invalid"."""
+class StoreError(RequestError):
+    """Bad input or a missing store, volume or file; ``code`` is one of ``request_errors.CODES``."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 def check_name(kind: str, name: str) -> None:
@@ -88,7 +86,7 @@ class Storage:
             table, column = ("dict_items", "dict") if kind == "dict" else ("queue_items", "queue")
             self.db.execute(f"DELETE FROM {table} WHERE {column}=?", (name,))
 
-    def list(self, kind: str) -> list[tuple[str, int, float, bool]]:
+    def list_stores(self, kind: str) -> list[tuple[str, int, float, bool]]:
         table, column = ("dict_items", "dict") if kind == "dict" else ("queue_items", "queue")
         return [(n, length, created, bool(eph)) for n, created, eph, length in self.db.execute(
             f"SELECT name, created, ephemeral, (SELECT COUNT(*) FROM {table} WHERE {column}=stores.name) "
@@ -219,15 +217,25 @@ class AsyncStorage:
         self._changed: dict[str, list[asyncio.Future]] = {}
 
     async def call(self, method: str, *args):
+        """Run one ``Storage`` method on the storage thread (use the methods below for queue changes)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, getattr(self.store, method), *args)
 
-    def notify(self, queue: str) -> None:
+    async def delete(self, kind: str, name: str) -> None:
+        await self.call("delete", kind, name)
+        if kind == "queue":
+            self._notify(name)  # blocked getters learn it is gone
+
+    async def queue_clear(self, name: str, partition: str, total: bool) -> None:
+        await self.call("queue_clear", name, partition, total)
+        self._notify(name)  # room for blocked puts
+
+    def _notify(self, queue: str) -> None:
         """Wake blocked gets and puts of a queue after it changed."""
         for waiter in self._changed.pop(queue, []):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait_for_change(self, queue: str, deadline: float | None) -> bool:
+    async def _wait_for_change(self, queue: str, deadline: float | None) -> bool:
         """Wait until the queue changes; False if the deadline passes first."""
         waiter = asyncio.get_running_loop().create_future()
         self._changed.setdefault(queue, []).append(waiter)
@@ -243,21 +251,21 @@ class AsyncStorage:
         while True:
             values = await self.call("queue_get", name, partition, count)
             if values:
-                self.notify(name)  # room for blocked puts
+                self._notify(name)  # room for blocked puts
                 return values
             if not block or (deadline is not None and time.monotonic() >= deadline):
                 return []
-            await self.wait_for_change(name, deadline)
+            await self._wait_for_change(name, deadline)
 
     async def queue_put(self, name: str, partition: str, values: list[bytes], block: bool, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s if block and timeout_s > 0 else None
         while True:
             if await self.call("queue_put", name, partition, values):
-                self.notify(name)
+                self._notify(name)
                 return True
             if not block or (deadline is not None and time.monotonic() >= deadline):
                 return False
-            await self.wait_for_change(name, deadline)
+            await self._wait_for_change(name, deadline)
 
     def close(self) -> None:
         self._thread.submit(self.store.db.close).result()

@@ -4,11 +4,13 @@ A volume is ``volumes/<name>/`` in the agent's state dir. Every path a client
 names is resolved inside it: ``..``, NUL bytes and symlinks that lead out of
 the volume are refused, so nothing outside a volume is ever read or written.
 
-Transfers stream in chunks and are checked end to end with SHA-256. An upload
-goes to ``.partial/<volume>/<sha256>`` first and is renamed into place once
-its checksum matches, so an interrupted upload resumes where it stopped and a
-half-written file is never visible. Checksums of files written through the
-API are remembered, so an upload of content that is already there is skipped.
+This module is the store: volumes, paths, listing, removing, copying, and the
+store's side of an upload (where its partial file is, what is there already,
+moving it into place). The transfer protocol itself, resumable and checked
+with SHA-256, is ``volume_transfer.py``. An upload goes to
+``.partial/<volume>/<sha256>`` first and is renamed into place once its
+checksum matches. Checksums of files written through the API are remembered,
+so an upload of content that is already there is skipped.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class VolumeStore:
             raise StoreError("invalid", f"a volume named {new_name!r} already exists")
         source.rename(self.root / new_name)
 
-    def list(self) -> list[tuple[str, int, float]]:
+    def list_volumes(self) -> list[tuple[str, int, float]]:
         """(name, bytes used, created) of each volume."""
         volumes = []
         for path in sorted(self.root.iterdir()):
@@ -188,15 +190,3 @@ class VolumeStore:
         info = real.stat()
         self._checksums[(str(real), info.st_size, info.st_mtime_ns)] = sha256
 
-
-def hash_prefix(path: Path, length: int) -> hashlib._Hash:
-    """SHA-256 state after the first ``length`` bytes of a file (to resume an upload)."""
-    digest = hashlib.sha256()
-    if length == 0:
-        return digest
-    with open(path, "rb") as f:
-        remaining = length
-        while remaining and (chunk := f.read(min(CHUNK_BYTES, remaining))):
-            digest.update(chunk)
-            remaining -= len(chunk)
-    return digest

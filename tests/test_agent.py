@@ -21,6 +21,8 @@ from nbmodal._runtime.local_agent import AgentAddress, read_agent_json
 from nbmodal_wire import PROTOCOL_VERSION, pb
 from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
 
+pytestmark = pytest.mark.agent
+
 
 def test_agent_json_is_private_and_names_a_live_agent(agent_address, nbmodal_home):
     path = nbmodal_home / "agent" / "agent.json"
@@ -108,7 +110,7 @@ def test_a_cancel_that_overtakes_its_submit_still_stops_the_run(agent_address):
     # A client registers a run id, then cancels it before its Run call reaches the agent.
     client = AgentClient(agent_address)
     run_id = "r-0badcafe"
-    with pytest.raises(KeyError, match="no run 'r-0badcafe'"):
+    with pytest.raises(nbmodal.NotFoundError, match="no run 'r-0badcafe'"):
         client.cancel(run_id, force=True)
     request = pb.RunRequest(kind=pb.CELL, run_id=run_id, label="late submit", code="import time; time.sleep(60)")
     events = list(client.run(request))

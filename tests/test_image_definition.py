@@ -19,6 +19,8 @@ from nbmodal.image import PYTHON_SOURCE_ROOT, Image
 from nbmodal.image_cell import parse_image_cell
 from wheelhouse import build_wheel
 
+pytestmark = pytest.mark.unit
+
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

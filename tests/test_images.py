@@ -17,6 +17,8 @@ from notebooks import run_cells
 from nbmodal_wire import pb
 from wheelhouse import build_wheel
 
+pytestmark = pytest.mark.agent
+
 app = nbmodal.App("images")
 
 
@@ -82,7 +84,7 @@ def test_a_bad_step_fails_the_build_with_its_message_and_caches_nothing_of_it(wh
     assert "step 3" in text and message in text
     assert "cache is as it was" in text
     images = AgentClient(agent_address).image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images
-    assert any(i.state == "failed" and i.name == "broken" for i in images)
+    assert any(i.state == pb.IMAGE_FAILED and i.name == "broken" for i in images)
     # Nothing half-built: the same image fails again the same way, it isn't found built.
     with pytest.raises(nbmodal.ImageBuildError):
         build(image, "broken")

@@ -19,6 +19,8 @@ from nbmodal._runtime.local_agent import read_agent_json
 from nbmodal.volume import CHUNK_BYTES, file_sha256, upload_file
 from nbmodal_wire import pb
 
+pytestmark = pytest.mark.agent
+
 
 @pytest.fixture()
 def vol():

@@ -13,11 +13,9 @@ import grpc
 import grpc.experimental
 
 from nbmodal._runtime.local_agent import AgentAddress
-from nbmodal.exceptions import AgentError, AgentLostError, VersionMismatchError
-from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__
-from nbmodal_wire import pb
+from nbmodal.exceptions import AgentError, AgentLostError, NotFoundError, VersionMismatchError
+from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, pb
 from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
-
 
 CLIENT_PYTHON = "%d.%d" % sys.version_info[:2]
 # Run and Attach streams are read by one thread: gRPC's single-threaded
@@ -165,6 +163,8 @@ class AgentClient:
 
 
 def translate_rpc_error(exc: grpc.RpcError, client: AgentClient) -> Exception:
+    """The exception a failed call raises in the notebook: ``NotFoundError`` for what isn't on the agent,
+    ``ValueError`` for a request it refused, ``AgentLostError`` when the agent is gone."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -175,7 +175,7 @@ def translate_rpc_error(exc: grpc.RpcError, client: AgentClient) -> Exception:
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AgentError(f"the {client.label} refused this client: {details}")
     if code == grpc.StatusCode.NOT_FOUND:
-        return KeyError(details)
+        return NotFoundError(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValueError(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

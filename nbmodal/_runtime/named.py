@@ -6,18 +6,20 @@ import abc
 import contextlib
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from nbmodal._runtime.connection import storage_connection
-from nbmodal.exceptions import NotFoundError
+
+# The operation enum of a kind's requests (pb.StoreOp for Dicts and Queues, pb.VolumeOp for Volumes).
+Op = TypeVar("Op", bound=int)
 
 
-class NamedObject(abc.ABC):
+class NamedObject(abc.ABC, Generic[Op]):
     """Base of ``Dict``, ``Queue`` and ``Volume``: ``from_name``, ``ephemeral``, ``delete``."""
 
-    _CREATE: int
-    _LOOKUP: int
-    _DELETE: int
+    _CREATE: Op
+    _LOOKUP: Op
+    _DELETE: Op
 
     def __init__(self, name: str, host: str | None = None) -> None:
         self.name = name
@@ -57,15 +59,12 @@ class NamedObject(abc.ABC):
         """Delete the object called ``name`` and everything in it."""
         cls(name, host)._call(cls._DELETE)
 
-    def _call(self, op: int, **fields: Any):
-        client = storage_connection(self.host).client()
-        try:
-            return self._send(client, op, fields)
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from None
+    def _call(self, op: Op, **fields: Any):
+        """One request to the host's agent; a missing store raises ``NotFoundError``."""
+        return self._send(storage_connection(self.host).client(), op, fields)
 
     @abc.abstractmethod
-    def _send(self, client, op: int, fields: dict[str, Any]):
+    def _send(self, client, op: Op, fields: dict[str, Any]):
         """Send one request of this kind's message type."""
 
     def __reduce__(self):

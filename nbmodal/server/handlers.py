@@ -14,6 +14,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from nbmodal.exceptions import NotFoundError
 from nbmodal.server.dashboard import Dashboard, HostUnavailable
 
 _NAME = r"([^/]+)"
@@ -27,9 +28,9 @@ class _Handler(APIHandler):
         """Call ``method`` in a thread and write its JSON, or a JSON error with a fitting status."""
         try:
             result = await IOLoop.current().run_in_executor(None, method, *args)
-        except KeyError as exc:  # not found on the agent
+        except NotFoundError as exc:  # not on the agent
             self.set_status(404)
-            result = {"error": exc.args[0] if exc.args else str(exc)}
+            result = {"error": str(exc)}
         except (ValueError, HostUnavailable) as exc:
             self.set_status(400 if isinstance(exc, ValueError) else 503)
             result = {"error": str(exc)}
@@ -82,7 +83,7 @@ class VolumeDownloadHandler(_Handler):
         try:
             await IOLoop.current().run_in_executor(None, self.dashboard.volume_file, host, name, path, buffer)
         except Exception as exc:
-            self.set_status(404 if isinstance(exc, (KeyError, FileNotFoundError)) else 502)
+            self.set_status(404 if isinstance(exc, (NotFoundError, FileNotFoundError)) else 502)
             self.finish(json.dumps({"error": str(exc)}))
             return
         self.set_header("Content-Type", "application/octet-stream")
