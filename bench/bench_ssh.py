@@ -101,10 +101,13 @@ def main() -> None:
             def client(self):
                 return direct_client
 
-        transfer = BlobTransfer(direct_client, on_agent_machine=False)
+        from nbmodal._runtime.invocation import RunTarget, call_request
+
+        target = RunTarget(Direct(), direct_client, trivial.spec, BlobTransfer(direct_client, on_agent_machine=False))
 
         def direct_call():
-            RunFollower(Direct(), StreamSink(), 10).start(trivial._request(transfer, (), {}, detach=False))
+            request = call_request(target, trivial.name, (trivial.raw_f, (), {}), trivial.run_options())
+            RunFollower(Direct(), StreamSink(), 10).start(request)
 
         direct = timed_calls(direct_call, 1000, 100)
         result.update(tunnel_rtt_p50_ms=round(pct(tunnel, 50), 3), tunnel_rtt_p99_ms=round(pct(tunnel, 99), 3),

@@ -16,19 +16,28 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from nbmodal import serialization
-from nbmodal._runtime.client import CLIENT_PYTHON
-from nbmodal._runtime.connection import locate_run, place, run_hosts
+from nbmodal._runtime.connection import locate_run
 from nbmodal._runtime.execution import RunFollower
-from nbmodal._runtime.fanout import MapRunner, Retries
-from nbmodal._runtime.images import spec_with_image
+from nbmodal._runtime.fanout import DEFAULT_MAX_CONTAINERS, MapRunner, Retries
+from nbmodal._runtime.invocation import (
+    RunOptions,
+    RunTarget,
+    batch_request,
+    call_request,
+    container_spec,
+    follow,
+    follower,
+    resolve_target,
+    submit,
+)
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
+from nbmodal.exceptions import RunLostError
 from nbmodal.output import default_sink
-from nbmodal.remote_cell import check_python_versions, container_spec
 from nbmodal.results import function_result, raise_for_state
+from nbmodal_wire import pb
 from nbmodal_wire.gpu_request import parse_gpu_request
 from nbmodal_wire.names import check_mount_path
-from nbmodal_wire import pb
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,7 +48,7 @@ class _WithAio:
 
     def __init__(self, method: Callable) -> None:
         self._method = method
-        functools.update_wrapper(self, method)
+        functools.update_wrapper(self, method)  # type: ignore[arg-type]  # a descriptor that wraps, not a callable
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
@@ -149,34 +158,23 @@ class Function(Generic[P, R]):
         self.spec.min_containers, self.spec.buffer_containers = min_containers, buffer_containers
         self.app = app
         self.timeout = timeout or 0.0
-        self.name = name or getattr(fn, "__qualname__", repr(fn))
+        self.name: str = name or str(getattr(fn, "__qualname__", repr(fn)))
         functools.update_wrapper(self, fn)
 
-    def _connect(self):
-        """Where its next run goes, and the spec to run it with there (its image built there first)."""
-        connection = place(self.host, spec=self.spec)
-        client = connection.client()
-        check_python_versions(client, self.image)
-        return connection, client, self.spec_on(connection)
+    def run_options(self, detach: bool = False) -> RunOptions:
+        """The options of each run of this function (a map's batches get them too)."""
+        return RunOptions(timeout_s=self.timeout, detach=detach)
 
-    def spec_on(self, connection) -> pb.ContainerSpec:
-        return spec_with_image(self.spec, self.image, connection, default_sink())
-
-    def _request(self, transfer: BlobTransfer, args: tuple, kwargs: dict, detach: bool,
-                 spec: pb.ContainerSpec) -> pb.RunRequest:
-        payload, payload_blob = transfer.pack((self.raw_f, args, kwargs))
-        return pb.RunRequest(kind=pb.FUNCTION, label=f"{self.name}()", payload=payload, payload_blob=payload_blob,
-                             spec=spec,
-                             timeout_s=self.timeout, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
-                             detach=detach, client_python=CLIENT_PYTHON)
+    def resolve(self) -> RunTarget:
+        """Where its next run goes, ready to run there (its image built there first)."""
+        return resolve_target(host=self.host, spec=self.spec, image=self.image, sink=default_sink())
 
     @_WithAio
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on the agent and return its result (its prints stream here)."""
-        connection, client, spec = self._connect()
-        transfer = BlobTransfer.for_connection(connection, client)
-        finished = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S).start(
-            self._request(transfer, args, kwargs, detach=False, spec=spec))
+        target = self.resolve()
+        request = call_request(target, self.name, (self.raw_f, args, kwargs), self.run_options())
+        finished, transfer = follow(target, request, default_sink())
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
 
@@ -188,33 +186,31 @@ class Function(Generic[P, R]):
             for step, loss in train_steps.remote_gen(cfg):
                 print(step, loss)
         """
-        connection, client, spec = self._connect()
-        transfer = BlobTransfer.for_connection(connection, client)
-        request = self._request(transfer, args, kwargs, detach=False, spec=spec)
-        request.generator = True
+        target = self.resolve()
+        request = call_request(target, self.name, (self.raw_f, args, kwargs), self.run_options(), generator=True)
         events: queue.Queue = queue.Queue()
-        follower = RunFollower(connection, _QueueSink(events), DEFAULT_CANCEL_GRACE_S)
+        run_follower = follower(target, request, _QueueSink(events))
         outcome: dict[str, Any] = {}
 
-        def follow() -> None:
+        def follow_items() -> None:
             try:
-                outcome["finished"] = follower.start(request)
+                outcome["finished"] = run_follower.start(request)
             except BaseException as exc:  # reported in the caller's thread
                 outcome["error"] = exc
             events.put(None)
 
-        threading.Thread(target=follow, name=f"nbmodal-gen-{self.name}", daemon=True).start()
+        threading.Thread(target=follow_items, name=f"nbmodal-gen-{self.name}", daemon=True).start()
         sink = default_sink()
         try:
             while (event := events.get()) is not None:
                 kind, payload = event
                 if kind == "item":
-                    yield transfer.fetch(payload.blob) if payload.blob else serialization.loads(payload.value)
+                    yield target.transfer.fetch(payload.blob) if payload.blob else serialization.loads(payload.value)
                 else:
                     getattr(sink, kind)(*payload)
         except (KeyboardInterrupt, GeneratorExit):
-            if follower.run_id:
-                client.cancel(follower.run_id)  # the consumer stopped: so does the generator
+            if run_follower.run_id:
+                target.client.cancel(run_follower.run_id)  # the consumer stopped: so does the generator
             raise
         finally:
             sink.close()
@@ -233,34 +229,26 @@ class Function(Generic[P, R]):
             losses = list(run)
             print(run.logs(0))
         """
-        inputs = [(args, {}) for args in zip(*iterables)]
+        inputs: list[tuple[tuple, dict]] = [(args, {}) for args in zip(*iterables)]
         return MapRunner(self, inputs, order_outputs, return_exceptions)
 
     def starmap(self, input_iterator: Any, *, kwargs: dict | None = None, order_outputs: bool = True,
                 return_exceptions: bool = False) -> MapRunner:
         """Like ``map``, with each item a tuple of arguments."""
-        inputs = [(tuple(args), dict(kwargs or {})) for args in input_iterator]
+        inputs: list[tuple[tuple, dict]] = [(tuple(args), dict(kwargs or {})) for args in input_iterator]
         return MapRunner(self, inputs, order_outputs, return_exceptions)
 
     def spawn_map(self, *iterables: Any) -> None:
         """Start the function on each input and return at once; the runs belong to the agent (they go
         on if this kernel stops). Use it for effects (write to a Volume, a Dict, a Queue)."""
-        from remote_agent.worker.batch import run_batch
-
-        inputs = [(index, args, {}) for index, args in enumerate(zip(*iterables))]
+        inputs: list[tuple[int, tuple, dict]] = [(index, args, {}) for index, args in enumerate(zip(*iterables))]
         if not inputs:
             return
-        connection, client, spec = self._connect()
-        transfer = BlobTransfer.for_connection(connection, client)
-        batches = min(len(inputs), self.max_containers or 8)  # at most that many containers at once
+        target = self.resolve()
+        batches = min(len(inputs), self.max_containers or DEFAULT_MAX_CONTAINERS)  # that many containers at once
         for part in range(batches):
-            chunk = inputs[part::batches]
-            payload, payload_blob = transfer.pack((run_batch, (self.raw_f, chunk, self.max_inputs, self.timeout), {}))
-            info = client.submit(pb.RunRequest(
-                kind=pb.FUNCTION, label=f"{self.name}() × {len(chunk)}", payload=payload,
-                payload_blob=payload_blob, spec=spec, cancel_grace_s=DEFAULT_CANCEL_GRACE_S,
-                detach=True, client_python=CLIENT_PYTHON))
-            run_hosts[info.run_id] = connection.name
+            submit(target, batch_request(target, self.name, self.raw_f, inputs[part::batches], self.max_inputs,
+                                         self.run_options(detach=True)))
 
     def for_each(self, *iterables: Any, ignore_exceptions: bool = False) -> None:
         """Run the function on each input for its effects; waits for all of them."""
@@ -277,10 +265,9 @@ class Function(Generic[P, R]):
     @_WithAio
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start the function on the agent and return at once; ``.get()`` waits for the result."""
-        connection, client, spec = self._connect()
-        info = client.submit(self._request(BlobTransfer.for_connection(connection, client), args, kwargs,
-                                           detach=True, spec=spec))
-        run_hosts[info.run_id] = connection.name
+        target = self.resolve()
+        info = submit(target, call_request(target, self.name, (self.raw_f, args, kwargs),
+                                           self.run_options(detach=True)))
         return FunctionCall(info.run_id)
 
     def __repr__(self) -> str:
@@ -293,8 +280,8 @@ class _QueueSink:
     def __init__(self, events: queue.Queue) -> None:
         self.events = events
 
-    def output(self, stream: int, data: bytes) -> None:
-        self.events.put(("output", (stream, data)))
+    def output(self, stream: int, text: str) -> None:
+        self.events.put(("output", (stream, text)))
 
     def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
         self.events.put(("display", (data, metadata, execute_result)))
@@ -329,19 +316,24 @@ class FunctionCall(Generic[R]):
         Raises ``TimeoutError`` if the run hasn't finished within ``timeout`` seconds
         (the run goes on).
         """
-        if self._finished is None:
+        finished = self._finished
+        if finished is None:
             connection = locate_run(self.object_id)
             follower = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)
             try:
-                self._finished = follower.attach(self.object_id, self._seen_seq, timeout=timeout)
+                finished = follower.attach(self.object_id, self._seen_seq, timeout=timeout)
             except TimeoutError:
                 raise TimeoutError(f"function call {self.object_id} has not finished after {timeout:g} s") from None
             finally:
                 self._seen_seq = follower.last_seq
-            raise_for_state(self._finished)
+            if finished is None:  # a followed attach ends with the run's end (or raises)
+                raise RunLostError(f"function call {self.object_id} ended without a result; see `nbmodal runs`")
+            self._finished = finished
+            raise_for_state(finished)
             # A spawned call's result is kept by the agent until fetched here.
-            self._result = function_result(self._finished, BlobTransfer.for_connection(connection, follower.client).fetch)
-        raise_for_state(self._finished)
+            transfer = BlobTransfer.for_connection(connection, follower.client)
+            self._result = function_result(finished, transfer.fetch)
+        raise_for_state(finished)
         return self._result
 
     @_WithAio

@@ -34,7 +34,7 @@ _NO_DEFAULT = object()
 
 def _role(role: str) -> Callable[[Callable], Callable]:
     def mark(fn: Callable) -> Callable:
-        fn._nbmodal_role = role
+        fn._nbmodal_role = role  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -107,12 +107,13 @@ class ClsInstance:
             function = Function(partial(call_method, cls.user_cls, parameters, name, self._key), None,
                                 name=f"{cls.user_cls.__name__}.{name}", **cls.options)
             function.spec.env["NBMODAL_CLS_INSTANCE"] = self._key
-            function.local = partial(self._local, name)
+            function.local = partial(self._local, name)  # type: ignore[method-assign]  # runs on a local instance
             setattr(self, name, function)
 
     def _local(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run the method here, on a local instance (with ``@enter`` run first)."""
-        instance = self._cls.user_cls.__new__(self._cls.user_cls)
+        user_cls: Any = self._cls.user_cls
+        instance = user_cls.__new__(user_cls)
         for key, value in self._parameters.items():
             setattr(instance, key, value)
         for attr in dir(instance):

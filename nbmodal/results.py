@@ -9,10 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from nbmodal import serialization
-from nbmodal.exceptions import (GpuUnavailableError, ImageBuildError, RemoteError, ResourcesUnavailableError,
-                                RunLostError, SlurmJobError)
+from nbmodal.exceptions import (
+    GpuUnavailableError,
+    ImageBuildError,
+    RemoteError,
+    ResourcesUnavailableError,
+    RunLostError,
+    SlurmJobError,
+)
 from nbmodal_wire import pb
-
 
 # Errors the agent reports by kind (it has no pickled exception for them).
 _AGENT_ERRORS = {pb.ERROR_GPU_UNAVAILABLE: GpuUnavailableError, pb.ERROR_CONTAINER_DIED: RunLostError,
@@ -107,7 +112,15 @@ def raise_for_state(finished: pb.RunFinished) -> None:
     raise rebuild_exception(finished.error)
 
 
+def rebuild_error_record(record: bytes) -> BaseException:
+    """The exception of a failed map input: its record is a serialized ``pb.ErrorInfo``, the error
+    record of a single run, so it is rebuilt exactly as a single run's failure is."""
+    return rebuild_exception(pb.ErrorInfo.FromString(record))
+
+
 def rebuild_exception(error: pb.ErrorInfo) -> BaseException:
+    """The exception a run's error record describes: the same type where this kernel can rebuild it,
+    with the remote traceback shown instead of nbmodal's frames."""
     exc: Any = None
     if error.exception:
         try:

@@ -10,6 +10,8 @@ import pytest
 
 import nbmodal
 
+pytestmark = pytest.mark.agent
+
 app = nbmodal.App("tests")
 
 

@@ -6,6 +6,8 @@ import pytest
 
 import nbmodal
 
+pytestmark = pytest.mark.agent
+
 app = nbmodal.App("classes")
 
 

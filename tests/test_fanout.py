@@ -6,9 +6,12 @@ import textwrap
 import time
 
 import pytest
+from kernels import kernel
 
 import nbmodal
-from kernels import kernel
+from nbmodal_wire import pb
+
+pytestmark = pytest.mark.agent
 
 app = nbmodal.App("fanout")
 
@@ -166,10 +169,10 @@ def test_buffer_containers_wait_idle_while_the_function_is_in_use():
     call = busy.spawn(6)
     client = get_client()
     deadline = time.monotonic() + 5
-    while not any(c.spec == busy.spec and c.state == "idle" for c in client.list_containers()):
+    while not any(c.spec == busy.spec and c.state == pb.CONTAINER_IDLE for c in client.list_containers()):
         assert time.monotonic() < deadline, "no idle buffer container while the function ran"
         time.sleep(0.2)
-    assert any(c.spec == busy.spec and c.state == "busy" for c in client.list_containers())
+    assert any(c.spec == busy.spec and c.state == pb.CONTAINER_BUSY for c in client.list_containers())
     call.get(timeout=30)
 
 
@@ -255,6 +258,6 @@ def test_stopping_a_map_early_cancels_its_batches():
     run.close()  # what a `break` or an interrupt does to the map
     assert time.monotonic() - started < 15
     deadline = time.monotonic() + 10
-    while any(c.state == "busy" for c in get_client().list_containers()):
+    while any(c.state == pb.CONTAINER_BUSY for c in get_client().list_containers()):
         assert time.monotonic() < deadline, "the map's other batches kept running"
         time.sleep(0.2)

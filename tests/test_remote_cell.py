@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
+
 from notebooks import run_cells
+
+pytestmark = pytest.mark.agent
 
 
 def test_inputs_travel_by_value_and_by_name(tmp_path):

@@ -12,13 +12,19 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING, cast
 
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json
-from nbmodal.exceptions import AgentLostError, GpuUnavailableError
+from nbmodal.exceptions import AgentLostError, GpuUnavailableError, NotFoundError
 from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
 from nbmodal_wire import pb
 from nbmodal_wire.gpu_request import Gpu, describe, gpu_matches, parse_gpu_request
+
+if TYPE_CHECKING:
+    from nbmodal._runtime.ssh import SSHConnection
+    from nbmodal._runtime.tunnel import LocalForwarder
+    from nbmodal_wire.agent_file import AgentFile
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +77,9 @@ class HostConnection:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.ssh = None
-        self._forwarder = None
-        self._agent = None
+        self.ssh: SSHConnection | None = None
+        self._forwarder: LocalForwarder | None = None
+        self._agent: AgentFile | None = None  # the agent.json of the host's agent we forward to
         self._client: AgentClient | None = None
         self._lock = threading.RLock()
 
@@ -91,18 +97,18 @@ class HostConnection:
         host = get_host(self.name)
         if self.ssh is not None:
             self.ssh.close()
-        self.ssh = SSHConnection.open(host, accept_new_host_key)
-        agent = None
-        if self._agent is not None:  # a reconnect: the agent we knew usually still runs
-            running = bootstrap.read_agent_json(self.ssh)
-            if running is not None and running.pid == self._agent.pid:
+        ssh = self.ssh = SSHConnection.open(host, accept_new_host_key)
+        known, agent = self._agent, None
+        if known is not None:  # a reconnect: the agent we knew usually still runs
+            running = bootstrap.read_agent_json(ssh)
+            if running is not None and running.pid == known.pid:
                 agent = running
-        agent = agent or bootstrap.ensure_agent(self.ssh)
+        agent = agent or bootstrap.ensure_agent(ssh)
         if self._forwarder is None:
             self._forwarder = LocalForwarder(self._open_agent_channel, self.name)
         else:
             self._forwarder.drop_connections()  # they rode the old transport
-        if self._client is None or agent.pid != self._agent.pid or agent.port != self._agent.port:
+        if self._client is None or known is None or agent.pid != known.pid or agent.port != known.port:
             if self._client is not None:
                 self._client.close()
             self._agent = agent
@@ -114,11 +120,17 @@ class HostConnection:
     def _agent_answers(self) -> bool:
         from nbmodal._runtime import bootstrap
 
-        running = bootstrap.read_agent_json(self.ssh)
-        return running is not None and running.pid == self._agent.pid
+        ssh, agent = self.ssh, self._agent
+        if ssh is None or agent is None:
+            return False
+        running = bootstrap.read_agent_json(ssh)
+        return running is not None and running.pid == agent.pid
 
     def _open_agent_channel(self):
-        return self.ssh.open_forward(self._agent.port)
+        ssh, agent = self.ssh, self._agent
+        if ssh is None or agent is None:
+            raise OSError(f"host {self.name} is not connected")
+        return ssh.open_forward(agent.port)
 
     def recover(self, lost: AgentLostError) -> AgentClient:
         """Reconnect with backoff; the host's agent kept running meanwhile."""
@@ -206,7 +218,8 @@ def connection(name: str | None = None) -> LocalConnection | HostConnection:
             if name != LOCAL:
                 get_host(name)  # a clear error for an unknown host
             _connections[name] = LocalConnection() if name == LOCAL else HostConnection(name)
-        return _connections[name]
+        # Only storage_connection() files a ContainerConnection, and only inside a container.
+        return cast(LocalConnection | HostConnection, _connections[name])
 
 
 def get_client(host: str | None = None) -> AgentClient:
@@ -216,7 +229,7 @@ def get_client(host: str | None = None) -> AgentClient:
 
 def existing_client() -> AgentClient | None:
     """A client of the running local agent, without starting one."""
-    return connection(LOCAL).existing_client()
+    return cast(LocalConnection, connection(LOCAL)).existing_client()
 
 
 def forget(name: str) -> None:
@@ -308,12 +321,12 @@ def locate_run(run_id: str) -> LocalConnection | HostConnection:
     for name in candidates:
         conn = connection(name)
         try:
-            client = conn.existing_client() if name == LOCAL else conn.client()
+            client = existing_client() if name == LOCAL else conn.client()
             if client is None:
                 continue
             client.get_run(run_id)
-        except (KeyError, HostError, AgentLostError):
+        except (NotFoundError, HostError, AgentLostError):
             continue
         run_hosts[run_id] = name
         return conn
-    raise KeyError(f"no run {run_id!r} on {', '.join(candidates)} (see `nbmodal runs`)")
+    raise NotFoundError(f"no run {run_id!r} on {', '.join(candidates)} (see `nbmodal runs`)")

@@ -20,12 +20,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from nbmodal._runtime.client import CLIENT_PYTHON
+from nbmodal._runtime.invocation import RunTarget, batch_request, follow, spread_targets
 from nbmodal.exceptions import RemoteError, RunLostError
-from nbmodal.output import LineRedraws, visible_line
-from nbmodal_wire import pb
-from nbmodal_wire.names import new_run_id
-from remote_agent.worker.batch import run_batch
+from nbmodal.output import LineRedraws, default_sink, visible_line
+from nbmodal.results import function_result, raise_for_state, rebuild_error_record
 
 DEFAULT_MAX_CONTAINERS = 8
 MAX_BATCH = 256
@@ -136,7 +134,6 @@ class MapRunner:
         self.input_logs: dict[int, list[str]] = {}  # the output of each input, as its batch ran it
         self._started = False
         self._running: dict[str, Any] = {}  # run id -> connection, of the batches in flight
-        self._specs: dict[str, pb.ContainerSpec] = {}  # host -> the spec with its image id there
         self._running_lock = threading.Lock()
         self._stopping = False  # set once the map stops early: batches not yet submitted never start
 
@@ -147,18 +144,16 @@ class MapRunner:
         return self._run()
 
     def _run(self) -> Iterator[Any]:
-        from nbmodal._runtime.connection import spread
-
-        connections = spread(self.function.host, self.function.spec)
-        self._specs = {conn.name: self.function.spec_on(conn) for conn in connections}  # images built first
-        busy = {conn.name: 0 for conn in connections}  # batches in flight per host
+        targets = spread_targets(host=self.function.host, spec=self.function.spec, image=self.function.image,
+                                 sink=default_sink())  # images built first
+        busy = {target.connection.name: 0 for target in targets}  # batches in flight per host
         pending = deque((i, 0) for i in range(len(self.inputs)))  # (input index, attempts so far)
         results: dict[int, tuple[bool, Any]] = {}
         not_before: dict[int, float] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="nbmodal-map") as pool:
             in_flight: dict[Future, list[tuple[int, int]]] = {}
             try:
-                yield from self._schedule(pool, in_flight, connections, busy, pending, results, not_before)
+                yield from self._schedule(pool, in_flight, targets, busy, pending, results, not_before)
             except BaseException:  # an interrupt or an error raised here: stop the batches still running
                 self._cancel_running()
                 raise
@@ -166,7 +161,7 @@ class MapRunner:
         if self.output_tail:
             print("[nbmodal] last lines of the map's output:\n" + "".join(self.output_tail), end="")
 
-    def _schedule(self, pool, in_flight, connections, busy, pending, results, not_before) -> Iterator[Any]:
+    def _schedule(self, pool, in_flight, targets, busy, pending, results, not_before) -> Iterator[Any]:
         """Keep batches in flight on the least busy hosts, retry what failed, yield what came back."""
         next_to_yield = 0
         while pending or in_flight:
@@ -174,10 +169,11 @@ class MapRunner:
                 batch = self._take_batch(pending, not_before)
                 if not batch:
                     break
-                connection = min(connections, key=lambda c: busy[c.name])  # the least busy host
-                busy[connection.name] += 1
-                future = pool.submit(self._run_batch, connection, batch)
-                future.add_done_callback(lambda _, name=connection.name: busy.__setitem__(name, busy[name] - 1))
+                target = min(targets, key=lambda t: busy[t.connection.name])  # the least busy host
+                name = target.connection.name
+                busy[name] += 1
+                future = pool.submit(self._run_batch, target, batch)
+                future.add_done_callback(lambda _, name=name: busy.__setitem__(name, busy[name] - 1))
                 in_flight[future] = batch
             self._draw(len(in_flight))
             done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
@@ -217,7 +213,9 @@ class MapRunner:
         return "".join(self.input_logs.get(index, []))
 
     def _take_batch(self, pending: deque, not_before: dict[int, float]) -> list[tuple[int, int]]:
-        batch, now, skipped = [], time.monotonic(), []
+        batch: list[tuple[int, int]] = []
+        skipped: list[tuple[int, int]] = []
+        now = time.monotonic()
         while pending and len(batch) < self.batch_size:
             index, attempts = pending.popleft()
             if not_before.get(index, 0) > now:
@@ -227,31 +225,19 @@ class MapRunner:
         pending.extendleft(reversed(skipped))
         return batch
 
-    def _run_batch(self, connection, batch: list[tuple[int, int]]) -> list:
-        from nbmodal._runtime.execution import RunFollower
-        from nbmodal._runtime.transfer import BlobTransfer
-        from nbmodal.results import function_result, raise_for_state
-
-        client = connection.client()
-        transfer = BlobTransfer.for_connection(connection, client)
+    def _run_batch(self, target: RunTarget, batch: list[tuple[int, int]]) -> list:
+        target = target.current()  # a batch after a reconnect goes through the new client
         work = [(index, *self.inputs[index]) for index, _ in batch]
-        timeout = self.function.timeout
-        payload, payload_blob = transfer.pack(
-            (run_batch, (self.function.raw_f, work, self.function.max_inputs, timeout), {}))
-        request = pb.RunRequest(kind=pb.FUNCTION, label=f"{self.function.name}() × {len(work)}", payload=payload,
-                                payload_blob=payload_blob, spec=self._specs[connection.name],
-                                # each input has its own timeout in the batch; this is the backstop
-                                timeout_s=(timeout * len(work) + 5) if timeout else 0,
-                                cancel_grace_s=10, client_python=CLIENT_PYTHON)
+        request = batch_request(target, self.function.name, self.function.raw_f, work, self.function.max_inputs,
+                                self.function.run_options())
         sink = TailSink(self.output_tail, self.input_logs)
-        request.run_id = new_run_id()
         with self._running_lock:
             if self._stopping:
                 raise RunLostError("the map stopped before this batch started")
             # Registered before it is sent: a cancel that overtakes the submit is kept by the agent.
-            self._running[request.run_id] = connection
+            self._running[request.run_id] = target.connection
         try:
-            finished = RunFollower(connection, sink, 10).start(request)
+            finished, transfer = follow(target, request, sink)
         finally:
             self._running.pop(request.run_id, None)
         raise_for_state(finished)
@@ -272,7 +258,7 @@ class MapRunner:
         ok, value = result
         if ok:
             return value
-        error = value if isinstance(value, BaseException) else _rebuild(value)
+        error = value if isinstance(value, BaseException) else rebuild_error_record(value)
         if self.return_exceptions:
             return error
         raise error
@@ -281,14 +267,6 @@ class MapRunner:
         if self.progress:
             self.progress.running = running
             self.progress.draw(final)
-
-
-def _rebuild(failure: tuple) -> BaseException:
-    from nbmodal.results import rebuild_exception
-
-    pickled, type_name, message, remote_traceback = failure
-    return rebuild_exception(pb.ErrorInfo(type_name=type_name, message=message, traceback=remote_traceback,
-                                          exception=pickled))
 
 
 class TailSink:
@@ -311,9 +289,9 @@ class TailSink:
             if self.input_logs is not None:
                 self.input_logs[index] = []  # a retried input's log starts over
 
-    def output(self, stream: int, data: bytes) -> None:
+    def output(self, stream: int, text: str) -> None:
         with self._lock:
-            *lines, self._partial = (self._partial + data.decode(errors="replace")).split("\n")
+            *lines, self._partial = (self._partial + text).split("\n")
             self._keep([visible_line(line) + "\n" for line in lines])
 
     def _keep(self, lines: list[str]) -> None:

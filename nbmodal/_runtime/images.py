@@ -99,7 +99,7 @@ def follow_build(events, name: str, host: str, sink: OutputSink | None) -> pb.Im
             if not step.cached:
                 sink.notice(f"image {name} on {host}: step {step.step}/{step.steps}: {step.text}")
         elif kind == "log" and sink is not None:
-            sink.output(1, event.log.encode())
+            sink.output(1, event.log)
         elif kind == "built":
             built = event.built
             if sink is not None and built.built_steps:

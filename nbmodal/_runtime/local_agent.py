@@ -33,7 +33,7 @@ class AgentAddress:
     pid: int
     version: str
     protocol_version: int
-    state_dir: Path
+    state_dir: Path | str  # on an SSH host: "host:dir", for messages
 
     def is_alive(self) -> bool:
         return pid_alive(self.pid)

@@ -28,7 +28,7 @@ class BlobTransfer:
     def pack(self, value: Any) -> tuple[bytes, str]:
         """Pickle a value for a request: (inline payload, "") or (b"", blob id)."""
         encoded = blobs.encode(value, serialization.dumps)
-        if not encoded.is_blob:
+        if encoded.inline is not None:  # small enough to travel in the request
             return encoded.inline, ""
         if self.blob_dir is not None:
             blob_id = blobs.new_blob_id()

@@ -8,11 +8,8 @@ only itself (and is retried alone).
 from __future__ import annotations
 
 import signal
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import cloudpickle
 
 # Set by the container's main loop: called as each input begins, so that the output that
 # follows can be filed under it (announced to the agent only if the input prints anything).
@@ -26,8 +23,10 @@ def set_input_hook(begin_input) -> None:
 
 def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int = 1,
               timeout_s: float = 0.0) -> list[tuple[int, bool, Any]]:
-    """[(index, True, value)] or [(index, False, (pickled exception, type name, message, traceback))].
+    """[(index, True, value)] or [(index, False, error record)] in input order.
 
+    A failed input's error record is a serialized ``pb.ErrorInfo``, made as a single run's failure is
+    (``execute.error_info``), so the client rebuilds it as it rebuilds a ``.remote()`` exception.
     With ``max_inputs`` > 1 (``@nbmodal.concurrent``), up to that many inputs run at once on threads.
     ``timeout_s`` applies to each input on its own (one after another: the alarm is the main thread's).
     """
@@ -38,7 +37,7 @@ def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int =
 
 
 def _one(function, index: int, args: tuple, kwargs: dict, timeout_s: float = 0.0) -> tuple[int, bool, Any]:
-    from remote_agent.worker.execute import RunTimeout
+    from remote_agent.worker.execute import RunTimeout, error_info
 
     if _begin_input is not None:
         _begin_input(index)
@@ -47,15 +46,10 @@ def _one(function, index: int, args: tuple, kwargs: dict, timeout_s: float = 0.0
     try:
         return index, True, function(*args, **kwargs)
     except RunTimeout:
-        exc = TimeoutError(f"input {index} exceeded its timeout of {timeout_s:g} s")
-        return index, False, (cloudpickle.dumps(exc), "TimeoutError", str(exc), f"TimeoutError: {exc}\n")
+        timed_out = TimeoutError(f"input {index} exceeded its timeout of {timeout_s:g} s")
+        return index, False, error_info(timed_out).SerializeToString()
     except Exception as exc:
-        try:
-            pickled = cloudpickle.dumps(exc)
-        except Exception:
-            pickled = b""
-        remote_traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
-        return index, False, (pickled, type(exc).__qualname__, str(exc), remote_traceback)
+        return index, False, error_info(exc).SerializeToString()
     finally:
         if timeout_s > 0:
             signal.setitimer(signal.ITIMER_REAL, 0)
