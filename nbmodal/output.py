@@ -1,6 +1,7 @@
 """Where a run's output goes: the notebook cell, or a terminal.
 
-Remote bytes from fd 1 and 2 are decoded per stream and written to this
+A run's output arrives here as text (``run_events.RunEvents`` decodes the
+remote bytes of fd 1 and 2, once, per stream) and is written to this
 process's ``sys.stdout`` / ``sys.stderr`` (in a kernel, the cell's streams).
 A line redrawn with carriage returns (tqdm) is forwarded at most every
 ``REDRAW_INTERVAL_S``, so a progress bar stays one updating line rather than
@@ -9,7 +10,6 @@ thousands of saved states.
 
 from __future__ import annotations
 
-import codecs
 import sys
 import time
 from typing import Any, Protocol
@@ -20,7 +20,14 @@ REDRAW_INTERVAL_S = 0.1
 
 
 class OutputSink(Protocol):
-    def output(self, stream: int, data: bytes) -> None: ...
+    """Where a run's events go, output already decoded to text (by ``run_events.RunEvents``).
+
+    A sink may also define ``started(started: pb.RunStarted)``,
+    ``input_started(index: int)`` (a map batch's next input begins) and
+    ``finished(finished: pb.RunFinished)``; those are called only when present.
+    """
+
+    def output(self, stream: int, text: str) -> None: ...
     def display(self, data: dict, metadata: dict, execute_result: bool) -> None: ...
     def notice(self, text: str) -> None: ...
     def item(self, item: pb.Item) -> None: ...
@@ -86,8 +93,7 @@ class StreamSink:
 
     def __init__(self, rich: bool = False) -> None:
         self._rich = rich
-        self._decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in (pb.STDOUT, pb.STDERR)}
-        self._lines = {pb.STDOUT: LineRedraws(self._writer(pb.STDOUT)),
+        self._lines: dict[int, LineRedraws] = {pb.STDOUT: LineRedraws(self._writer(pb.STDOUT)),
                        pb.STDERR: LineRedraws(self._writer(pb.STDERR))}
         self.execute_result: dict | None = None
 
@@ -99,8 +105,7 @@ class StreamSink:
             target.flush()
         return write
 
-    def output(self, stream: int, data: bytes) -> None:
-        text = self._decoders[stream].decode(data)
+    def output(self, stream: int, text: str) -> None:
         if text:
             self._lines[stream].feed(text)
 
@@ -125,10 +130,6 @@ class StreamSink:
         pass  # a generator's items are consumed by Function.remote_gen, not shown
 
     def close(self) -> None:
-        for stream, decoder in self._decoders.items():
-            rest = decoder.decode(b"", final=True)
-            if rest:
-                self._lines[stream].feed(rest)
         self._flush_lines()
 
     def _flush_lines(self) -> None:

@@ -1,21 +1,25 @@
 """The live widget of a detached run: status, elapsed time, output, Stop.
 
 It follows the run from a background thread, so the notebook stays free; the
-run itself belongs to the agent and goes on if the kernel dies. Where there
-are no widgets (a terminal IPython) the run id and the commands to follow it
+run itself belongs to the agent and goes on if the kernel dies. It follows
+through ``RunFollower``, as a cell does: output is decoded once, and after a
+dropped connection the widget reconnects and resumes after the last event it
+showed. Where there are no widgets (a terminal IPython) the run id and the commands to follow it
 are printed instead.
 """
 
 from __future__ import annotations
 
-import codecs
 import html
 import threading
 import time
 from urllib.parse import quote
 
 from nbmodal._runtime.client import AgentClient
+from nbmodal._runtime.connection import connection as host_connection
 from nbmodal._runtime.connection import run_hosts
+from nbmodal._runtime.execution import RunFollower
+from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.hosts import LOCAL
 from nbmodal.output import in_kernel, visible_line
 from nbmodal_wire import pb
@@ -68,15 +72,22 @@ def _widgets_usable() -> bool:
 
 
 class RunWidget:
-    def __init__(self, client: AgentClient, info: pb.RunInfo) -> None:
+    """The widget of one run, fed by a ``RunFollower`` through a ``_WidgetSink``.
+
+    ``connection`` is where the run lives (default: the host this kernel
+    started it on); a drop is recovered through it.
+    """
+
+    def __init__(self, client: AgentClient, info: pb.RunInfo, connection=None) -> None:
         import ipywidgets as w
 
         self.client = client
         self.info = info
         self.run_id = info.run_id
         self.host = run_hosts.get(info.run_id, LOCAL)
+        self._connection = connection
+        self._follower: RunFollower | None = None
         self._text = ""
-        self._decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in (pb.STDOUT, pb.STDERR)}
         self._state = "PENDING"
         self._started = time.time()
         self.header = w.HTML()
@@ -88,7 +99,9 @@ class RunWidget:
         self._render_header()
 
     def stop(self) -> None:
-        self.client.cancel(self.run_id)
+        # after a reconnect the follower holds the live client; the one we were given may be closed
+        client = self._follower.client if self._follower is not None else self.client
+        client.cancel(self.run_id)
         self.stop_button.description = "Stopping"
         self.stop_button.disabled = True
 
@@ -98,21 +111,26 @@ class RunWidget:
 
     def _follow(self) -> None:
         try:
-            for event in self.client.attach(self.run_id):
-                kind = event.WhichOneof("kind")
-                if kind == "output":
-                    self._append(self._decoders[event.output.stream].decode(event.output.data))
-                    self._render_output()
-                elif kind == "finished":
-                    self._finish(event.finished)
-                elif self._state == "PENDING":
-                    self._state = "RUNNING"
-                    self._render_header()
+            self._follower = RunFollower(self._connection or host_connection(self.host), _WidgetSink(self),
+                                         DEFAULT_CANCEL_GRACE_S,
+                                         cancel_on_interrupt=False)  # the Stop button cancels, not an interrupt
+            finished = self._follower.attach(self.run_id)
+            if finished is not None:
+                self._finish(finished)
         except Exception as exc:  # the widget must report, never raise into a thread
             self._state = "LOST"
             self._append(f"\n[nbmodal] stopped following: {exc}\n")
             self._render_output()
             self._render_header()
+
+    def _running(self) -> None:
+        if self._state == "PENDING":
+            self._state = "RUNNING"
+            self._render_header()
+
+    def _show(self, text: str) -> None:
+        self._append(text)
+        self._render_output()
 
     def _finish(self, finished: pb.RunFinished) -> None:
         self._state = pb.RunState.Name(finished.state)
@@ -148,3 +166,31 @@ class RunWidget:
             f"<a href='#nbmodal-run:{quote(self.host)}:{self.run_id}' data-nbmodal-run='{self.run_id}' "
             f"data-nbmodal-host='{html.escape(self.host)}'>"
             f"show in sidebar</a>")
+
+
+class _WidgetSink:
+    """Where the widget's follower writes: text into the widget, any event marks the run as running."""
+
+    def __init__(self, widget: RunWidget) -> None:
+        self.widget = widget
+
+    def output(self, stream: int, text: str) -> None:
+        self.widget._running()
+        self.widget._show(text)
+
+    def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
+        self.widget._running()  # rich output is for the notebook that attaches; the widget shows text
+
+    def notice(self, text: str) -> None:
+        self.widget._running()
+        fresh_line = "" if self.widget._text.endswith("\n") or not self.widget._text else "\n"
+        self.widget._show(f"{fresh_line}[nbmodal] {text}\n")
+
+    def item(self, item: pb.Item) -> None:
+        self.widget._running()
+
+    def started(self, started: pb.RunStarted) -> None:
+        self.widget._running()
+
+    def close(self) -> None:
+        pass

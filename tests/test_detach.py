@@ -7,7 +7,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from kernels import kernel
+
+pytestmark = pytest.mark.agent
 
 
 def test_detached_run_survives_kernel_restart_and_attach_replays_it(tmp_path):
@@ -67,3 +71,28 @@ def test_terminal_ipython_without_widgets(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "remote says 21" in out.stdout and "local y 40" in out.stdout
     assert "started in the background" in out.stdout and "%nbmodal attach r-" in out.stdout
+
+
+def test_characters_split_between_writes_arrive_whole_in_every_view(tmp_path):
+    """The bytes of one character written in two pieces (two pipe reads, two events) show as that character."""
+    from nbmodal.server.dashboard import Dashboard
+
+    with kernel(tmp_path) as k:
+        k.execute(textwrap.dedent("""
+            %%remote --detach
+            import os, time
+            data = "日本 😀\\n".encode()
+            for piece in (data[:2], data[2:8], data[8:]):  # each cut inside a character
+                os.write(1, piece)
+                time.sleep(0.3)
+        """))
+        run_id = k.execute("print(_.run_id)")["stdout"].strip()
+        attached = k.execute(f"%nbmodal attach {run_id}")
+        assert attached["error"] is None, attached
+        assert attached["stdout"] == "日本 😀\n"
+        assert k.execute(f"%nbmodal logs {run_id}")["stdout"] == "日本 😀\n"
+        page = Dashboard().run_log("local", run_id)
+        assert page["text"] == "日本 😀\n" and page["done"]
+        client = Dashboard.client("local")
+        chunks = [e.output.data for e in client.attach(run_id, follow=False) if e.WhichOneof("kind") == "output"]
+        assert len(chunks) > 1 and b"".join(chunks) == "日本 😀\n".encode()  # the pieces did arrive apart

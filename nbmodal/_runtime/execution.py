@@ -3,19 +3,21 @@
 This is the client half of every run (a ``%%remote`` cell, ``f.remote()``,
 ``FunctionCall.get()``, ``%nbmodal attach``): it streams the run's events into
 a sink until the run finishes, and turns a KeyboardInterrupt in this process
-into a cancel of the remote run.
+into a cancel of the remote run. When the connection drops it reconnects and
+resumes after the last event seen; the events themselves are read (and their
+output decoded) by ``run_events.RunEvents``, whose state spans the resumes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 import grpc
 
 from nbmodal._runtime.client import AgentClient, iterate_events
 from nbmodal._runtime.connection import run_hosts
-from nbmodal.exceptions import AgentLostError, RunLostError
+from nbmodal._runtime.run_events import RunEvents
+from nbmodal.exceptions import AgentLostError, NotFoundError, RunLostError
 from nbmodal.output import OutputSink
 from nbmodal_wire import pb
 from nbmodal_wire.names import new_run_id
@@ -24,6 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class RunFollower:
+    """Follows one run on ``connection``'s agent into ``sink``.
+
+    With ``cancel_on_interrupt`` false a KeyboardInterrupt only stops watching
+    (``nbmodal logs``, a spawned call's ``get``); the run goes on.
+    """
+
     def __init__(self, connection, sink: OutputSink, grace_s: float, cancel_on_interrupt: bool = True) -> None:
         self.connection = connection
         self.client: AgentClient = connection.client()
@@ -31,8 +39,17 @@ class RunFollower:
         self.sink = sink
         self.grace_s = grace_s
         self.run_id = ""
-        self.last_seq = 0
+        self._events = RunEvents(sink)
         self._request: pb.RunRequest | None = None
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event seen: a resumed or later attach continues after it."""
+        return self._events.last_seq
+
+    @last_seq.setter
+    def last_seq(self, seq: int) -> None:
+        self._events.last_seq = seq
 
     def start(self, request: pb.RunRequest) -> pb.RunFinished:
         """Start a run and follow it to the end."""
@@ -41,7 +58,9 @@ class RunFollower:
         self.run_id, self.last_seq = request.run_id, 1  # the Run stream starts after the RunStarted event
         run_hosts[self.run_id] = self.connection.name
         self._request = request
-        return self._follow(lambda: self.client.run(request))
+        finished = self._follow(lambda: self.client.run(request))
+        assert finished is not None  # following to the end, a run without a result raises RunLostError
+        return finished
 
     def attach(self, run_id: str, after_seq: int = 0, follow: bool = True,
                timeout: float | None = None) -> pb.RunFinished | None:
@@ -73,6 +92,7 @@ class RunFollower:
                 except AgentLostError as lost:
                     call = self._resume(lost, follow)
         finally:
+            self._events.flush()
             self.sink.close()
 
     def _resume(self, lost: AgentLostError, follow: bool) -> grpc.Call:
@@ -85,7 +105,7 @@ class RunFollower:
                                f"with it; a new agent is running there now, so the next cell will work.")
         try:
             self.client.get_run(self.run_id)
-        except KeyError:
+        except NotFoundError:
             if self._request is None:
                 raise
             return self.client.run(self._request)  # the drop came before the agent took the run
@@ -93,23 +113,7 @@ class RunFollower:
         return self.client.attach(self.run_id, self.last_seq, follow=follow)
 
     def _consume(self, call: grpc.Call) -> pb.RunFinished | None:
-        for event in iterate_events(call, self.client):
-            self.last_seq = event.seq
-            kind = event.WhichOneof("kind")
-            if kind == "output":
-                self.sink.output(event.output.stream, event.output.data)
-            elif kind == "display":
-                self.sink.display(_json(event.display.data_json), _json(event.display.metadata_json),
-                                  event.display.execute_result)
-            elif kind == "notice":
-                self.sink.notice(event.notice.text)
-            elif kind == "item":
-                self.sink.item(event.item)
-            elif kind == "input_started" and hasattr(self.sink, "input_started"):
-                self.sink.input_started(event.input_started.index)
-            elif kind == "finished":
-                return event.finished
-        return None
+        return self._events.consume(iterate_events(call, self.client))
 
     def _cancel(self, force: bool) -> None:
         if force:
@@ -125,6 +129,3 @@ class RunFollower:
         info = self.client.get_run(self.run_id)
         raise RunLostError(f"run {self.run_id} has no result: {info.error or pb.RunState.Name(info.state)}")
 
-
-def _json(text: str) -> dict:
-    return json.loads(text) if text else {}
