@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from nbmodal.hosts import HostError, get_host
+from nbmodal_wire import __version__
 
 
 @dataclass
@@ -32,7 +33,8 @@ def doctor(name: str) -> list[Check]:
         params = resolve(host)
     except HostError as exc:
         return [Check("ssh config", False, str(exc))]
-    checks.append(Check("ssh config", True, f"{params.address}" + (f" via {params.proxy_jump}" if params.proxy_jump else "")))
+    via = f" via {params.proxy_jump}" if params.proxy_jump else ""
+    checks.append(Check("ssh config", True, f"{params.address}{via}"))
     try:
         ssh = SSHConnection.open(host)
     except HostError as exc:
@@ -43,7 +45,9 @@ def doctor(name: str) -> list[Check]:
         return checks
     try:
         checks.append(Check("reachability", True, f"{params.hostname}:{params.port} answers SSH"))
-        checks.append(Check("host key", True, f"matches known_hosts ({ssh.transport.get_remote_server_key().fingerprint})"))
+        assert ssh.transport is not None  # an open connection has its transport
+        fingerprint = ssh.transport.get_remote_server_key().fingerprint
+        checks.append(Check("host key", True, f"matches known_hosts ({fingerprint})"))
         checks.append(Check("authentication", True, ssh.auth_method))
         try:
             facts = bootstrap.probe(ssh)
@@ -62,11 +66,9 @@ def doctor(name: str) -> list[Check]:
         if agent is None:
             checks.append(Check("agent", True, "not running yet: the first remote cell installs and starts it"))
             return checks
-        import remote_agent
-
-        same = agent.version == remote_agent.__version__
+        same = agent.version == __version__
         checks.append(Check("agent", same, f"version {agent.version}, pid {agent.pid}" + (
-            "" if same else f"; this client is {remote_agent.__version__}: the next run upgrades it")))
+            "" if same else f"; this client is {__version__}: the next run upgrades it")))
     finally:
         ssh.close()
     try:

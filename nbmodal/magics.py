@@ -1,131 +1,81 @@
 """IPython magics: thin sugar over the Python API.
 
-``%%remote [--detach] [session=NAME] [timeout=SECONDS] [grace=SECONDS] [max_result=SIZE]``
-runs the cell on the agent. ``%nbmodal VERB ...`` manages runs, sessions and
-the agent (the same verbs as the ``nbmodal`` CLI).
+``%%remote [--detach] [key=value …]`` runs the cell on the agent; its options are declared once, in
+``nbmodal._remote_options``. ``%nbmodal VERB …`` (and ``%volume …``) run the verbs of the ``nbmodal``
+command, parsed by the same parser (``nbmodal._cli``); only where their output goes differs.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
+import functools
 import shlex
 from pathlib import Path
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from nbmodal import commands
+from nbmodal._remote_options import DETACH_HELP, options_help, parse_cell_options
 from nbmodal.output import default_sink
-from nbmodal.remote_cell import CellOptions, run_cell
-from nbmodal_wire.gpu_request import GpuRequestError, parse_gpu_request
+from nbmodal.remote_cell import run_cell
 
-_OPTION_KEYS = ("host", "image", "gpu", "cpu", "memory", "volumes", "map", "session", "timeout", "grace",
-                "max_result")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2,
-               "g": 1e9, "gb": 1e9, "gib": 1024**3}
+__all__ = ["RemoteMagics", "run_magic_verb"]
 
 
-def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
-    """``key=value`` tokens of the %%remote line, with errors that say what's wrong."""
-    options = CellOptions(detach=detach)
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        key = key.strip().lower()
-        if not sep or not value:
-            raise UsageError(f"%%remote: expected key=value, got {token!r} (options: {', '.join(_OPTION_KEYS)})")
-        if key == "image":
-            options.image = value  # resolved against %%image names and notebook variables by the magic
-        elif key == "host":
-            from nbmodal.hosts import LOCAL, HostError, get_host
-
-            if value != LOCAL:
-                try:
-                    get_host(value)
-                except HostError as exc:
-                    raise UsageError(f"%%remote: {exc}") from None
-            options.host = value
-        elif key == "gpu":
-            try:
-                parse_gpu_request(value)
-            except GpuRequestError as exc:
-                raise UsageError(f"%%remote: {exc}") from None
-            options.gpu = value
-        elif key == "cpu":
-            options.cpu = _positive_float(key, value)
-        elif key == "memory":
-            if not value.isdigit() or int(value) <= 0:
-                raise UsageError(f"%%remote: memory={value!r} must be a whole number of MiB, like memory=4096")
-            options.memory = int(value)
-        elif key == "volumes":
-            options.volumes = _parse_volumes(value)
-        elif key == "map":
-            name, sep, source = value.partition(":")
-            if not sep or not name.isidentifier() or not source.isidentifier():
-                raise UsageError(f"%%remote: map={value!r} must be NAME:LIST, like map=lr:lrs (run the cell once "
-                                 f"per value of the notebook list lrs, bound to lr)")
-            options.map = (name, source)
-        elif key == "session":
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-                raise UsageError(f"%%remote: session name {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
-            options.session = value
-        elif key in ("timeout", "grace"):
-            seconds = _positive_float(key, value)
-            setattr(options, key, seconds)
-        elif key == "max_result":
-            match = _SIZE.match(value)
-            if not match or (match.group(2) or "").lower() not in _SIZE_UNITS:
-                raise UsageError(f"%%remote: max_result={value!r} is not a size (e.g. 64MiB, 500MB, 1000000)")
-            options.max_result_bytes = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
-        else:
-            raise UsageError(f"%%remote: unknown option {key!r} (options: {', '.join(_OPTION_KEYS)}, --detach)")
-    return options
+class _HelpShown(Exception):
+    """``-h`` printed a parser's help: the magic is done."""
 
 
-def _parse_volumes(value: str) -> dict[str, str]:
-    """``ckpt:/ckpt,data:/data`` → {mount path: volume name}."""
-    from nbmodal_wire.names import MountError, check_mount_path, check_name
+class _MagicArgumentParser(argparse.ArgumentParser):
+    """argparse for a line magic: a mistake is a UsageError, ``-h`` prints the help into the cell.
 
-    mounts = {}
-    for part in (p.strip() for p in value.split(",") if p.strip()):
-        name, sep, path = part.partition(":")
-        if not sep or not name or not path:
-            raise UsageError(f"%%remote: volumes={value!r}: each mount is NAME:/path, like ckpt:/ckpt")
-        try:
-            check_name("volume", name)
-            path = check_mount_path(name, path)
-        except ValueError as exc:  # InvalidNameError, MountError
-            raise UsageError(f"%%remote: {exc}") from None
-        if path in mounts:
-            raise UsageError(f"%%remote: two volumes are mounted at {path}")
-        mounts[path] = name
-    return mounts
+    A plain ArgumentParser calls sys.exit, which a kernel would show as a SystemExit traceback.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().rstrip()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            raise UsageError(message.strip())
+        raise _HelpShown
 
 
-def _positive_float(key: str, value: str) -> float:
+@functools.cache
+def _verb_parser() -> argparse.ArgumentParser:
+    from nbmodal._cli import build_parser
+
+    return build_parser("%nbmodal", parser_class=_MagicArgumentParser)
+
+
+def run_magic_verb(words: list[str], shell: Any) -> Any:
+    """Parse ``words`` as the ``nbmodal`` command would and run the verb, its output going to the cell.
+
+    Returns the verb's result (``attach``: a function run's return value, or a cell's display).
+    """
+    from nbmodal._cli import Console, run_verb
+
     try:
-        number = float(value.rstrip("s"))
-    except ValueError:
-        raise UsageError(f"%%remote: {key}={value!r} must be a number of seconds") from None
-    if number <= 0:
-        raise UsageError(f"%%remote: {key}= must be more than 0 seconds, got {value!r}")
-    return number
+        args = _verb_parser().parse_args(words)
+    except _HelpShown:
+        return None
+    return run_verb(args, Console(sink=default_sink(), shell=shell))
+
+
+def _split(magic: str, line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"{magic}: {exc}") from None
 
 
 @magics_class
 class RemoteMagics(Magics):
     @magic_arguments()
-    @argument("--detach", action="store_true",
-              help="return at once with a live widget; the run goes on if the kernel dies")
-    @argument("options", nargs="*",
-              help="key=value: host=NAME (an `nbmodal host add` host, or local), "
-                   "gpu=TYPE[:COUNT][,FALLBACK…] (any, T4, L4, A10G, A100-80GB, H100, …), "
-                   "cpu=CORES, memory=MIB (reserved for the container), "
-                   "volumes=NAME:/path[,NAME:/path…], map=NAME:LIST (a sweep: once per value, in parallel), "
-                   "session=NAME (keep the namespace across cells), timeout=SECONDS, "
-                   "grace=SECONDS (after an interrupt, before the container is killed; default 10), "
-                   "max_result=SIZE (session values above it stay remote; default 16MiB)")
+    @argument("--detach", action="store_true", help=DETACH_HELP)
+    @argument("options", nargs="*", help=options_help().replace("%", "%%"))  # argparse %-formats help
     @cell_magic
     def remote(self, line: str, cell: str):
         """Run this cell on the nbmodal agent, with the notebook variables it reads.
@@ -141,27 +91,33 @@ class RemoteMagics(Magics):
             options.image = self._image_named(options.image, "%%remote")
         if options.map:
             source = options.map[1]
-            if source not in self.shell.user_ns:
+            if source not in self._user_ns:
                 raise UsageError(f"%%remote: map={options.map[0]}:{source}: the notebook has no {source!r}")
             try:
-                iter(self.shell.user_ns[source])
+                iter(self._user_ns[source])
             except TypeError:
                 raise UsageError(f"%%remote: map=...:{source}: {source} is a "
-                                 f"{type(self.shell.user_ns[source]).__name__}, not a list of values") from None
+                                 f"{type(self._user_ns[source]).__name__}, not a list of values") from None
             if options.session or options.detach:
                 raise UsageError("%%remote: map= runs many containers at once: it can't use session= or --detach")
         return run_cell(self.shell, cell, options)
+
+    @property
+    def _user_ns(self) -> dict[str, Any]:
+        """The notebook's namespace (a registered magic always has its shell)."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     def _image_named(self, name: str, magic: str):
         from nbmodal._runtime.images import named_images
         from nbmodal.image import Image
 
-        value = self.shell.user_ns.get(name)
+        value = self._user_ns.get(name)
         if isinstance(value, Image):
             return value
         if name in named_images:
             return named_images[name]
-        known = sorted(set(named_images) | {k for k, v in self.shell.user_ns.items()
+        known = sorted(set(named_images) | {k for k, v in self._user_ns.items()
                                              if isinstance(v, Image) and not k.startswith("_")})
         raise UsageError(f"{magic}: image={name!r} is neither an image defined with %%image nor a notebook variable "
                          f"holding an nbmodal.Image" + (f" (images here: {', '.join(known)})" if known else
@@ -205,7 +161,7 @@ class RemoteMagics(Magics):
             raise UsageError(str(exc)) from None
         image.name = args.name
         named_images[args.name] = image
-        self.shell.user_ns[args.name] = image
+        self._user_ns[args.name] = image
         if build:
             from nbmodal._runtime.connection import place
             from nbmodal._runtime.images import ensure_built
@@ -214,7 +170,7 @@ class RemoteMagics(Magics):
             ensure_built(image, target, default_sink())
         return None
 
-    @line_magic("image")
+    @line_magic("image")  # type: ignore[arg-type]  # IPython's stubs don't type a named line_magic
     def image_line(self, line: str):
         """%image NAME: the image's steps and its build state on each host."""
         words = shlex.split(line)
@@ -230,71 +186,15 @@ class RemoteMagics(Magics):
 
     @line_magic
     def volume(self, line: str):
-        """%volume create|ls|put|get|rm|delete NAME …  (as `nbmodal volume`)."""
-        from nbmodal.cli import add_volume_arguments, run_volume_command
-
-        print(run_volume_command(_parse_words("volume", add_volume_arguments, shlex.split(line))))
+        """%volume create|list|ls|put|get|rm|delete NAME …  (as `nbmodal volume`; `%volume -h` for help)."""
+        return run_magic_verb(["volume", *_split("%volume", line)], self.shell)
 
     @line_magic
     def nbmodal(self, line: str):
-        """Manage runs, sessions and the agent.
+        """Manage runs, sessions, containers, GPUs, hosts, the agent, Dicts, Queues and images.
 
-        %nbmodal runs | sessions | containers | gpus | logs RUN_ID | attach RUN_ID |
-        stop RUN_ID_OR_SESSION [--force] | agent status|start|stop |
-        host add NAME TARGET [--ssh-config PATH] [--accept-new-host-key] | host ls | host rm NAME |
-        host doctor NAME | dict|queue ls|peek|len|clear|delete [NAME] | image ls|build FILE|rm NAME
+        The verbs and options of the `nbmodal` command, e.g. `%nbmodal runs --host gpu1 -n 5`,
+        `%nbmodal logs RUN_ID -f`, `%nbmodal attach RUN_ID` (loads the run's results here),
+        `%nbmodal stop RUN_ID_OR_SESSION`. `%nbmodal -h` lists them all; `%nbmodal VERB -h` explains one.
         """
-        words = shlex.split(line)
-        if not words:
-            raise UsageError(self.nbmodal.__doc__)
-        verb, rest = words[0], words[1:]
-        if verb == "gpus":
-            print(commands.gpus_table())
-        elif verb == "runs":
-            print(commands.runs_table())
-        elif verb == "sessions":
-            print(commands.sessions_table())
-        elif verb == "containers":
-            print(commands.containers_table())
-        elif verb in ("logs", "attach", "stop") and not rest:
-            raise UsageError(f"%nbmodal {verb} needs a run id (see %nbmodal runs)")
-        elif verb == "logs":
-            commands.show_logs(rest[0], default_sink())
-        elif verb == "attach":
-            return commands.attach(rest[0], default_sink(), self.shell)
-        elif verb == "stop":
-            print(commands.stop(rest[0], force="--force" in rest))
-        elif verb == "host":
-            from nbmodal.cli import add_host_arguments, run_host_command
-
-            print(run_host_command(_parse_words("host", add_host_arguments, rest)))
-        elif verb == "image":
-            from nbmodal.cli import add_image_arguments
-
-            args = _parse_words("image", add_image_arguments, rest)
-            print(commands.image_command(args.verb, args.name, args.host, default_sink(), args.force))
-        elif verb in ("dict", "queue"):
-            from nbmodal.cli import add_store_arguments
-
-            args = _parse_words(verb, add_store_arguments, rest)
-            print(commands.store_command(verb, args.verb, args.name, args.host, args.n))
-        elif verb == "agent":
-            action = rest[0] if rest else "status"
-            actions = {"status": commands.agent_status, "start": commands.agent_start, "stop": commands.agent_stop}
-            if action not in actions:
-                raise UsageError("%nbmodal agent status|start|stop")
-            print(actions[action]())
-        else:
-            raise UsageError(f"unknown verb {verb!r}. " + self.nbmodal.__doc__)
-
-
-def _parse_words(verb: str, add_arguments, words: list[str]):
-    """The CLI's parser for a %nbmodal verb, with usage errors as UsageError."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog=f"%nbmodal {verb}", exit_on_error=False)
-    add_arguments(parser)
-    try:
-        return parser.parse_args(words)
-    except (argparse.ArgumentError, SystemExit) as exc:
-        raise UsageError(f"%nbmodal {verb}: {exc}") from None
+        return run_magic_verb(_split("%nbmodal", line), self.shell)

@@ -78,7 +78,7 @@ def coalesce_streams(notebook) -> None:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        merged = []
+        merged: list = []
         for out in cell.get("outputs", []):
             if (out.output_type == "stream" and merged and merged[-1].output_type == "stream"
                     and merged[-1].name == out.name):

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
+
+pytestmark = pytest.mark.agent
 
 REPO = Path(__file__).resolve().parent.parent
 NBMODAL = [sys.executable, "-m", "nbmodal.cli"]
@@ -76,3 +79,48 @@ def test_agent_verbs_and_run_listing(tmp_path):
     stopped = nbmodal("agent", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert "no agent running" in nbmodal("agent", "status").stdout
+
+
+def test_magic_verbs_take_the_commands_options(capsys):
+    """%nbmodal runs/sessions honour --host and -n, and %nbmodal logs -f follows, as the command does."""
+    from IPython.testing.globalipapp import get_ipython
+
+    import nbmodal as api
+    from nbmodal.hosts import HostError
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "nbmodal")
+    try:
+        @api.App("cli-magic").function()
+        def tick(n):
+            import time
+
+            for i in range(n):
+                print(f"tick {i}", flush=True)
+                time.sleep(0.3)
+            return n
+
+        first = tick.spawn(1)
+        assert first.get() == 1
+        second = tick.spawn(4)
+        capsys.readouterr()
+        shell.run_line_magic("nbmodal", f"logs {second.object_id} -f")  # returns when the run ends
+        assert capsys.readouterr().out == "tick 0\ntick 1\ntick 2\ntick 3\n"
+
+        shell.run_line_magic("nbmodal", "runs --host local -n 1")
+        listing = capsys.readouterr().out.splitlines()
+        assert len(listing) == 2 and listing[1].startswith(second.object_id)
+        shell.run_line_magic("nbmodal", "runs --host local -n 2")
+        assert first.object_id in capsys.readouterr().out
+        shell.run_line_magic("nbmodal", "sessions --host local")
+        sessions = capsys.readouterr().out
+        assert sessions == "no sessions\n" or sessions.startswith("SESSION")
+        for verb in ("runs", "sessions"):
+            with pytest.raises(HostError, match="no host named 'nowhere'"):
+                shell.run_line_magic("nbmodal", f"{verb} --host nowhere")
+
+        limited = nbmodal("runs", "--host", "local", "-n", "1")
+        assert limited.returncode == 0 and len(limited.stdout.splitlines()) == 2
+        assert limited.stdout.splitlines()[1].startswith(second.object_id)
+    finally:
+        shell.run_line_magic("unload_ext", "nbmodal")

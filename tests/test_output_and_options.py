@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
-from nbmodal.magics import parse_cell_options
+from nbmodal._remote_options import parse_cell_options
 from nbmodal.output import LineRedraws, visible_line
+
+pytestmark = pytest.mark.unit
 
 
 def collect(interval=0.0):

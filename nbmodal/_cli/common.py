@@ -1,0 +1,45 @@
+"""What the resource modules share: which agents to ask, and how a listing prints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from nbmodal._runtime.client import AgentClient
+from nbmodal._runtime.connection import connection, existing_client
+from nbmodal.exceptions import AgentLostError
+from nbmodal.hosts import LOCAL, HostError, load_hosts
+from nbmodal.output import StreamSink
+
+log = logging.getLogger(__name__)
+
+HOST_HELP = "only this host"
+
+
+def reachable(host: str | None) -> list[tuple[str, AgentClient]]:
+    """(name, client) of the given host, or of the local agent (if running) and every configured host."""
+    if host:
+        return [(host, connection(host).client())]
+    found = []
+    local = existing_client()
+    if local is not None:
+        found.append((LOCAL, local))
+    for name in load_hosts():
+        try:
+            found.append((name, connection(name).client()))
+        except (HostError, AgentLostError) as exc:
+            log.warning("host %s is unreachable: %s", name, exc)
+    if not found:
+        found.append((LOCAL, connection(LOCAL).client()))
+    return found
+
+
+def table(rows: Sequence[tuple[str, ...]]) -> str:
+    """Rows as left-aligned columns; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def plain_sink() -> StreamSink:
+    """A run's output as plain text on this process's stdout/stderr (the terminal's sink)."""
+    return StreamSink(rich=False)
