@@ -1,4 +1,10 @@
-"""Shared fixtures: an isolated nbmodal home (its own agent) per test session."""
+"""Shared fixtures: an isolated nbmodal home (its own agent) per test session.
+
+Every test module says what it needs with one category marker (``pytestmark =
+pytest.mark.unit`` and so on, declared in pyproject.toml): ``pytest -m unit`` runs
+the fast in-process layer alone. A test without a category fails and says so.
+Tests that wait for something use ``wait_for`` (tests/waiting.py), never a bare sleep.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,26 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 pytest_plugins = ["sshhosts", "slurmcluster"]  # real sshd test hosts; a real single-node Slurm cluster
+
+# What a test needs to run; each test has at least one (lint: ruff and mypy, not tests of behaviour).
+CATEGORY_MARKERS = ("unit", "agent", "ssh", "slurm", "browser", "lint")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in CATEGORY_MARKERS):
+            item.add_marker(pytest.mark.nbmodal_uncategorised)
+
+
+def pytest_runtest_setup(item) -> None:
+    if item.get_closest_marker("nbmodal_uncategorised"):
+        pytest.fail(f"{item.path.name} has no category marker: add `pytestmark = pytest.mark.unit` (or agent, "
+                    f"ssh, slurm, browser: see [tool.pytest.ini_options] markers in pyproject.toml) at its top",
+                    pytrace=False)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "nbmodal_uncategorised: set by conftest on a test with no category marker")
 
 
 @pytest.fixture(scope="session", autouse=True)

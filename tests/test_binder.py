@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
+
+pytestmark = pytest.mark.agent
 
 REPO = Path(__file__).resolve().parent.parent
 UV = str(Path(sys.executable).parent / "uv")

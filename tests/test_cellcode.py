@@ -1,6 +1,10 @@
 """Which names a cell reads and assigns (pure logic)."""
 
+import pytest
+
 from nbmodal_wire.cellcode import names_assigned, names_read, parse_cell, split_last_expression
+
+pytestmark = pytest.mark.unit
 
 
 def test_reads_free_names_in_order_and_skips_names_bound_earlier():

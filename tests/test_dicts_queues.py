@@ -18,6 +18,10 @@ import nbmodal
 from kernels import kernel
 from nbmodal import commands
 from nbmodal._runtime.local_agent import ensure_local_agent, read_agent_json
+from nbmodal_wire.pids import pid_alive
+from waiting import wait_for
+
+pytestmark = pytest.mark.agent
 
 
 def test_dict_api():
@@ -63,7 +67,7 @@ def test_queue_api_and_standard_library_semantics():
     started = time.monotonic()
     with pytest.raises(queue.Empty):
         q.get(timeout=0.5)
-    assert 0.45 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.45  # it waited its timeout for an item
     assert q.get(partition="side") == "p"
     threading.Timer(0.3, lambda: nbmodal.Queue.from_name("api-queue").put("late")).start()
     assert q.get(timeout=10) == "late"  # a blocked get wakes when an item comes
@@ -120,8 +124,9 @@ def test_acknowledged_puts_survive_kill_9_of_the_agent():
     q.clear()
     d["weights"] = list(range(100))
     q.put_many(["job-1", "job-2"])
-    os.kill(read_agent_json().pid, signal.SIGKILL)
-    time.sleep(0.2)
+    killed = read_agent_json().pid
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(killed), 10, f"the killed agent (pid {killed}) to exit")
     ensure_local_agent()  # a new agent on the same state dir
     assert nbmodal.Dict.from_name("durable")["weights"] == list(range(100))
     assert nbmodal.Queue.from_name("durable").get_many(5) == ["job-1", "job-2"]

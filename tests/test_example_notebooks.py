@@ -16,6 +16,8 @@ import pytest
 
 from notebooks import ExecutedNotebook, run_notebook
 
+pytestmark = pytest.mark.agent
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 

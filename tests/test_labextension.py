@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 LABEXTENSION = Path(__file__).resolve().parents[1] / "labextension"
 
 

@@ -11,6 +11,8 @@ import nbmodal
 from jupyterserver import jupyter_server
 from nbmodal._runtime.connection import get_client
 
+pytestmark = pytest.mark.agent
+
 app = nbmodal.App("sidebar-api")
 
 
@@ -85,7 +87,8 @@ def test_volumes_dicts_queues_and_containers(server, agent_address, tmp_path):
     assert {"host": "local", "name": "sidebar-queue", "length": 3} in view["queues"]
     assert any(v["name"] == "sidebar-vol" and v["size"] > 0 for v in view["volumes"])
 
-    assert get_json(server, "volumes/local/sidebar-vol?path=/")["entries"][0]["path"] == "/ckpt"
+    [directory] = get_json(server, "volumes/local/sidebar-vol?path=/")["entries"]
+    assert (directory["path"], directory["type"]) == ("/ckpt", "dir")  # the sidebar's word: it opens, not downloads
     entries = get_json(server, "volumes/local/sidebar-vol?path=/ckpt")["entries"]
     assert [(e["path"], e["type"], e["size"]) for e in entries] == [("/ckpt/weights.bin", "file", 9)]
     status, body = server.request("GET", "volumes/local/sidebar-vol/download?path=/ckpt/weights.bin")

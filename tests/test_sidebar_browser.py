@@ -16,6 +16,8 @@ import pytest
 from jupyterserver import jupyter_server
 from kernels import kernel
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / ".nbmodal-test" / "artifacts"

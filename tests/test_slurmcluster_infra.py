@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slurm
+
 # Also listable in conftest.py; a plugin loaded twice is registered once.
 pytest_plugins = ["slurmcluster"]
 

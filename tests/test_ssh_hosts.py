@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -20,6 +19,11 @@ from kernels import kernel
 from nbmodal import commands, hosts
 from nbmodal._runtime import connection as connections
 from nbmodal.hosts import HostError
+from nbmodal_wire import pb
+from nbmodal_wire.pids import pid_alive
+from waiting import wait_for
+
+pytestmark = pytest.mark.ssh
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,24 @@ def configured(ssh_hosts):
         connections.forget(host.name)
         if host.name in hosts.load_hosts():
             hosts.remove_host(host.name)
+
+
+def _wait_until_running(host: str, function_name: str, events: int = 1) -> str:
+    """The id of the run of ``function_name`` running on ``host`` once it has ``events`` events
+    (RunStarted and its output so far); fails if none does within a minute."""
+    client = connections.get_client(host)
+
+    def running() -> str | None:
+        return next((run.run_id for run in client.list_runs(50) if run.label.endswith(f"{function_name}()")
+                     and run.state == pb.RUNNING and run.last_seq >= events), None)
+
+    return wait_for(running, 60, f"a run of {function_name} to be running on {host} with {events} events")
+
+
+def _wait_until_link_is_dead(host: str) -> None:
+    """Until the client has declared the host's SSH transport dead (its keepalive deadline passed)."""
+    conn = connections.connection(host)
+    wait_for(lambda: conn.ssh is None or not conn.ssh.alive, 60, f"the cut link to {host} to be declared dead")
 
 
 def _remote(host: str):
@@ -109,7 +131,9 @@ def test_placement_prefers_a_warm_container_and_skips_unreachable_hosts(configur
     _remote("alpha").remote(), _remote("beta").remote()
     # alpha loses its warm containers; beta keeps one.
     configured.alpha.run("pkill -f remote_agent.worker")
-    time.sleep(0.5)
+    alpha = connections.get_client("alpha")
+    wait_for(lambda: not any(c.state == pb.CONTAINER_IDLE for c in alpha.list_containers()), 30,
+             "alpha's agent to see its warm containers gone")
     assert where.remote()[0] == str(configured.beta.home)
     configured.beta.cut()
     try:
@@ -133,9 +157,9 @@ def test_cut_link_mid_stream_resumes_without_loss_or_duplicates(configured, caps
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("n", count.remote(1500)))
     thread.start()
-    time.sleep(2.0)
+    _wait_until_running("alpha", "count", events=10)
     configured.alpha.cut()
-    time.sleep(8.0)  # longer than the keepalive deadline: the transport is declared dead
+    _wait_until_link_is_dead("alpha")  # so that the stream must resume, not merely stall
     configured.alpha.restore()
     thread.join(timeout=90)
     assert result.get("n") == 1500
@@ -165,7 +189,7 @@ def test_a_long_drop_fails_the_cell_clearly_and_the_run_can_be_attached_later(co
 
     thread = threading.Thread(target=run)
     thread.start()
-    time.sleep(1.5)
+    _wait_until_running("alpha", "count_slowly", events=10)
     configured.alpha.cut()
     thread.join(timeout=60)
     configured.alpha.restore()
@@ -191,10 +215,15 @@ def test_killing_the_agent_fails_the_run_clearly_and_the_next_call_starts_a_new_
 
         time.sleep(30)
 
-    killer = threading.Timer(1.0, lambda: beta.run(f"kill -9 {agent_pid}"))
+    def kill_the_agent_once_it_runs_slow() -> None:
+        _wait_until_running("beta", "slow")
+        beta.run(f"kill -9 {agent_pid}")
+
+    killer = threading.Thread(target=kill_the_agent_once_it_runs_slow)
     killer.start()
     with pytest.raises(nbmodal.NbmodalError, match="agent on beta stopped"):
         slow.remote()
+    killer.join(timeout=60)
     assert where.remote()[0] == str(beta.home)
     assert json.loads((beta.home / ".nbmodal" / "agent" / "agent.json").read_text())["pid"] != agent_pid
 
@@ -315,7 +344,8 @@ def test_upgrade_keeps_runs_in_flight(configured, tmp_path, monkeypatch):
         return x * x
 
     call = slow_square.spawn(7)
-    time.sleep(1.0)
+    wait_for(lambda: connections.get_client("beta").get_run(call.object_id).last_seq >= 2, 60,
+             "the run to start on the old agent and print")
     # This client now runs a newer agent version.
     newer = nbmodal_wire.__version__ + ".post1"
     sources = bootstrap.agent_sources()
@@ -330,11 +360,7 @@ def test_upgrade_keeps_runs_in_flight(configured, tmp_path, monkeypatch):
     assert new_info["pid"] != old_pid and new_info["version"] == nbmodal_wire.__version__
     assert os.path.exists(f"/proc/{old_pid}")  # the old agent is still finishing its run
     assert call.get(timeout=30) == 49
-    deadline = time.monotonic() + 15
-    while os.path.exists(f"/proc/{old_pid}") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    status = open(f"/proc/{old_pid}/stat").read().split()[2] if os.path.exists(f"/proc/{old_pid}") else "gone"
-    assert status in ("gone", "Z")  # drained and exited
+    wait_for(lambda: not pid_alive(old_pid), 15, f"the old agent (pid {old_pid}) to drain and exit")
     connections.forget("beta")
 
 
@@ -370,9 +396,7 @@ def _restart_agent(host) -> None:
     agent_json = host.home / ".nbmodal" / "agent" / "agent.json"
     if agent_json.exists():
         host.run(f"kill {json.loads(agent_json.read_text())['pid']}")
-        deadline = time.monotonic() + 15
-        while agent_json.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: not agent_json.exists(), 15, f"the agent on {host.name} to stop")
     connections.forget(host.name)
 
 

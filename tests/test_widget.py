@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import pytest
 
 import nbmodal
 from nbmodal._runtime.connection import get_client
 from nbmodal.widgets import DetachedRun, RunWidget
+from waiting import wait_for
+
+pytestmark = pytest.mark.agent
 
 app = nbmodal.App("widget")
 
@@ -39,11 +42,8 @@ def test_stop_button_cancels_the_run():
     client = get_client()
     widget = RunWidget(client, client.get_run(call.object_id))
     widget.follow_in_background()
-    time.sleep(0.3)
+    wait_for(lambda: "tick 0" in widget.output.value, 30, "the widget to show the run's first output")
     widget.stop_button.click()
-    deadline = time.monotonic() + 20
-    while "cancelled" not in widget.header.value and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "cancelled" in widget.header.value
+    wait_for(lambda: "cancelled" in widget.header.value, 20, "the widget to show the run cancelled")
     assert "KeyboardInterrupt" in widget.output.value
     assert repr(DetachedRun(client, client.get_run(call.object_id))).startswith(f"<DetachedRun {call.object_id}")

@@ -1,4 +1,6 @@
 // Shapes of the JSON that the nbmodal server extension serves under <baseUrl>nbmodal/api/.
+// Each interface is built by one function of nbmodal/server/dashboard.py (host_row, gpu_row, ...);
+// tests/test_sidebar_shapes.py checks the two against each other, keys, types and state words.
 
 export interface HostInfo {
   name: string;
@@ -27,7 +29,8 @@ export interface GpuInfo {
   in_use?: boolean;
 }
 
-export type ContainerState = 'busy' | 'idle' | 'starting';
+/** nbmodal_wire.states.container_state_word of the wire's ContainerState. */
+export type ContainerState = 'starting' | 'idle' | 'busy' | 'exited';
 
 export interface ContainerInfo {
   host: string;
@@ -60,7 +63,8 @@ export interface RunInfo {
   created: number;
   started: number;
   finished: number;
-  duration_s: number;
+  /** null until it started */
+  duration_s: number | null;
 }
 
 export interface VolumeInfo {
@@ -76,6 +80,7 @@ export interface CollectionInfo {
   length: number;
 }
 
+/** nbmodal_wire.states.image_state_word of the wire's ImageState. */
 export type ImageState = 'building' | 'ready' | 'failed';
 
 export interface ImageInfo {
@@ -84,6 +89,7 @@ export interface ImageInfo {
   name: string;
   state: ImageState;
   size_bytes: number;
+  created: number;
   last_used: number;
   python: string;
   error: string;
@@ -110,7 +116,7 @@ export interface RunLog {
 
 export interface VolumeEntry {
   path: string;
-  type: 'file' | 'dir';
+  type: 'file' | 'dir' | 'symlink';
   size: number;
   mtime: number;
 }

@@ -5,6 +5,12 @@ own with a deadline, so an unreachable host costs the sidebar one row with
 its error, never a stalled or broken panel: its last attempt keeps running in
 the background and later polls report "still connecting" instead of piling
 up more attempts.
+
+Each kind of row the sidebar reads is built by one function here (``host_row``,
+``gpu_row``, ``container_row``, ``run_row``, ``volume_row``, ``store_row``,
+``image_row``, ``volume_entry_row``), named after the interface of
+``labextension/src/types.ts`` it must match; tests/test_sidebar_shapes.py
+checks each against that file.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from typing import Any
 
 from nbmodal._runtime.client import iterate_events
 from nbmodal._runtime.connection import connection, existing_client
+from nbmodal._runtime.run_events import read_log_page
 from nbmodal.hosts import LOCAL, load_hosts
 from nbmodal_wire import pb
-from nbmodal_wire.states import container_state_word, image_state_word
+from nbmodal_wire.states import container_state_word, image_state_word, run_state_word
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +57,11 @@ class Dashboard:
             try:
                 host_view = future.result(timeout=HOST_DEADLINE_S)
             except FutureTimeout:
-                view["hosts"].append(_unreachable(name, f"no answer within {HOST_DEADLINE_S:g} s (still trying)"))
+                waited = f"no answer within {HOST_DEADLINE_S:g} s (still trying)"
+                view["hosts"].append(unreachable_host_row(name, waited))
                 continue
             except Exception as exc:  # the host's row says what went wrong
-                view["hosts"].append(_unreachable(name, str(exc) or type(exc).__name__))
+                view["hosts"].append(unreachable_host_row(name, str(exc) or type(exc).__name__))
                 continue
             for key, rows in host_view.items():
                 view[key].extend(rows)
@@ -62,36 +70,17 @@ class Dashboard:
 
     def _host_view(self, name: str) -> dict[str, list]:
         client = self.client(name)
-        hello, stats = client.hello, client.host_stats()
-        host = {"name": name, "reachable": True, "error": "", "agent_version": hello.agent_version,
-                "load1": round(stats.load1, 2), "cpus": stats.cpus,
-                "memory_used": stats.memory_total - stats.memory_available, "memory_total": stats.memory_total}
         now = time.time()
-        containers = []
-        for c in client.list_containers():
-            window = c.spec.scaledown_window_s or 0
-            containers.append({
-                "host": name, "container_id": c.container_id, "pid": c.pid, "state": container_state_word(c.state),
-                "image": c.spec.image, "gpus": list(c.gpus), "session": c.session, "run_id": c.run_id,
-                "created": c.created, "idle_since": c.idle_since,
-                "idle_left_s": max(0.0, window - (now - c.idle_since)) if c.state == pb.CONTAINER_IDLE and window else None})
-        gpus = [{"host": name, "index": g.index, "name": g.name, "utilization": g.utilization,
-                 "memory_used": g.memory_used, "memory_total": g.memory_total, "run_id": g.run_id,
-                 "session": g.session, "container_id": g.container_id, "partition": g.partition, "node": g.node,
-                 "in_use": g.in_use} for g in client.list_gpus()]
-        runs = [run_row(name, r) for r in client.list_runs(RECENT_RUNS)]
-        volumes = [{"host": name, "name": s.name, "size": s.length}
-                   for s in client.volume_call(pb.VolumeRequest(op=pb.VOLUME_LIST)).stores]
-        dicts = [{"host": name, "name": s.name, "length": s.length}
-                 for s in client.dict_call(pb.DictRequest(op=pb.LIST)).stores]
-        queues = [{"host": name, "name": s.name, "length": s.length}
-                  for s in client.queue_call(pb.QueueRequest(op=pb.LIST)).stores]
-        images = [{"host": name, "image_id": i.image_id, "name": i.name, "state": image_state_word(i.state),
-                   "size_bytes": i.size_bytes, "created": i.created, "last_used": i.last_used, "python": i.python,
-                   "error": i.error}
-                  for i in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images]
-        return {"hosts": [host], "gpus": gpus, "containers": containers, "runs": runs, "volumes": volumes,
-                "dicts": dicts, "queues": queues, "images": images}
+        return {
+            "hosts": [host_row(name, client.hello, client.host_stats())],
+            "gpus": [gpu_row(name, g) for g in client.list_gpus()],
+            "containers": [container_row(name, c, now) for c in client.list_containers()],
+            "runs": [run_row(name, r, now) for r in client.list_runs(RECENT_RUNS)],
+            "volumes": [volume_row(name, s) for s in client.volume_call(pb.VolumeRequest(op=pb.VOLUME_LIST)).stores],
+            "dicts": [store_row(name, s) for s in client.dict_call(pb.DictRequest(op=pb.LIST)).stores],
+            "queues": [store_row(name, s) for s in client.queue_call(pb.QueueRequest(op=pb.LIST)).stores],
+            "images": [image_row(name, i) for i in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images],
+        }
 
     @staticmethod
     def client(name: str):
@@ -107,25 +96,20 @@ class Dashboard:
     def run_log(self, host: str, run_id: str, after_seq: int = 0) -> dict[str, Any]:
         """A run's output after ``after_seq``, for a log view that polls."""
         client = self.client(host)
-        text, last_seq, done = [], after_seq, False
-        for event in iterate_events(client.attach(run_id, after_seq, follow=False, timeout=10), client):
-            last_seq = event.seq
-            kind = event.WhichOneof("kind")
-            if kind == "output":
-                text.append(event.output.data.decode("utf-8", "replace"))
-            elif kind == "notice":
-                text.append(f"[nbmodal] {event.notice.text}\n")
-            elif kind == "finished":
-                done = True
-                if event.finished.error.message:
-                    text.append(f"{event.finished.error.type_name}: {event.finished.error.message}\n")
+        # The state is read before the events: a run that had ended then has all its events in the reply,
+        # so the page can release a character left unfinished, and "done" never skips events.
         info = client.get_run(run_id)
-        return {"text": "".join(text), "last_seq": last_seq, "state": _STATES[info.state],
-                "done": done or info.state not in (pb.PENDING, pb.RUNNING)}
+        ended = info.state not in (pb.PENDING, pb.RUNNING)
+        events = iterate_events(client.attach(run_id, after_seq, follow=False, timeout=10), client)
+        page = read_log_page(events, after_seq, final=ended)  # its last_seq stops before a split character
+        if page.done and not ended:
+            info = client.get_run(run_id)  # it ended meanwhile: show its final state
+        return {"text": page.text, "last_seq": page.last_seq, "state": _STATES[info.state],
+                "done": page.done or ended}
 
     def stop_run(self, host: str, run_id: str) -> dict[str, Any]:
         info = self.client(host).cancel(run_id)
-        return {"state": _STATES[info.state]}
+        return {"state": run_state_word(info.state)}
 
     def stop_container(self, host: str, container_id: str) -> dict[str, Any]:
         self.client(host).stop_container(container_id)
@@ -135,7 +119,7 @@ class Dashboard:
         from nbmodal.volume import Volume
 
         entries = Volume.from_name(name, host=host).listdir(path or "/")
-        return {"entries": [{"path": e.path, "type": e.type, "size": e.size, "mtime": e.mtime} for e in entries]}
+        return {"entries": [volume_entry_row(e.path, e.type, e.size, e.mtime) for e in entries]}
 
     def volume_file(self, host: str, name: str, path: str, fileobj) -> int:
         from nbmodal.volume import Volume
@@ -172,13 +156,70 @@ class Dashboard:
         return {"removed": image_id}
 
 
-def run_row(host: str, run: pb.RunInfo) -> dict[str, Any]:
-    end = run.finished or (time.time() if run.started else 0)
-    return {"host": host, "run_id": run.run_id, "label": run.label, "state": _STATES[run.state],
+# -- the rows, one function per interface of labextension/src/types.ts ------------
+
+
+def host_row(name: str, hello: pb.HelloReply, stats: pb.HostStatsReply) -> dict[str, Any]:
+    """``HostInfo``: a reachable host's agent and load."""
+    return {"name": name, "reachable": True, "error": "", "agent_version": hello.agent_version,
+            "load1": round(stats.load1, 2), "cpus": stats.cpus,
+            "memory_used": stats.memory_total - stats.memory_available, "memory_total": stats.memory_total}
+
+
+def unreachable_host_row(name: str, error: str) -> dict[str, Any]:
+    """``HostInfo``: a host that didn't answer, and why."""
+    return {"name": name, "reachable": False, "error": error, "agent_version": "", "load1": 0.0, "cpus": 0,
+            "memory_used": 0, "memory_total": 0}
+
+
+def gpu_row(host: str, gpu: pb.GpuInfo) -> dict[str, Any]:
+    """``GpuInfo``: one card, and the container, run or session holding it."""
+    return {"host": host, "index": gpu.index, "name": gpu.name, "utilization": gpu.utilization,
+            "memory_used": gpu.memory_used, "memory_total": gpu.memory_total, "run_id": gpu.run_id,
+            "session": gpu.session, "container_id": gpu.container_id, "partition": gpu.partition, "node": gpu.node,
+            "in_use": gpu.in_use}
+
+
+def container_row(host: str, container: pb.ContainerInfo, now: float) -> dict[str, Any]:
+    """``ContainerInfo``: its state as a word, and how long an idle one stays warm."""
+    window = container.spec.scaledown_window_s or 0
+    idle = container.state == pb.CONTAINER_IDLE and window
+    return {"host": host, "container_id": container.container_id, "pid": container.pid,
+            "state": container_state_word(container.state), "image": container.spec.image,
+            "gpus": list(container.gpus), "session": container.session, "run_id": container.run_id,
+            "created": container.created, "idle_since": container.idle_since,
+            "idle_left_s": max(0.0, window - (now - container.idle_since)) if idle else None}
+
+
+def run_row(host: str, run: pb.RunInfo, now: float | None = None) -> dict[str, Any]:
+    """``RunInfo``: its state's name, and how long it ran (or has run so far); None before it started."""
+    end = run.finished or ((now or time.time()) if run.started else 0)
+    return {"host": host, "run_id": run.run_id, "label": run.label, "state": run_state_word(run.state),
             "created": run.created, "started": run.started, "finished": run.finished,
             "duration_s": round(end - run.started, 3) if run.started else None}
 
 
-def _unreachable(name: str, error: str) -> dict[str, Any]:
-    return {"name": name, "reachable": False, "error": error, "agent_version": "", "load1": 0.0, "cpus": 0,
-            "memory_used": 0, "memory_total": 0}
+def volume_row(host: str, store: pb.StoreInfo) -> dict[str, Any]:
+    """``VolumeInfo``: a volume and the bytes it holds."""
+    return {"host": host, "name": store.name, "size": store.length}
+
+
+def store_row(host: str, store: pb.StoreInfo) -> dict[str, Any]:
+    """``CollectionInfo``: a Dict or a Queue and its length."""
+    return {"host": host, "name": store.name, "length": store.length}
+
+
+def image_row(host: str, image: pb.ImageInfo) -> dict[str, Any]:
+    """``ImageInfo``: a built (or building, or failed) image, its state as a word."""
+    return {"host": host, "image_id": image.image_id, "name": image.name, "state": image_state_word(image.state),
+            "size_bytes": image.size_bytes, "created": image.created, "last_used": image.last_used,
+            "python": image.python, "error": image.error}
+
+
+# The sidebar's word for a directory (VolumeEntry.type); the wire says "directory".
+_ENTRY_TYPES = {"file": "file", "directory": "dir", "symlink": "symlink"}
+
+
+def volume_entry_row(path: str, kind: str, size: int, mtime: float) -> dict[str, Any]:
+    """``VolumeEntry``: one file, directory or symlink of a volume listing."""
+    return {"path": path, "type": _ENTRY_TYPES.get(kind, kind), "size": size, "mtime": mtime}
