@@ -43,9 +43,9 @@ from nbmodal_wire import __version__
 
 __all__ = [
     "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
-    "GpuUnavailableError", "Image", "ImageBuildError", "ImageDefinitionError", "NbmodalError", "NotFoundError", "Queue", "ResourcesUnavailableError", "Retries",
-    "Volume",
-    "RemoteError", "RemoteValue", "ResultWarning", "RunLostError", "SlurmJobError", "VersionMismatchError", "__version__",
+    "GpuUnavailableError", "Image", "ImageBuildError", "ImageDefinitionError", "NbmodalError", "NotFoundError",
+    "Queue", "RemoteError", "RemoteValue", "ResourcesUnavailableError", "ResultWarning", "Retries", "RunLostError",
+    "SlurmJobError", "VersionMismatchError", "Volume", "__version__",
     "concurrent", "enter", "exit", "method", "parameter", "load_ipython_extension",
 ]
 

@@ -63,7 +63,7 @@ def _reduce_code(code: types.CodeType) -> tuple:
     return constructor, args
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _register_by_value(module_name: str) -> None:
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
 
@@ -95,5 +95,6 @@ def _install_roots() -> tuple[str, ...]:
 
 def _module_source(module: types.ModuleType) -> tuple[str, str, str]:
     filename = module.__file__
+    assert filename is not None  # only modules loaded from a file travel as source
     with open(filename, encoding="utf-8") as f:
         return module.__name__, f.read(), filename

@@ -90,7 +90,7 @@ def _parts_evaluated_outside(node: ast.AST) -> list[ast.AST]:
         return [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
     if isinstance(node, ast.ClassDef):
         return [*node.decorator_list, *node.bases, *node.keywords]
-    return [node.generators[0].iter]  # a comprehension's first iterable
+    return [node.generators[0].iter]  # type: ignore[attr-defined]  # a comprehension's first iterable
 
 
 def _globals_read_by_nested_scopes(table: symtable.SymbolTable) -> Iterable[str]:
@@ -135,4 +135,4 @@ def _bound_names(stmt: ast.stmt) -> Iterable[str]:
             yield node.rest
         elif isinstance(node, ast.Global):
             yield from node.names
-        queue.extend(ast.iter_child_nodes(node))
+        queue.extend(ast.iter_child_nodes(node))  # type: ignore[arg-type]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import secrets
 import shutil
 import struct
 import time
@@ -21,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from nbmodal_wire.pids import pid_alive
 from nbmodal_wire import pb
 from nbmodal_wire.names import RUN_ID, new_run_id  # noqa: F401  (RUN_ID re-exported)
+from nbmodal_wire.pids import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ class Run:
         self._record(event)
         return event
 
-    def set_state(self, state: int) -> None:
+    def set_state(self, state: pb.RunState) -> None:
         self.info.state = state
         if state == pb.RUNNING:
             self.info.started = time.time()

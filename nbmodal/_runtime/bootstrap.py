@@ -27,10 +27,10 @@ from pathlib import Path
 
 import nbmodal
 import nbmodal_wire
-from nbmodal_wire.agent_file import AgentFile
 from nbmodal._runtime.ssh import SSHConnection, shell_quote
 from nbmodal.config import nbmodal_home
 from nbmodal.hosts import HostError
+from nbmodal_wire.agent_file import AgentFile
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def install(connection: SSHConnection, facts: HostFacts, venv: str) -> None:
     run_checked(connection, f"rm -rf {q_partial} && {facts.python} -m venv {q_partial}", "create a venv",
                 fallback=f"rm -rf {q_partial} && {facts.python} -m venv --without-pip {q_partial}")
     python = f"{partial}/bin/python"
-    site = run_checked(connection, f"{shell_quote(python)} -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'",
-                       "find the venv's site-packages").strip()
+    print_site = "import sysconfig; print(sysconfig.get_paths()[\"purelib\"])"
+    site = run_checked(connection, f"{shell_quote(python)} -c '{print_site}'", "find the venv's site-packages").strip()
     upload_agent_code(connection, site, facts.python)
     install_dependencies(connection, facts, partial)
     run_checked(connection, f"{shell_quote(python)} -c 'import remote_agent.daemon, grpc, cloudpickle'",
@@ -137,7 +137,7 @@ def agent_sources() -> dict[str, bytes]:
 
     sources = {}
     for module in (remote_agent, nbmodal_wire, nbmodal):
-        package = Path(module.__file__).parent
+        package = Path(str(module.__file__)).parent
         sources.update({str(path.relative_to(package.parent)): path.read_bytes()
                         for path in sorted(package.rglob("*"))
                         if path.is_file() and "__pycache__" not in path.parts

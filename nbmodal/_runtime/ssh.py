@@ -104,6 +104,13 @@ class SSHConnection:
         self._last_answer = time.monotonic()
         self._closed = False
 
+    @property
+    def live_transport(self) -> paramiko.Transport:
+        """The transport, once connected (a HostError before)."""
+        if self.transport is None:
+            raise HostError(f"host {self.host.name!r}: the SSH connection is not open")
+        return self.transport
+
     @classmethod
     def open(cls, host: Host, accept_new_host_key: bool = False) -> SSHConnection:
         params = resolve(host)
@@ -122,7 +129,7 @@ class SSHConnection:
         p = self.params
         try:
             if self.jump is not None:
-                sock = self.jump.transport.open_channel("direct-tcpip", (p.hostname, p.port), ("127.0.0.1", 0),
+                sock = self.jump.live_transport.open_channel("direct-tcpip", (p.hostname, p.port), ("127.0.0.1", 0),
                                                         timeout=CONNECT_TIMEOUT_S)
             else:
                 sock = socket.create_connection((p.hostname, p.port), timeout=CONNECT_TIMEOUT_S)
@@ -136,7 +143,8 @@ class SSHConnection:
             transport.start_client(timeout=CONNECT_TIMEOUT_S)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport.close()
-            raise HostError(f"host {self.host.name!r}: SSH handshake with {p.hostname}:{p.port} failed: {exc}") from None
+            raise HostError(
+                f"host {self.host.name!r}: SSH handshake with {p.hostname}:{p.port} failed: {exc}") from None
         try:
             self._verify_host_key(transport, accept_new_host_key)
             self._authenticate(transport)
@@ -222,12 +230,12 @@ class SSHConnection:
 
     def _watch(self) -> None:
         """Keepalives that expect an answer: a silent link is declared dead."""
-        transport = self.transport
+        transport = self.live_transport
         while not self._closed and transport.is_active():
             started = time.monotonic()
             answered = threading.Event()
 
-            def ask() -> None:
+            def ask(answered: threading.Event = answered) -> None:
                 try:
                     transport.global_request("keepalive@openssh.com", wait=True)
                     answered.set()
@@ -248,7 +256,7 @@ class SSHConnection:
     def run(self, command: str, timeout: float = 120.0, stdin: bytes | None = None) -> tuple[int, str, str]:
         """Run a shell command on the host; returns (exit status, stdout, stderr)."""
         try:
-            channel = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+            channel = self.live_transport.open_session(timeout=CONNECT_TIMEOUT_S)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostError(f"host {self.host.name!r}: the SSH connection is down ({exc})") from None
         channel.settimeout(timeout)
@@ -268,7 +276,7 @@ class SSHConnection:
                 else:
                     time.sleep(0.002)
             return channel.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
-        except socket.timeout:
+        except TimeoutError:
             raise HostError(f"host {self.host.name!r}: `{command[:60]}` did not finish within {timeout:g} s") from None
         finally:
             channel.close()
@@ -282,8 +290,8 @@ class SSHConnection:
         """A channel to 127.0.0.1:port on the host (where its agent listens)."""
         if not self.alive:
             raise HostError(f"host {self.host.name!r}: the SSH connection is down")
-        return self.transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
-                                           timeout=CONNECT_TIMEOUT_S)
+        return self.live_transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
+                                                timeout=CONNECT_TIMEOUT_S)
 
     def close(self) -> None:
         self._closed = True

@@ -13,6 +13,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any, cast
 
 import paramiko
 
@@ -57,7 +58,7 @@ class LocalForwarder:
         try:
             while True:
                 for key, _ in selector.select(timeout=1.0):
-                    source, sink = key.fileobj, key.data
+                    source, sink = cast(Any, key.fileobj), key.data
                     data = source.recv(1 << 16)
                     if not data:
                         return

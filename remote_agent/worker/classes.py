@@ -19,7 +19,7 @@ _instances: dict[str, Any] = {}
 def call_method(cls: type, parameters: dict[str, Any], method: str, key: str, *args: Any, **kwargs: Any) -> Any:
     instance = _instances.get(key)
     if instance is None:
-        instance = cls.__new__(cls)
+        instance = cls.__new__(cls)  # type: ignore[call-overload]  # no __init__: parameters are set below
         for name, value in parameters.items():
             setattr(instance, name, value)
         for name in _marked(cls, "enter"):

@@ -168,8 +168,8 @@ def route_ipython_display() -> None:
     """Install the hook (and patch an IPython already imported)."""
     already = sys.modules.get(_IPythonDisplayHook._TARGET)
     if already is not None:
-        already.display = display
+        already.display = display  # type: ignore[attr-defined]
         if "IPython.display" in sys.modules:
-            sys.modules["IPython.display"].display = display
+            sys.modules["IPython.display"].display = display  # type: ignore[attr-defined]
         return
     sys.meta_path.insert(0, _IPythonDisplayHook())

@@ -22,9 +22,8 @@ from typing import Any
 
 import cloudpickle
 
-from nbmodal_wire import blobs
+from nbmodal_wire import blobs, pb
 from nbmodal_wire.cellcode import names_assigned, parse_cell, split_last_expression
-from nbmodal_wire import pb
 from remote_agent.worker import display as display_module
 
 log = logging.getLogger(__name__)
@@ -212,6 +211,7 @@ def _run_function(request: pb.Execute, interrupts: Interrupts,
     try:
         result = function(*args, **kwargs)
         if request.generator:
+            assert emit_item is not None, "a generator run needs somewhere to send its items"
             for item in result:  # the generator's own code runs here, under the same interrupts
                 encoded = blobs.encode(item, _dumps)
                 emit_item(pb.Item(blob=_store_blob(encoded)) if encoded.is_blob else pb.Item(value=encoded.inline))

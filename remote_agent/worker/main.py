@@ -21,8 +21,8 @@ import sys
 import threading
 from typing import NoReturn
 
-from nbmodal_wire.frames import FrameSocket
 from nbmodal_wire import pb
+from nbmodal_wire.frames import FrameSocket
 from remote_agent.worker import batch, display
 from remote_agent.worker.classes import run_exit_hooks
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
@@ -92,8 +92,12 @@ def serve(fd: int, session: bool) -> NoReturn:
 
     channel = FrameSocket(socket.socket(fileno=fd))
     inputs = _InputMarks(channel)
-    capture = FdCapture(lambda stream, data: (inputs.announce(), channel.send(
-        pb.FromContainer(output=pb.Output(stream=stream, data=data)))))
+
+    def send_output(stream: int, data: bytes) -> None:
+        inputs.announce()  # a map's input that prints says so first
+        channel.send(pb.FromContainer(output=pb.Output(stream=stream, data=data)))  # type: ignore[arg-type]
+
+    capture = FdCapture(send_output)
 
     def publish(data: dict, metadata: dict, execute_result: bool) -> None:
         capture.sync()  # what was printed before a display shows before it
@@ -101,8 +105,16 @@ def serve(fd: int, session: bool) -> NoReturn:
             data_json=json.dumps(data), metadata_json=json.dumps(metadata), execute_result=execute_result)))
 
     display.set_publisher(publish)
-    batch.set_input_hook(lambda index: (capture.sync(), inputs.begin(index)))
-    builtins.display = display.display  # as in IPython, display() needs no import
+    def begin_input(index: int) -> None:
+        capture.sync()  # the previous input's output stays with it
+        inputs.begin(index)
+
+    def send_item(item: pb.Item) -> None:
+        capture.sync()
+        channel.send(pb.FromContainer(item=item))
+
+    batch.set_input_hook(begin_input)
+    builtins.display = display.display  # type: ignore[attr-defined]  # as in IPython, display() needs no import
     display.route_ipython_display()  # and `from IPython.display import display` works as in a kernel
     interrupts = Interrupts()
     namespace = Session() if session else None
@@ -122,8 +134,7 @@ def serve(fd: int, session: bool) -> NoReturn:
             busy.set()
             inputs.reset()
             request = message.execute
-            finished = execute(request, namespace, interrupts, emit_item=lambda item: (
-                capture.sync(), channel.send(pb.FromContainer(item=item))))
+            finished = execute(request, namespace, interrupts, emit_item=send_item)
             capture.sync()
             channel.send(pb.FromContainer(finished=finished))
             busy.clear()

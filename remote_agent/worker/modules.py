@@ -18,7 +18,7 @@ def load_module_from_source(name: str, source: str, filename: str) -> types.Modu
         return existing
     module = types.ModuleType(name)
     module.__file__ = filename
-    module.__nbmodal_source_sha256__ = digest
+    module.__nbmodal_source_sha256__ = digest  # type: ignore[attr-defined]
     sys.modules[name] = module
     exec(compile(source, filename, "exec"), module.__dict__)
     return module

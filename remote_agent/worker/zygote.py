@@ -103,7 +103,7 @@ def main() -> None:
     channel = socket.socket(fileno=args.fd)
     try:
         # What every container runs, imported once here.
-        from remote_agent.worker import main as worker_main, mounts  # noqa: F401
+        from remote_agent.worker import main as worker_main  # noqa: F401
         from remote_agent.worker.execute import PYTHON_VERSION
     except BaseException:
         _fail(channel, f"the worker can't be imported:\n{traceback.format_exc()}")
@@ -263,7 +263,8 @@ class _Server:
             os.dup2(log_fd, 2)
             os.close(log_fd)
             error_fd = 2
-            from remote_agent.worker import main as worker_main, mounts
+            from remote_agent.worker import main as worker_main
+            from remote_agent.worker import mounts
 
             os.environ.clear()
             os.environ.update(request.get("env") or {})
