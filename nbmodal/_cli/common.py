@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.connection import connection, existing_client
@@ -14,6 +16,15 @@ from nbmodal.output import StreamSink
 log = logging.getLogger(__name__)
 
 HOST_HELP = "only this host"
+
+
+def add_host_listing(commands: argparse._SubParsersAction, name: str, help: str,
+                     handler: Callable[..., Any]) -> argparse.ArgumentParser:
+    """A verb that lists something of every reachable host, or with ``--host`` of one."""
+    parser = commands.add_parser(name, help=help)
+    parser.add_argument("--host", help=HOST_HELP)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def reachable(host: str | None) -> list[tuple[str, AgentClient]]:

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from nbmodal._cli.common import HOST_HELP, reachable, table
+from nbmodal._cli.common import add_host_listing, reachable, table
 from nbmodal_wire.states import container_state_word
 
 if TYPE_CHECKING:
@@ -14,15 +14,10 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    listing = commands.add_parser("containers", help="running and warm containers")
-    listing.add_argument("--host", help=HOST_HELP)
-    listing.set_defaults(handler=_list)
-
+    add_host_listing(commands, "containers", "running and warm containers", _list)
     container = commands.add_parser("container", help="containers, as Modal spells it: list")
-    verbs = container.add_subparsers(dest="verb", required=True)
-    list_parser = verbs.add_parser("list", help="running and warm containers")
-    list_parser.add_argument("--host", help=HOST_HELP)
-    list_parser.set_defaults(handler=_list)
+    add_host_listing(container.add_subparsers(dest="verb", required=True), "list", "running and warm containers",
+                     _list)
 
 
 def _list(args: argparse.Namespace, console: Console) -> None:

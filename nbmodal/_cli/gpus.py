@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from nbmodal._cli.common import HOST_HELP, reachable, table
+from nbmodal._cli.common import add_host_listing, reachable, table
 
 if TYPE_CHECKING:
     from nbmodal._cli import Console
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    listing = commands.add_parser("gpus", help="GPUs of every host: figures and who holds them")
-    listing.add_argument("--host", help=HOST_HELP)
-    listing.set_defaults(handler=_list)
+    add_host_listing(commands, "gpus", "GPUs of every host: figures and who holds them", _list)
 
 
 def _list(args: argparse.Namespace, console: Console) -> None:

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from nbmodal._cli.common import HOST_HELP, reachable, table
+from nbmodal._cli.common import add_host_listing, reachable, table
 from nbmodal._runtime.connection import session_hosts
 from nbmodal.exceptions import NotFoundError
 
@@ -15,15 +15,10 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    listing = commands.add_parser("sessions", help="live sessions")
-    listing.add_argument("--host", help=HOST_HELP)
-    listing.set_defaults(handler=_list)
-
+    add_host_listing(commands, "sessions", "live sessions", _list)
     session = commands.add_parser("session", help="sessions, as Modal spells it: list, stop NAME")
     verbs = session.add_subparsers(dest="verb", required=True)
-    list_parser = verbs.add_parser("list", help="live sessions")
-    list_parser.add_argument("--host", help=HOST_HELP)
-    list_parser.set_defaults(handler=_list)
+    add_host_listing(verbs, "list", "live sessions", _list)
     stop_parser = verbs.add_parser("stop", help="end a session")
     stop_parser.add_argument("name")
     stop_parser.set_defaults(handler=_stop)
