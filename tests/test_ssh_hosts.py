@@ -17,7 +17,9 @@ import pytest
 import nbmodal
 from kernels import kernel
 from nbmodal import commands, hosts
+from nbmodal._cli.hosts import host_doctor_all, host_list
 from nbmodal._runtime import connection as connections
+from nbmodal._runtime.ssh import run_on_hosts
 from nbmodal.hosts import HostError
 from nbmodal_wire import pb
 from nbmodal_wire.pids import pid_alive
@@ -376,9 +378,33 @@ def test_proxy_jump_through_another_host(configured, online_ssh_host, tmp_path):
     try:
         assert _remote("alpha-jump").remote()[0] == str(alpha.home)
         assert "via online" in commands.host_doctor("alpha-jump")
+        # A group's connection goes through the jump host too.
+        reply = run_on_hosts([hosts.get_host("alpha-jump")], "echo $HOME")["alpha-jump"]
+        assert (reply.status, reply.stdout, reply.error) == (0, f"{alpha.home}\n", "")
     finally:
         connections.forget("alpha-jump")
         hosts.remove_host("alpha-jump")
+
+
+def test_doctor_all_and_host_ls_ask_every_host_at_once(configured):
+    """fabric's ThreadingGroup runs one command on alpha and beta; a host that is down doesn't stop the other."""
+    _remote("alpha").remote(), _remote("beta").remote()  # both agents run
+    report = host_doctor_all()
+    for name in ("alpha", "beta"):
+        assert f"{name}:\n  [ok] ssh: {name} answers" in report, report
+    assert report.count(f"[ok] agent: version {nbmodal.__version__}") == 2, report
+    assert report.count("[ok] python:") == 2 and report.count("[ok] disk:") == 2, report
+    listing = host_list()
+    assert listing.count(f"ok, agent {nbmodal.__version__}") == 2, listing
+    configured.beta.cut()
+    try:
+        replies = run_on_hosts([hosts.get_host("alpha"), hosts.get_host("beta")], "echo $HOME; exit 3")
+    finally:
+        configured.beta.restore()
+    assert (replies["alpha"].status, replies["alpha"].stdout) == (3, f"{configured.alpha.home}\n")
+    assert replies["alpha"].error == "" and not replies["alpha"].ok
+    assert replies["beta"].error.startswith("host 'beta': "), replies["beta"]
+    assert "can't reach" in replies["beta"].error or "handshake" in replies["beta"].error, replies["beta"]
 
 
 def test_large_values_stream_through_the_tunnel_as_blobs(configured):

@@ -1,4 +1,4 @@
-"""SSH hosts and Slurm login nodes: ``host add|ls|rm|doctor``."""
+"""SSH hosts and Slurm login nodes: ``host add|ls|rm|doctor``; ``ls`` and ``doctor --all`` ask every host at once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from nbmodal._cli.common import table
 from nbmodal._runtime.connection import forget
-from nbmodal.hosts import SLURM_KEYS
+from nbmodal.hosts import SLURM_KEYS, Host, HostError
 
 if TYPE_CHECKING:
     from nbmodal._cli import Console
@@ -39,12 +39,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="--slurm: the login node's address as compute nodes reach it (default: its FQDN)")
     add.add_argument("--slurm-env", default="", help="--slurm: environment for sbatch/squeue, e.g. 'SLURM_CONF=/x'")
     add.set_defaults(handler=_add)
-    verbs.add_parser("ls", aliases=["list"], help="configured hosts").set_defaults(handler=_list)
+    verbs.add_parser("ls", aliases=["list"], help="configured hosts, with each one's health (checked in parallel)") \
+        .set_defaults(handler=_list)
     rm = verbs.add_parser("rm", help="forget a host")
     rm.add_argument("name")
     rm.set_defaults(handler=_remove)
     doctor = verbs.add_parser("doctor", help="check a host: ssh, host key, auth, python, disk, agent, latency")
-    doctor.add_argument("name")
+    doctor.add_argument("name", nargs="?", default="")
+    doctor.add_argument("--all", action="store_true", help="check every configured host at once")
     doctor.set_defaults(handler=_doctor)
 
 
@@ -63,7 +65,9 @@ def _remove(args: argparse.Namespace, console: Console) -> None:
 
 
 def _doctor(args: argparse.Namespace, console: Console) -> None:
-    console.echo(host_doctor(args.name))
+    if args.all == bool(args.name):
+        raise HostError("host doctor: name one host, or pass --all for every configured host")
+    console.echo(host_doctor_all() if args.all else host_doctor(args.name))
 
 
 def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: bool = False,
@@ -101,9 +105,39 @@ def host_list() -> str:
     configured = hosts.load_hosts()
     if not configured:
         return "no hosts (runs go to the local agent); add one with `nbmodal host add NAME user@host`"
-    rows = [("HOST", "TARGET", "SSH CONFIG")]
-    rows += [(h.name, h.target, h.ssh_config or "~/.ssh/config") for h in configured.values()]
+    health = host_health(list(configured.values()))
+    rows = [("HOST", "TARGET", "SSH CONFIG", "HEALTH")]
+    rows += [(h.name, h.target, h.ssh_config or "~/.ssh/config", health[h.name]) for h in configured.values()]
     return table(rows)
+
+
+def host_health(configured: list[Host]) -> dict[str, str]:
+    """A few words per host on whether it answers and its agent runs (all hosts checked at once)."""
+    from nbmodal._runtime import bootstrap
+    from nbmodal._runtime.ssh import run_on_hosts
+
+    health = {}
+    for name, reply in run_on_hosts(configured, bootstrap.AGENT_JSON_COMMAND).items():
+        if reply.error:
+            health[name] = _failed_step(reply.error)
+            continue
+        try:
+            agent = bootstrap.parse_agent_json(name, reply.status, reply.stdout)
+        except HostError:
+            health[name] = "agent.json malformed (see host doctor)"
+            continue
+        health[name] = f"ok, agent {agent.version} (pid {agent.pid})" if agent is not None else "ok, no agent yet"
+    return health
+
+
+def _failed_step(error: str) -> str:
+    if "host key" in error or "known_hosts" in error:
+        return "host key refused (see host doctor)"
+    if "refused every key" in error:
+        return "login refused (see host doctor)"
+    if "can't resolve" in error:
+        return "ssh config error (see host doctor)"
+    return "unreachable"
 
 
 def host_remove(name: str) -> str:
@@ -118,3 +152,14 @@ def host_doctor(name: str) -> str:
     from nbmodal.doctor import doctor
 
     return "\n".join(check.line() for check in doctor(name))
+
+
+def host_doctor_all() -> str:
+    """Every configured host checked at once: SSH, Python, disk, agent (``host doctor NAME`` for latency)."""
+    from nbmodal.doctor import doctor_all
+
+    reports = doctor_all()
+    if not reports:
+        return "no hosts (runs go to the local agent); add one with `nbmodal host add NAME user@host`"
+    return "\n\n".join(f"{name}:\n" + "\n".join("  " + check.line() for check in checks)
+                       for name, checks in reports.items())

@@ -4,7 +4,7 @@ The first use of a host installs the exact agent code this client runs (its
 ``remote_agent`` package, byte for byte) into a venv under the remote user's
 home, with the same versions of its three dependencies: from the package
 index when the host can reach it, else from wheels this client downloads and
-ships over SFTP. The venv is built under a temporary name and renamed when
+ships over SFTP (fabric's ``put``). The venv is built under a temporary name and renamed when
 complete, so a failed bootstrap leaves nothing half-installed. The agent is
 started detached (it outlives the SSH session); a running agent of another
 version is asked to drain: it finishes its runs, while the new one takes
@@ -151,7 +151,8 @@ def upload_agent_code(connection: SSHConnection, site_packages: str, python: str
         for name, content in agent_sources().items():
             archive.writestr(name, content)
     remote_zip = f"{site_packages}/remote_agent.zip"
-    connection.sftp().putfo(io.BytesIO(buffer.getvalue()), remote_zip)
+    buffer.seek(0)
+    connection.put(buffer, remote_zip)
     run_checked(connection, f"cd {shell_quote(site_packages)} && {python} -m zipfile -e remote_agent.zip . "
                             f"&& rm remote_agent.zip", "unpack the agent code")
 
@@ -171,12 +172,11 @@ def install_dependencies(connection: SSHConnection, facts: HostFacts, venv: str)
     wheels = local_wheels(facts, pins, with_pip=not has_pip)
     remote_dir = f"{REMOTE_HOME}/wheels"
     connection.run(f"mkdir -p {shell_quote(remote_dir)}")
-    sftp = connection.sftp()
     remote_abs = f"{facts.home}/.nbmodal/wheels"
-    present = set(sftp.listdir(remote_abs))
+    present = set(connection.sftp().listdir(remote_abs))
     for wheel in wheels:
         if wheel.name not in present:
-            sftp.put(str(wheel), f"{remote_abs}/{wheel.name}")
+            connection.put(str(wheel), f"{remote_abs}/{wheel.name}")
     if has_pip:
         pip = f"{python} -m pip"
     else:
@@ -205,21 +205,30 @@ def local_wheels(facts: HostFacts, pins: list[str], with_pip: bool) -> list[Path
     return sorted(cache.glob("*.whl"))
 
 
+# Prints the agent.json, then "alive" if its process runs; exits 1 without one.
+AGENT_JSON_COMMAND = (
+    f"f={REMOTE_HOME}/agent/agent.json; cat $f 2>/dev/null || exit 1; echo; "
+    # A killed agent nobody reaped is a zombie: not alive.
+    "pid=$(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/' $f); "
+    "state=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1); "
+    "[ -n \"$state\" ] && [ \"$state\" != Z ] && echo alive")
+
+
 def read_agent_json(connection: SSHConnection) -> AgentFile | None:
     """The host's running agent, from its agent.json (None if absent, or its process is gone)."""
-    status, out, _ = connection.run(
-        f"f={REMOTE_HOME}/agent/agent.json; cat $f 2>/dev/null || exit 1; echo; "
-        # A killed agent nobody reaped is a zombie: not alive.
-        "pid=$(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/' $f); "
-        "state=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1); "
-        "[ -n \"$state\" ] && [ \"$state\" != Z ] && echo alive")
+    status, out, _ = connection.run(AGENT_JSON_COMMAND)
+    return parse_agent_json(connection.host.name, status, out)
+
+
+def parse_agent_json(host_name: str, status: int, out: str) -> AgentFile | None:
+    """What ``AGENT_JSON_COMMAND`` printed, as the running agent (None if there is none)."""
     if status != 0 or not out.rstrip().endswith("alive"):
         return None
     try:
         return AgentFile.from_json(out.splitlines()[0])
     except ValueError as exc:
-        raise HostError(f"host {connection.host.name!r}: {REMOTE_HOME}/agent/agent.json is malformed ({exc}); "
-                        f"stop that agent (`nbmodal host doctor {connection.host.name}`) and run again") from None
+        raise HostError(f"host {host_name!r}: {REMOTE_HOME}/agent/agent.json is malformed ({exc}); "
+                        f"stop that agent (`nbmodal host doctor {host_name}`) and run again") from None
 
 
 def write_slurm_config(connection: SSHConnection) -> bool:

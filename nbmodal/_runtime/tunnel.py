@@ -4,6 +4,8 @@ gRPC connects to 127.0.0.1:<local port>; each TCP connection it opens is
 carried by a ``direct-tcpip`` channel of the host's current SSH transport to
 the agent's loopback port there. When the transport is replaced after a drop,
 new connections use the new one, so the gRPC channel recovers by itself.
+That is why this is ours rather than fabric's ``Connection.forward_local``,
+which is bound to one transport for the length of a ``with`` block.
 """
 
 from __future__ import annotations
