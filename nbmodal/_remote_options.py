@@ -84,10 +84,31 @@ def _positive_number(key: str, unit: str, strip_suffix: str = "") -> Callable[[s
     return parse
 
 
-def _parse_memory(value: str) -> int:
-    if not value.isdigit() or int(value) <= 0:
-        raise _usage(f"memory={value!r} must be a whole number of MiB, like memory=4096")
-    return int(value)
+def _parse_cpu(value: str) -> float | tuple[float, float]:
+    """``cpu=2`` (cores reserved), or ``cpu=1:4`` for Modal's ``cpu=(request, limit)``."""
+    number = _positive_number("cpu", "cores")
+    request, sep, limit = value.partition(":")
+    if not sep:
+        return number(value)
+    pair = (number(request), number(limit))
+    if pair[1] < pair[0]:
+        raise _usage(f"cpu={value!r}: the limit is below the request; write cpu=REQUEST:LIMIT, like cpu=1:4")
+    return pair
+
+
+def _parse_memory(value: str) -> int | tuple[int, int]:
+    """``memory=4096`` (MiB reserved), or ``memory=4096:8192`` for Modal's ``memory=(request, limit)``."""
+    parts = value.split(":")
+    if len(parts) > 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise _usage(f"memory={value!r} must be a whole number of MiB, like memory=4096, or REQUEST:LIMIT "
+                     f"in MiB, like memory=4096:8192")
+    if len(parts) == 1:
+        return int(value)
+    request, limit = int(parts[0]), int(parts[1])
+    if limit < request:
+        raise _usage(f"memory={value!r}: the limit is below the request; write memory=REQUEST:LIMIT, "
+                     f"like memory=4096:8192")
+    return request, limit
 
 
 def _parse_volumes(value: str) -> dict[str, str]:
@@ -151,10 +172,12 @@ REMOTE_OPTIONS: tuple[RemoteOption, ...] = (
     RemoteOption("gpu", "gpu", _parse_gpu,
                  "gpu=TYPE[:COUNT][,FALLBACK…]: GPUs for the container (any, T4, L4, A10G, A100-80GB, H100, …)",
                  modal="gpu"),
-    RemoteOption("cpu", "cpu", _positive_number("cpu", "cores"), "cpu=CORES: cores reserved for the container",
+    RemoteOption("cpu", "cpu", _parse_cpu,
+                 "cpu=CORES[:LIMIT]: cores reserved for the container, and the most it may use",
                  modal="cpu"),
-    RemoteOption("memory", "memory", _parse_memory, "memory=MIB: memory reserved for the container",
-                 modal="memory"),
+    RemoteOption("memory", "memory", _parse_memory,
+                 "memory=MIB[:LIMIT]: memory reserved for the container, and the most it may use "
+                 "(above it the run fails)", modal="memory"),
     RemoteOption("volumes", "volumes", _parse_volumes, "volumes=NAME:/path[,NAME:/path…]: volumes to mount",
                  modal="volumes"),
     RemoteOption("map", "map", _parse_map,

@@ -10,8 +10,10 @@ from typing import Any
 
 from nbmodal import serialization
 from nbmodal.exceptions import (
+    FunctionTimeoutError,
     GpuUnavailableError,
     ImageBuildError,
+    MemoryLimitExceededError,
     RemoteError,
     ResourcesUnavailableError,
     RunLostError,
@@ -22,7 +24,7 @@ from nbmodal_wire import pb
 # Errors the agent reports by kind (it has no pickled exception for them).
 _AGENT_ERRORS = {pb.ERROR_GPU_UNAVAILABLE: GpuUnavailableError, pb.ERROR_CONTAINER_DIED: RunLostError,
                  pb.ERROR_RESOURCES_UNAVAILABLE: ResourcesUnavailableError, pb.ERROR_IMAGE_BUILD: ImageBuildError,
-                 pb.ERROR_LAUNCH_REFUSED: SlurmJobError}
+                 pb.ERROR_LAUNCH_REFUSED: SlurmJobError, pb.ERROR_MEMORY_LIMIT: MemoryLimitExceededError}
 
 
 class ResultWarning(UserWarning):
@@ -103,13 +105,23 @@ def function_result(finished: pb.RunFinished, fetch_blob: Callable[[str], Any]) 
     return serialization.loads(finished.return_value)
 
 
-def raise_for_state(finished: pb.RunFinished) -> None:
-    """Raise what the run raised, as the same type where this kernel can rebuild it."""
+def raise_for_state(finished: pb.RunFinished, *, cell: bool = False) -> None:
+    """Raise what the run raised, as the same type where this kernel can rebuild it.
+
+    A function over its ``timeout=`` raises Modal's ``FunctionTimeoutError``; a cell, a plain
+    ``TimeoutError`` (as a local cell stopped by a timer would)."""
     if finished.state == pb.SUCCEEDED:
         return
     if finished.state == pb.LOST:
         raise RunLostError(finished.error.message or "the run was lost")
-    raise rebuild_exception(finished.error)
+    exc = rebuild_exception(finished.error)
+    if finished.state == pb.TIMED_OUT and not cell and type(exc) is builtins.TimeoutError:
+        # Modal's type for a run over its timeout= (still a built-in TimeoutError for `except TimeoutError`).
+        timed_out = FunctionTimeoutError(*exc.args)
+        timed_out.__dict__.update(exc.__dict__)
+        timed_out.__cause__ = exc.__cause__
+        exc = timed_out
+    raise exc
 
 
 def rebuild_error_record(record: bytes) -> BaseException:

@@ -1,4 +1,5 @@
-"""cpu= and memory=: reserved per container, pinned cores, waiting when the host has no room."""
+"""cpu= and memory=: reserved per container (the request of a (request, limit) pair), pinned cores, waiting
+when the host has no room."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def all_cores(seconds):
 def test_a_container_is_pinned_to_its_reserved_cores():
     cores = one_core.remote()
     assert len(cores) == 1 and cores[0] in os.sched_getaffinity(0)
+
+
+def test_a_request_limit_pair_reserves_its_request():
+    @app.function(cpu=(1, CORES), memory=(64, 4096))
+    def pinned_with_room():
+        import os
+
+        return sorted(os.sched_getaffinity(0))
+
+    cores = pinned_with_room.remote()
+    assert len(cores) == 1 and cores[0] in os.sched_getaffinity(0)  # the request is what is pinned
 
 
 def test_runs_wait_while_their_cores_are_reserved():

@@ -27,6 +27,7 @@ from pathlib import Path
 from nbmodal_wire import pb
 from remote_agent.allocator import Allocation
 from remote_agent.launch import LaunchPlan
+from remote_agent.limits import MemoryLimitExceeded
 
 Notify = Callable[[str], None]
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -93,6 +94,10 @@ class ContainerProcess(ABC):
     @abstractmethod
     def exit_description(self, container_id: str) -> str:
         """How it ended, in words, starting with the container's name."""
+
+    def memory_limit_exceeded(self) -> MemoryLimitExceeded | None:
+        """Set when it was ended for going over its ``memory=(request, limit)`` limit (remote_agent/limits.py)."""
+        return None  # a backend that enforces no limits itself never ends a container for one
 
 
 class Launcher(ABC):

@@ -4,7 +4,9 @@ A container is ``python -m remote_agent.worker`` on one end of a private
 socket pair: forked from its image's zygote (a pre-started interpreter with the
 image's heavy imports done) when there is one, else spawned; inside the
 agent-wide bubblewrap sandbox when bubblewrap works here. The agent reserves
-its GPUs, cores and memory (remote_agent/allocator.py).
+its GPUs, cores and memory (remote_agent/allocator.py); a container's hard limits
+(``memory=(request, limit)``, ``cpu=(request, limit)``) are held to by a cgroup or
+a watchdog (remote_agent/limits.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from remote_agent import sandbox
 from remote_agent.images import ImageStore
 from remote_agent.launch import MPL_BACKEND, LaunchPlan, SandboxConfig, plan_container
 from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams
+from remote_agent.limits import ContainerLimits, Enforcer, MemoryLimitExceeded, choose_enforcer
 from remote_agent.zygote import Zygote
 
 log = logging.getLogger(__name__)
@@ -31,9 +34,11 @@ log = logging.getLogger(__name__)
 class LocalProcess(ContainerProcess):
     """A worker process on this host (a zygote's child, or the agent's), and its socket."""
 
-    def __init__(self, process, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, process, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 limits: ContainerLimits | None = None) -> None:
         self._process = process  # asyncio.subprocess.Process or zygote.ForkedProcess
         self._streams = (reader, writer)
+        self._limits = limits
 
     @property
     def pid(self) -> int:
@@ -58,7 +63,13 @@ class LocalProcess(ContainerProcess):
         if self.worker_pid and self.worker_pid != self.pid:  # the sandbox around it
             _signal_group(self.pid, signal.SIGKILL)
 
+    def memory_limit_exceeded(self) -> MemoryLimitExceeded | None:
+        return self._limits.exceeded() if self._limits is not None else None
+
     def exit_description(self, container_id: str) -> str:
+        exceeded = self.memory_limit_exceeded()
+        if exceeded is not None:
+            return f"container {container_id} (pid {self.pid}) {exceeded.summary()}"
         code = self.returncode
         if code is None:
             return f"container {container_id} lost its connection to the agent"
@@ -79,7 +90,7 @@ class LocalLauncher(Launcher):
     """Processes on this host, sandboxed when bubblewrap works, forked from zygotes when they may be."""
 
     def __init__(self, images: ImageStore, volume_dir, sandbox_config: SandboxConfig, scratch_dir: Path,
-                 logs_dir: Path, use_zygotes: bool = True) -> None:
+                 logs_dir: Path, use_zygotes: bool = True, enforcer: Enforcer | None = None) -> None:
         self.images = images
         self.volume_dir = volume_dir  # -> the host dir of a volume (raises for unknown ones)
         self.sandbox = sandbox_config
@@ -88,6 +99,9 @@ class LocalLauncher(Launcher):
         self.use_zygotes = use_zygotes
         self._zygotes: dict[tuple, Zygote] = {}
         self._zygote_locks: dict[tuple, asyncio.Lock] = {}
+        # How memory and CPU limits are held to here (a cgroup per container, or the watchdog).
+        self.enforcer = enforcer or choose_enforcer(use_cgroups=os.environ.get("NBMODAL_CGROUPS", "1") != "0")
+        self._limits: dict[str, ContainerLimits] = {}
 
     async def plan(self, spec: pb.ContainerSpec, container_id: str) -> LaunchPlan:
         plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
@@ -102,6 +116,9 @@ class LocalLauncher(Launcher):
         parent, child = socket.socketpair()
         layout = plan.layout(request.allocation)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        limits = self.enforcer.for_container(request.container_id, request.spec)
+        if limits is not None:
+            self._limits[request.container_id] = limits
         try:
             with open(request.log_path, "ab") as log_file:
                 if plan.zygote is not None:
@@ -115,8 +132,11 @@ class LocalLauncher(Launcher):
                     env["NBMODAL_LAYOUT"] = json.dumps(layout)
                     if plan.outer_argv:
                         env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
+                    command = [*plan.outer_argv, *argv]
+                    if limits is not None:
+                        command = limits.wrap_argv(command)
                     process = await asyncio.create_subprocess_exec(
-                        *plan.outer_argv, *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                        *command, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
                         stdout=log_file, stderr=log_file, env=env, start_new_session=True)
         except BaseException:
             parent.close()
@@ -124,14 +144,21 @@ class LocalLauncher(Launcher):
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        return LocalProcess(process, reader, writer)
+        local = LocalProcess(process, reader, writer, limits)
+        if limits is not None:
+            limits.started(local.pid, local.kill)
+        return local
 
     def forget(self, container_id: str) -> None:
         shutil.rmtree(self.scratch_dir / container_id, ignore_errors=True)
+        limits = self._limits.pop(container_id, None)
+        if limits is not None:
+            limits.close()
 
     async def close(self) -> None:
         for zygote in self._zygotes.values():
             await zygote.stop()
+        self.enforcer.close()
 
     async def _zygote_for(self, plan: LaunchPlan) -> Zygote:
         """The image's pre-started interpreter (started now, the first time)."""
