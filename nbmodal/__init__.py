@@ -5,7 +5,7 @@
     %%remote
     result = expensive(data)      # data, expensive come from the notebook
 
-or, from Python::
+or, from Python, as Modal code (``import nbmodal as modal`` works)::
 
     app = nbmodal.App("demo")
 
@@ -14,19 +14,53 @@ or, from Python::
         return x * x
 
     square.remote(4)   # 16, computed by the agent
+
+Every public name of Modal's API reference exists here; the README's "Modal
+compatibility" table says which are honoured, which are accepted without
+effect on one's own hosts, and which are not available yet (using those
+raises ``nbmodal.exception.NotAvailableError``, an ``InvalidError``).
 """
 
+import contextlib
+from collections.abc import Iterator
+
+from nbmodal import call_graph, container_process, exception, experimental, file_io, gpu, io_streams
+from nbmodal._file_patterns import FilePatternMatcher
+from nbmodal._runtime.batching import batched
+from nbmodal._runtime.context import current_function_call_id, current_input_id, is_local
 from nbmodal._runtime.fanout import Retries, concurrent
+from nbmodal._unavailable import (
+    Client,
+    CloudBucketMount,
+    Cron,
+    NetworkFileSystem,
+    Period,
+    Proxy,
+    Sandbox,
+    SandboxSnapshot,
+    Secret,
+    Tunnel,
+    asgi_app,
+    fastapi_endpoint,
+    forward,
+    interact,
+    web_endpoint,
+    web_server,
+    wsgi_app,
+)
 from nbmodal.app import App, Function, FunctionCall
-from nbmodal.cls import enter, exit, method, parameter
+from nbmodal.cls import Cls, enter, exit, method, parameter
 from nbmodal.dict import Dict
 from nbmodal.exceptions import (
     AgentError,
     AgentLostError,
     CaptureError,
+    Error,
     GpuUnavailableError,
     ImageBuildError,
     ImageDefinitionError,
+    InvalidGpuError,
+    MemoryLimitExceededError,
     NbmodalError,
     NotFoundError,
     RemoteError,
@@ -42,12 +76,29 @@ from nbmodal.volume import Volume
 from nbmodal_wire import __version__
 
 __all__ = [
-    "AgentError", "AgentLostError", "App", "CaptureError", "Dict", "Function", "FunctionCall",
-    "GpuUnavailableError", "Image", "ImageBuildError", "ImageDefinitionError", "NbmodalError", "NotFoundError",
-    "Queue", "RemoteError", "RemoteValue", "ResourcesUnavailableError", "ResultWarning", "Retries", "RunLostError",
-    "SlurmJobError", "VersionMismatchError", "Volume", "__version__",
-    "concurrent", "enter", "exit", "method", "parameter", "load_ipython_extension",
+    "AgentError", "AgentLostError", "App", "CaptureError", "Client", "CloudBucketMount", "Cls", "Cron", "Dict",
+    "Error", "FilePatternMatcher", "Function", "FunctionCall", "GpuUnavailableError", "Image", "ImageBuildError",
+    "ImageDefinitionError", "InvalidGpuError", "MemoryLimitExceededError", "NbmodalError", "NetworkFileSystem",
+    "NotFoundError", "Period", "Proxy", "Queue", "RemoteError", "RemoteValue", "ResourcesUnavailableError",
+    "ResultWarning", "Retries", "RunLostError", "Sandbox", "SandboxSnapshot", "Secret", "SlurmJobError", "Tunnel",
+    "VersionMismatchError", "Volume", "asgi_app", "batched", "call_graph", "concurrent", "container_process",
+    "current_function_call_id", "current_input_id", "enable_output", "enter", "exception", "exit", "experimental",
+    "fastapi_endpoint", "file_io", "forward", "gpu", "interact", "io_streams", "is_local", "load_ipython_extension",
+    "method", "parameter", "web_endpoint", "web_server", "wsgi_app", "__version__",
 ]
+
+
+@contextlib.contextmanager
+def enable_output(show_progress: bool = True) -> Iterator[None]:
+    """Accepted for Modal code: output already streams here (prints, logs, build logs, progress).
+
+    Example::
+
+        with nbmodal.enable_output():
+            with app.run():
+                f.remote()
+    """
+    yield
 
 
 def load_ipython_extension(ipython) -> None:

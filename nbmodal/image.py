@@ -33,13 +33,15 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import FrameType, TracebackType
 from typing import Any
 
 from nbmodal import serialization
-from nbmodal.exceptions import ImageDefinitionError
+from nbmodal._function_options import warn_no_effect
+from nbmodal.exceptions import DeprecationError, ImageDefinitionError, not_available
 from nbmodal_wire import pb
 
 if sys.version_info >= (3, 11):
@@ -90,8 +92,9 @@ class Image:
     # -- construction --------------------------------------------------------------
 
     @staticmethod
-    def debian_slim(python_version: str | None = None) -> Image:
+    def debian_slim(python_version: str | None = None, force_build: bool = False) -> Image:
         """A base image with Python ``python_version`` ("3.11"); ``None``: the agent's own Python.
+        ``force_build`` rebuilds every step of the image, ignoring the cache.
 
         Example::
 
@@ -111,7 +114,7 @@ class Image:
         image._mount_texts = ()
         image._files = {}
         image._preload = ()
-        image._force_build = False
+        image._force_build = force_build
         image._imports = []
         image._import_modules = []
         return image
@@ -138,7 +141,8 @@ class Image:
 
     def pip_install(self, *packages: str | Sequence[str], index_url: str | None = None,
                     extra_index_url: str | None = None, find_links: str | None = None,
-                    pre: bool = False, extra_options: str = "", force_build: bool = False) -> Image:
+                    pre: bool = False, extra_options: str = "", force_build: bool = False,
+                    secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
         """Install Python packages, as `pip install` would.
 
         ``find_links`` is a URL or a directory: a local directory is stored as
@@ -149,6 +153,7 @@ class Image:
 
             image = Image.debian_slim().pip_install("torch==2.5", "numpy", pre=True)
         """
+        _build_step_extras("pip_install", secrets, gpu)
         names = _package_list("pip_install", packages)
         options = _pip_options("pip_install", index_url, extra_index_url, find_links, pre, extra_options)
         text = _call_text("pip_install", names, _given(index_url=index_url, extra_index_url=extra_index_url,
@@ -160,7 +165,8 @@ class Image:
     def pip_install_from_requirements(self, requirements_txt: str | os.PathLike, *, index_url: str | None = None,
                                       extra_index_url: str | None = None, find_links: str | None = None,
                                       pre: bool = False, extra_options: str = "",
-                                      force_build: bool = False) -> Image:
+                                      force_build: bool = False, secrets: Sequence[Any] = (),
+                                      gpu: Any = None) -> Image:
         """Install the packages of a local requirements file (read now; its text travels with the spec).
 
         Lines that name local paths (``-e .``, ``-r other.txt``) refer to the
@@ -170,6 +176,7 @@ class Image:
 
             image = Image.debian_slim().pip_install_from_requirements("requirements.txt")
         """
+        _build_step_extras("pip_install_from_requirements", secrets, gpu)
         path = Path(requirements_txt).expanduser()
         try:
             payload = path.read_bytes()
@@ -189,13 +196,15 @@ class Image:
     def pip_install_from_pyproject(self, pyproject_toml: str | os.PathLike,
                                    optional_dependencies: Sequence[str] = (), *, index_url: str | None = None,
                                    extra_index_url: str | None = None, find_links: str | None = None,
-                                   pre: bool = False, extra_options: str = "", force_build: bool = False) -> Image:
+                                   pre: bool = False, extra_options: str = "", force_build: bool = False,
+                                   secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
         """Install ``[project].dependencies`` of a pyproject.toml, plus the named optional groups.
 
         Example::
 
             image = Image.debian_slim().pip_install_from_pyproject("pyproject.toml", ["train"])
         """
+        _build_step_extras("pip_install_from_pyproject", secrets, gpu)
         groups = [optional_dependencies] if isinstance(optional_dependencies, str) else list(optional_dependencies)
         packages = _pyproject_dependencies(Path(pyproject_toml).expanduser(), groups)
         options = _pip_options("pip_install_from_pyproject", index_url, extra_index_url, find_links, pre,
@@ -207,13 +216,15 @@ class Image:
         return self._derive(pb.ImageStep(kind="pip", args=packages, options=options, text=text),
                             force_build=force_build)
 
-    def apt_install(self, *packages: str | Sequence[str], force_build: bool = False) -> Image:
+    def apt_install(self, *packages: str | Sequence[str], force_build: bool = False, secrets: Sequence[Any] = (),
+                    gpu: Any = None) -> Image:
         """Install Debian packages with apt.
 
         Example::
 
             image = Image.debian_slim().apt_install("git", "ffmpeg")
         """
+        _build_step_extras("apt_install", secrets, gpu)
         names = _package_list("apt_install", packages)
         for name in names:
             if any(ch.isspace() for ch in name):
@@ -226,13 +237,15 @@ class Image:
 
     # -- commands and settings -----------------------------------------------------
 
-    def run_commands(self, *commands: str | Sequence[str], force_build: bool = False) -> Image:
+    def run_commands(self, *commands: str | Sequence[str], force_build: bool = False, secrets: Sequence[Any] = (),
+                     gpu: Any = None) -> Image:
         """Run shell commands, in order, each as its own ``sh -c``.
 
         Example::
 
             image = Image.debian_slim().run_commands("git clone https://x/y /app", "cd /app && make")
         """
+        _build_step_extras("run_commands", secrets, gpu)
         cmds = _string_list("run_commands", "command", commands)
         if not cmds:
             return self._derive(force_build=force_build)
@@ -280,8 +293,13 @@ class Image:
                 raise ImageDefinitionError(f"preload: {module!r}; expected a module name like 'torch' or 'a.b'")
         return self._derive(preload=modules)
 
-    def run_function(self, fn: Callable[..., Any], args: Sequence[Any] = (),
-                     kwargs: dict[str, Any] | None = None, *, force_build: bool = False) -> Image:
+    def run_function(self, raw_f: Callable[..., Any], args: Sequence[Any] = (),
+                     kwargs: dict[str, Any] | None = None, *, force_build: bool = False, secrets: Sequence[Any] = (),
+                     gpu: Any = None, volumes: Mapping[str, Any] | None = None,
+                     network_file_systems: Mapping[str, Any] | None = None, cpu: float | None = None,
+                     memory: int | None = None,
+                     timeout: int | None = None, cloud: str | None = None, region: str | None = None,
+                     include_source: bool | None = None) -> Image:
         """Run ``fn(*args, **kwargs)`` in the image during the build; what it writes becomes a layer.
 
         The function travels pickled (notebook functions by value), so
@@ -295,6 +313,18 @@ class Image:
 
             image = Image.debian_slim().pip_install("huggingface_hub").run_function(download)
         """
+        fn = raw_f
+        _build_step_extras("run_function", secrets, gpu)
+        if volumes or network_file_systems:
+            raise not_available("Image.run_function(volumes=...)", "a build step sees no volumes; "
+                                "copy what it needs with add_local_* or download it in the function")
+        for keyword, value, why in (("cpu", cpu, "a build step runs as a process on the host"),
+                                    ("memory", memory, "a build step runs as a process on the host"),
+                                    ("timeout", timeout, "a build step runs until it ends"),
+                                    ("cloud", cloud, "there is no cloud provider to choose"),
+                                    ("region", region, "there are no regions")):
+            if value is not None:
+                warn_no_effect(f"Image.run_function({keyword}=...)", why)
         if not callable(fn):
             raise ImageDefinitionError(f"run_function: {fn!r} is not callable; expected a function")
         if kwargs is not None and not isinstance(kwargs, Mapping):
@@ -373,6 +403,87 @@ class Image:
             # One directory holds them all, so the agent binds (or copies) a single tree.
             image = image._add_files(PYTHON_SOURCE_ROOT, _python_source_files(module, ignore), copy, text)
         return image._with_python_source_path()
+
+    def copy_local_file(self, local_path: str | os.PathLike, remote_path: str | PurePosixPath = "./") -> Image:
+        """Modal's deprecated spelling of ``add_local_file(..., copy=True)``."""
+        warnings.warn("Image.copy_local_file is deprecated, as in Modal: use add_local_file(..., copy=True)",
+                      DeprecationError, stacklevel=2)
+        return self.add_local_file(local_path, _relative_to_root(remote_path), copy=True)
+
+    def copy_local_dir(self, local_path: str | os.PathLike, remote_path: str | PurePosixPath = ".",
+                       ignore: IgnoreSpec = ()) -> Image:
+        """Modal's deprecated spelling of ``add_local_dir(..., copy=True)``."""
+        warnings.warn("Image.copy_local_dir is deprecated, as in Modal: use add_local_dir(..., copy=True)",
+                      DeprecationError, stacklevel=2)
+        return self.add_local_dir(local_path, _relative_to_root(remote_path), copy=True, ignore=ignore)
+
+    # -- Modal's methods that mean nothing here, or aren't built yet ----------------
+
+    def entrypoint(self, entrypoint_commands: list[str]) -> Image:
+        """Accepted for Modal code; a container here runs nbmodal's worker, never an image entrypoint."""
+        warn_no_effect("Image.entrypoint()", "a container runs nbmodal's worker, not an entrypoint")
+        return self._derive()
+
+    def shell(self, shell_commands: list[str]) -> Image:
+        """Accepted for Modal code; ``run_commands`` steps run with ``sh -c`` here."""
+        warn_no_effect("Image.shell()", "run_commands steps run with sh -c")
+        return self._derive()
+
+    def cmd(self, cmd: list[str]) -> Image:
+        """Accepted for Modal code; a container here runs nbmodal's worker, never an image command."""
+        warn_no_effect("Image.cmd()", "a container runs nbmodal's worker, not an image command")
+        return self._derive()
+
+    def hydrate(self, client: Any = None) -> Image:
+        """Accepted for Modal code: an image is built on its host when a run first needs it."""
+        return self
+
+    @staticmethod
+    def from_id(image_id: str, client: Any = None) -> Image:
+        """Modal's images by id; not available (images here are definitions built per host)."""
+        raise not_available("Image.from_id()", "keep the Image definition and reuse it")
+
+    @staticmethod
+    def from_registry(tag: str, *args: Any, **kwargs: Any) -> Image:
+        """Container images from a registry; not available yet: containers are processes on the host."""
+        raise not_available("Image.from_registry()", _NO_CONTAINER_IMAGES)
+
+    @staticmethod
+    def from_dockerfile(path: str | os.PathLike, *args: Any, **kwargs: Any) -> Image:
+        """Images from a Dockerfile; not available yet: containers are processes on the host."""
+        raise not_available("Image.from_dockerfile()", _NO_CONTAINER_IMAGES)
+
+    @staticmethod
+    def from_aws_ecr(tag: str, *args: Any, **kwargs: Any) -> Image:
+        """Container images from AWS ECR; not available yet: containers are processes on the host."""
+        raise not_available("Image.from_aws_ecr()", _NO_CONTAINER_IMAGES)
+
+    @staticmethod
+    def from_gcp_artifact_registry(tag: str, *args: Any, **kwargs: Any) -> Image:
+        """Container images from GCP Artifact Registry; not available yet: containers are processes on the host."""
+        raise not_available("Image.from_gcp_artifact_registry()", _NO_CONTAINER_IMAGES)
+
+    @staticmethod
+    def micromamba(python_version: str | None = None, force_build: bool = False) -> Image:
+        """A micromamba base image; not available yet (Conda environments aren't built here)."""
+        raise not_available("Image.micromamba()", "use Image.debian_slim().pip_install(...)")
+
+    def micromamba_install(self, *packages: str | Sequence[str], **kwargs: Any) -> Image:
+        """Conda packages with micromamba; not available yet."""
+        raise not_available("Image.micromamba_install()", "use pip_install, or apt_install for system libraries")
+
+    def dockerfile_commands(self, *dockerfile_commands: str | Sequence[str], **kwargs: Any) -> Image:
+        """Dockerfile instructions; not available yet: use run_commands, env, workdir and add_local_*."""
+        raise not_available("Image.dockerfile_commands()", "use run_commands, env, workdir and add_local_*")
+
+    def poetry_install_from_file(self, poetry_pyproject_toml: str, *args: Any, **kwargs: Any) -> Image:
+        """Poetry dependencies; not available yet: ``pip_install_from_pyproject`` reads PEP 621 dependencies."""
+        raise not_available("Image.poetry_install_from_file()", "use pip_install_from_pyproject")
+
+    def pip_install_private_repos(self, *repositories: str, git_user: str, **kwargs: Any) -> Image:
+        """Packages from private git repositories (with a Secret's token); not available yet (nor are Secrets)."""
+        raise not_available("Image.pip_install_private_repos()",
+                            "pip_install('git+ssh://...') uses the host's own git credentials")
 
     def _add_files(self, remote_path: str, files: Mapping[str, Path], copy: bool, text: str) -> Image:
         """A step (copy=True) or a mount (copy=False) holding ``files`` (relative path -> local path)."""
@@ -486,6 +597,25 @@ def __getattr__(name: str) -> Any:
         from nbmodal.image_cell import parse_image_cell
         return parse_image_cell
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_NO_CONTAINER_IMAGES = ("containers here are processes on the host, in a Python environment built from "
+                        "Image.debian_slim() steps")
+
+
+def _build_step_extras(method: str, secrets: Sequence[Any], gpu: Any) -> None:
+    """Modal's ``secrets=`` and ``gpu=`` of a build step: Secrets are not available yet; a build step runs on
+    its host as it is, with the host's GPUs visible (there is no separate build machine to ask for)."""
+    if secrets:
+        raise not_available(f"Image.{method}(secrets=...)", "Secrets are not available yet")
+    if gpu is not None:
+        warn_no_effect(f"Image.{method}(gpu=...)", "a build step runs on its host, which has the GPUs it has")
+
+
+def _relative_to_root(remote_path: str | PurePosixPath) -> str:
+    # Modal's copy_local_* default to the container's working directory, "/root" on debian_slim images.
+    text = str(remote_path)
+    return text if text.startswith("/") else str(PurePosixPath("/root") / text) + ("/" if text.endswith("/") else "")
 
 
 # -- mounts ------------------------------------------------------------------------
@@ -661,7 +791,12 @@ def _hash_file(path: Path) -> tuple[str, int, int]:
 
 def _ignore_predicate(method: str, ignore: IgnoreSpec) -> Callable[[PurePosixPath], bool]:
     if callable(ignore):
-        return lambda rel: bool(ignore(Path(rel)))
+        def predicate(rel: PurePosixPath) -> bool:
+            return bool(ignore(Path(rel)))
+
+        # An inverted FilePatternMatcher "ignores" a directory whose files it keeps: walk into it anyway.
+        predicate.can_prune = getattr(ignore, "can_prune_directories", lambda: True)()  # type: ignore[attr-defined]
+        return predicate
     if isinstance(ignore, str) or not all(isinstance(p, str) for p in ignore):
         raise ImageDefinitionError(
             f"{method}: ignore={ignore!r}; expected a list of glob patterns like ['*.pyc', '.git'] or a function")
@@ -681,10 +816,11 @@ def _pattern_matcher(patterns: list[str]) -> Callable[[PurePosixPath], bool]:
 def _collect_dir(root: Path, ignored: Callable[[PurePosixPath], bool]) -> dict[str, Path]:
     """Relative posix path -> local path of every file under ``root`` that isn't ignored."""
     files = {}
+    prune = getattr(ignored, "can_prune", True)
     for dirpath, dirnames, filenames in os.walk(root):
         base = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
         # Prune ignored directories so a skipped .git or venv is never walked.
-        dirnames[:] = sorted(d for d in dirnames if not ignored(base / d))
+        dirnames[:] = sorted(d for d in dirnames if not (prune and ignored(base / d)))
         for name in sorted(filenames):
             rel = base / name
             path = Path(dirpath, name)

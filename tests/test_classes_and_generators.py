@@ -1,4 +1,5 @@
-"""@app.cls (enter once per container, parameters as separate pools) and generator functions."""
+"""@app.cls (enter once per container, parameters as separate pools, inherited methods, with_options),
+generator functions, and the call and input ids code sees in its container."""
 
 from __future__ import annotations
 
@@ -79,3 +80,64 @@ def test_generators_stream_items_as_they_are_produced(capsys):
         for item in broken.remote_gen():
             received.append(item)
     assert received == [1]
+
+
+class _Scaler:
+    """A base class: its parameter, hook and method are inherited by the decorated class."""
+
+    factor: int = nbmodal.parameter(default=2)
+
+    @nbmodal.enter()
+    def prepare(self):
+        self.ready = self.factor
+
+    @nbmodal.method()
+    def scale(self, x):
+        return self.ready * x
+
+
+@app.cls()
+class Scaler(_Scaler):
+    @nbmodal.method()
+    def where(self):
+        return nbmodal.is_local(), nbmodal.current_function_call_id()
+
+
+def test_inherited_methods_and_with_options_run_remotely():
+    assert Scaler(factor=3).scale.remote(5) == 15  # the base's @enter and @method, in a container
+    assert list(Scaler().scale.map([1, 2])) == [2, 4]
+    patient = Scaler.with_options(timeout=60)
+    is_local, call_id = patient().where.remote()
+    assert is_local is False and call_id.startswith("r-")
+    assert patient().where.timeout == 60.0
+
+
+def test_function_call_and_input_ids_inside_containers():
+    @app.function()
+    def ids(x):
+        return nbmodal.current_function_call_id(), nbmodal.current_input_id()
+
+    call = ids.spawn(0)
+    call_id, input_id = call.get(timeout=60)
+    assert call_id == call.object_id and input_id == f"in-{call.object_id}-0"
+    mapped = list(ids.map(range(6)))
+    assert [input_id.rsplit("-", 1)[1] for _, input_id in mapped] == [str(i) for i in range(6)]
+    assert all(input_id.startswith(f"in-{call_id}-") for call_id, input_id in mapped)
+    assert nbmodal.current_function_call_id() is None and nbmodal.is_local()
+
+
+@app.cls()
+@nbmodal.concurrent(max_inputs=4)
+class Adder:
+    @nbmodal.method()
+    def add(self, xs, ys):
+        return [(x + y, len(xs)) for x, y in zip(xs, ys)]
+
+
+def test_with_batching_calls_a_method_once_per_group_and_concurrent_classes_map():
+    grouped = Adder.with_batching(max_batch_size=4, wait_ms=20)
+    results = list(grouped().add.map([1, 2, 3, 4, 5, 6, 7, 8], [10] * 8))
+    assert [total for total, _ in results] == [11, 12, 13, 14, 15, 16, 17, 18]
+    assert all(1 <= size <= 4 for _, size in results) and max(size for _, size in results) > 1
+    assert grouped().add.remote(1, 2) == (3, 1)  # a lone call is a group of one
+    assert Adder().add.max_inputs == 4
