@@ -6,7 +6,11 @@
 
 Items are any picklable values up to 1 MiB pickled; a partition holds at most
 100,000 items (a put beyond that blocks, or raises ``queue.Full``). A put
-that returned has been written durably on the host.
+that returned has been written durably on the host. Every method that talks to
+the host has an ``.aio`` twin, as in Modal::
+
+    await q.put.aio({"lr": 0.1})
+    async for job in q.iterate.aio(item_poll_timeout=5): ...
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from nbmodal import serialization
+from nbmodal._aio import WithAio
 from nbmodal._runtime.named import NamedObject
 from nbmodal_wire import pb
+
+# Modal drops a partition's items this long after its last put; here items stay until taken.
+DEFAULT_PARTITION_TTL_S = 24 * 3600
 
 
 class Queue(NamedObject[pb.StoreOp]):
@@ -27,14 +35,24 @@ class Queue(NamedObject[pb.StoreOp]):
 
     # -- putting -------------------------------------------------------------------
 
-    def put(self, value: Any, block: bool = True, timeout: float | None = None, *,
-            partition: str | None = None) -> None:
-        """Append one item; raises ``queue.Full`` when no room comes (as ``queue.Queue.put``)."""
-        self.put_many([value], block, timeout, partition=partition)
+    @WithAio
+    def put(self, v: Any, block: bool = True, timeout: float | None = None, *,
+            partition: str | None = None, partition_ttl: int = DEFAULT_PARTITION_TTL_S) -> None:
+        """Append one item; raises ``queue.Full`` when no room comes (as ``queue.Queue.put``).
 
-    def put_many(self, values: list[Any], block: bool = True, timeout: float | None = None, *,
-                 partition: str | None = None) -> None:
+        ``partition_ttl`` is accepted for Modal code: items here stay until they are taken.
+        """
+        self.put_many([v], block, timeout, partition=partition, partition_ttl=partition_ttl)
+
+    @WithAio
+    def put_many(self, vs: list[Any], block: bool = True, timeout: float | None = None, *,
+                 partition: str | None = None, partition_ttl: int = DEFAULT_PARTITION_TTL_S) -> None:
         """Append items, all or none, in one durable write."""
+        if partition_ttl != DEFAULT_PARTITION_TTL_S:
+            from nbmodal._function_options import warn_no_effect
+
+            warn_no_effect("partition_ttl", "items in a partition here stay until they are taken")
+        values = list(vs)
         reply = self._call(pb.PUT, partition=partition or "", values=[serialization.dumps(v) for v in values],
                            **_waiting(block, timeout))
         if reply.full:
@@ -42,10 +60,12 @@ class Queue(NamedObject[pb.StoreOp]):
 
     # -- getting -------------------------------------------------------------------
 
+    @WithAio
     def get(self, block: bool = True, timeout: float | None = None, *, partition: str | None = None) -> Any:
         """Remove and return the next item; raises ``queue.Empty`` as ``queue.Queue.get`` does."""
         return self.get_many(1, block, timeout, partition=partition)[0]
 
+    @WithAio
     def get_many(self, n_values: int, block: bool = True, timeout: float | None = None, *,
                  partition: str | None = None) -> list[Any]:
         """Remove and return up to ``n_values`` items (at least one, or ``queue.Empty``)."""
@@ -54,6 +74,7 @@ class Queue(NamedObject[pb.StoreOp]):
             raise queue.Empty()
         return [serialization.loads(v) for v in reply.values]
 
+    @WithAio  # a generator: async for item in q.iterate.aio()
     def iterate(self, *, partition: str | None = None, item_poll_timeout: float = 0.0) -> Iterator[Any]:
         """Items as they come, until none arrives within ``item_poll_timeout`` seconds."""
         while True:
@@ -62,6 +83,7 @@ class Queue(NamedObject[pb.StoreOp]):
             except queue.Empty:
                 return
 
+    @WithAio
     def peek(self, n_values: int = 10, *, partition: str | None = None) -> list[Any]:
         """The next items, without removing them."""
         return [serialization.loads(v)
@@ -69,6 +91,7 @@ class Queue(NamedObject[pb.StoreOp]):
 
     # -- size ----------------------------------------------------------------------
 
+    @WithAio
     def len(self, *, partition: str | None = None, total: bool = False) -> int:
         """Items in a partition (the default one), or in all with ``total=True``."""
         return self._call(pb.LEN, partition=partition or "", total=total).length
@@ -76,6 +99,7 @@ class Queue(NamedObject[pb.StoreOp]):
     def __len__(self) -> int:
         return self.len()
 
+    @WithAio
     def clear(self, *, partition: str | None = None, all: bool = False) -> None:
         self._call(pb.CLEAR, partition=partition or "", total=all)
 

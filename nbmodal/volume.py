@@ -11,23 +11,28 @@ shares: writes are visible to other containers and to ``read_file`` at once;
 ends, also on cancel and timeout); ``reload()`` has nothing to fetch, so it
 never fails. Transfers stream in 4 MiB chunks, checked with SHA-256 end to
 end; an interrupted upload resumes, and a file whose content is already
-there is skipped.
+there is skipped. Every method that talks to the host has an ``.aio`` twin, as in
+Modal (``await vol.commit.aio()``, ``async for chunk in vol.read_file.aio(path)``), and
+``batch_upload()`` and ``ephemeral()`` work with ``async with`` too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
+import secrets
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from nbmodal._aio import WithAio, call_in_thread
 from nbmodal._runtime.connection import storage_connection
-from nbmodal._runtime.named import NamedObject
+from nbmodal._runtime.named import Ephemeral, NamedObject, warn_cloud_only
 from nbmodal_wire import pb
 
 CHUNK_BYTES = 4 << 20
@@ -48,16 +53,61 @@ class Volume(NamedObject[pb.VolumeOp]):
 
     _CREATE, _LOOKUP, _DELETE = pb.VOLUME_CREATE, pb.VOLUME_LOOKUP, pb.VOLUME_DELETE
 
-    @staticmethod
-    def rename(old_name: str, new_name: str, *, host: str | None = None) -> None:
-        Volume(old_name, host)._call(pb.VOLUME_RENAME, new_name=new_name)
+    @classmethod
+    def from_name(cls, name: str, *, namespace: Any = None, environment_name: str | None = None,
+                  create_if_missing: bool = False, version: int | None = None, client: Any = None,
+                  host: str | None = None) -> Volume:
+        """The Volume called ``name`` on ``host``; ``version`` (Modal's volume format) has no effect here.
+
+        Example::
+
+            ckpt = nbmodal.Volume.from_name("ckpt", create_if_missing=True)
+        """
+        _warn_version(version)
+        return super().from_name(name, namespace=namespace, environment_name=environment_name,
+                                 create_if_missing=create_if_missing, client=client, host=host)
+
+    @classmethod
+    def lookup(cls, name: str, namespace: Any = None, client: Any = None, environment_name: str | None = None,
+               create_if_missing: bool = False, version: int | None = None, *, host: str | None = None) -> Volume:
+        """Modal's older spelling of ``from_name`` (deprecated there); the same here."""
+        return cls.from_name(name, namespace=namespace, environment_name=environment_name,
+                             create_if_missing=create_if_missing, version=version, client=client, host=host)
+
+    @classmethod
+    def ephemeral(cls, *, client: Any = None, environment_name: str | None = None,
+                  version: int | None = None, host: str | None = None, _heartbeat_sleep: float = 0.0) -> Ephemeral:
+        """A Volume for the ``with`` (or ``async with``) block only.
+
+        Example::
+
+            with nbmodal.Volume.ephemeral() as scratch:
+                scratch.listdir("/")
+        """
+        _warn_version(version)
+        warn_cloud_only(environment_name=environment_name, client=client)
+        return Ephemeral(cls(f"ephemeral-{secrets.token_hex(6)}", host))
+
+    @WithAio.on_class
+    def rename(cls: Any, old_name: str, new_name: str, *, client: Any = None, environment_name: str | None = None,
+               host: str | None = None) -> None:
+        """Give the volume ``old_name`` the name ``new_name``."""
+        warn_cloud_only(environment_name=environment_name, client=client)
+        cls(old_name, host)._call(pb.VOLUME_RENAME, new_name=new_name)
 
     # -- reading -----------------------------------------------------------------
 
+    @WithAio.iterating  # Modal's returns a list, its .aio an async iterator
     def listdir(self, path: str = "/", recursive: bool = False) -> list[FileEntry]:
         reply = self._call(pb.VOLUME_LISTDIR, path=path, recursive=recursive)
         return [FileEntry(e.path, e.type, e.size, e.mtime) for e in reply.entries]
 
+    @WithAio.iterating
+    def iterdir(self, path: str = "/", *, recursive: bool = True) -> Iterator[FileEntry]:
+        """The entries under ``path`` (by default, all of them, recursively)."""
+        return iter(self.listdir(path, recursive=recursive))
+
+    @WithAio  # a generator: async for chunk in vol.read_file.aio(path)
     def read_file(self, path: str) -> Iterator[bytes]:
         """The file's content in chunks (never all in memory), checked against its SHA-256."""
         client = storage_connection(self.host).client()
@@ -70,14 +120,21 @@ class Volume(NamedObject[pb.VolumeOp]):
             digest.update(chunk.data)
             yield chunk.data
 
-    def read_file_into_fileobj(self, path: str, fileobj: IO[bytes], progress: bool = False) -> int:
-        """Write the file into ``fileobj``; returns the number of bytes."""
+    @WithAio
+    def read_file_into_fileobj(self, path: str, fileobj: IO[bytes], progress_cb: Callable[..., Any] | None = None,
+                               *, progress: bool = False) -> int:
+        """Write the file into ``fileobj``; returns the number of bytes.
+
+        ``progress_cb`` (Modal's) is called with ``advance=`` each chunk's size; ``progress=True`` draws a bar.
+        """
         size = next((e.size for e in self.listdir(path) if e.type == "file"), 0)
         bar = Progress(f"get {path}", size) if progress else None
         written = 0
         for chunk in self.read_file(path):
             fileobj.write(chunk)
             written += len(chunk)
+            if progress_cb is not None:
+                progress_cb(advance=len(chunk))
             if bar:
                 bar.update(written)
         if bar:
@@ -86,9 +143,8 @@ class Volume(NamedObject[pb.VolumeOp]):
 
     # -- writing -------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def batch_upload(self, force: bool = False, progress: bool = False) -> Iterator[_BatchUpload]:
-        """Upload files and directories; they appear when the block ends.
+    def batch_upload(self, force: bool = False, progress: bool = False) -> _BatchUpload:
+        """Upload files and directories; they appear when the ``with`` (or ``async with``) block ends.
 
         Example::
 
@@ -96,21 +152,26 @@ class Volume(NamedObject[pb.VolumeOp]):
                 batch.put_file("weights.pt", "/weights.pt")
                 batch.put_directory("data/", "/data")
         """
-        batch = _BatchUpload(self, force, progress)
-        yield batch
-        batch.run()
+        return _BatchUpload(self, force, progress)
 
+    @WithAio
     def remove_file(self, path: str, recursive: bool = False) -> None:
         self._call(pb.VOLUME_REMOVE, path=path, recursive=recursive)
 
-    def copy_files(self, src_paths: list[str], dst_path: str) -> None:
-        """Copy files or directories within the volume (into ``dst_path`` if it is a directory)."""
+    @WithAio
+    def copy_files(self, src_paths: list[str], dst_path: str, recursive: bool = False) -> None:
+        """Copy files or directories within the volume (into ``dst_path`` if it is a directory).
+
+        Directories are copied with their content whatever ``recursive`` says (Modal asks for it).
+        """
         self._call(pb.VOLUME_COPY, paths=list(src_paths), path=dst_path)
 
+    @WithAio
     def commit(self) -> None:
         """Make what was written durable on the host's disk (runs do this when they end)."""
         self._call(pb.VOLUME_COMMIT)
 
+    @WithAio
     def reload(self) -> None:
         """Kept for Modal code: containers share the volume's directory, so there is nothing to fetch."""
         self._call(pb.VOLUME_LOOKUP)
@@ -120,29 +181,77 @@ class Volume(NamedObject[pb.VolumeOp]):
 
 
 class _BatchUpload:
+    """What ``batch_upload()`` gives: files and directories to send, sent when its block ends."""
+
     def __init__(self, volume: Volume, force: bool, progress: bool) -> None:
         self.volume = volume
         self.force = force
         self.progress = progress
         self._files: list[tuple[Path, str]] = []
+        self._spooled: tempfile.TemporaryDirectory | None = None  # file objects' content, as files
 
-    def put_file(self, local_file: str | os.PathLike, remote_path: str) -> None:
-        local = Path(local_file)
+    def put_file(self, local_file: str | os.PathLike | IO[bytes], remote_path: str, mode: int | None = None) -> None:
+        """Send a local file (a path, or a binary file object as Modal takes) to ``remote_path``.
+
+        ``mode`` is accepted for Modal code; files here get the volume's default permissions.
+        """
+        if mode is not None:
+            from nbmodal._function_options import warn_no_effect
+
+            warn_no_effect("mode", "files in a volume get the host's default permissions")
+        if hasattr(local_file, "read"):
+            local = self._spool(local_file)  # type: ignore[arg-type]
+        else:
+            local = Path(local_file)
         if not local.is_file():
             raise FileNotFoundError(f"no local file {local}")
         self._files.append((local, remote_path))
 
-    def put_directory(self, local_path: str | os.PathLike, remote_path: str) -> None:
+    def put_directory(self, local_path: str | os.PathLike, remote_path: str, recursive: bool = True) -> None:
+        """Send the files of a local directory (and, with ``recursive``, of its subdirectories)."""
         local = Path(local_path)
         if not local.is_dir():
             raise NotADirectoryError(f"no local directory {local}")
-        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        files = local.rglob("*") if recursive else local.glob("*")
+        for file in sorted(p for p in files if p.is_file()):
             self._files.append((file, remote_path.rstrip("/") + "/" + file.relative_to(local).as_posix()))
 
     def run(self) -> list[str]:
         """Upload each file; returns the remote paths that were sent (skipped ones are not)."""
-        return [remote for local, remote in self._files if upload_file(self.volume, local, remote, self.force,
-                                                                         self.progress)]
+        try:
+            return [remote for local, remote in self._files if upload_file(self.volume, local, remote, self.force,
+                                                                             self.progress)]
+        finally:
+            self._discard_spooled()
+
+    def _spool(self, fileobj: IO[bytes]) -> Path:
+        """A file object's content in a temporary file: uploads are checksummed and resumed from files."""
+        if self._spooled is None:
+            self._spooled = tempfile.TemporaryDirectory(prefix="nbmodal-upload-")
+        path = Path(self._spooled.name) / f"{len(self._files)}"
+        with open(path, "wb") as out:
+            shutil.copyfileobj(fileobj, out)
+        return path
+
+    def _discard_spooled(self) -> None:
+        if self._spooled is not None:
+            self._spooled.cleanup()
+            self._spooled = None
+
+    def __enter__(self) -> _BatchUpload:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+        if exc_type is None:  # a block that failed uploads nothing
+            self.run()
+        else:
+            self._discard_spooled()
+
+    async def __aenter__(self) -> _BatchUpload:
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc_info: Any) -> None:
+        await call_in_thread(self.__exit__, exc_type, *exc_info)
 
 
 def upload_file(volume: Volume, local: Path, remote_path: str, force: bool = False, progress: bool = False) -> bool:
@@ -209,3 +318,10 @@ class Progress:
                          f"{100 * self.done / self.total:5.1f}% {self.done / 2**20:.1f}/{self.total / 2**20:.1f} MiB "
                          f"{rate:.0f} MB/s")
         sys.stderr.flush()
+
+
+def _warn_version(version: int | None) -> None:
+    if version is not None:
+        from nbmodal._function_options import warn_no_effect
+
+        warn_no_effect("version", "Modal's volume format; a volume here is a directory on its host")

@@ -216,3 +216,48 @@ def test_cli_verbs():
     missing = run("queue", "len", "nope")
     assert missing.returncode == 1 and "no queue named 'nope'" in missing.stderr
     assert commands.store_command("queue", "ls") is not None
+
+
+def test_modal_keywords_are_accepted_and_the_meaningful_ones_honoured():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cloud-only keywords warn once per process
+        d = nbmodal.Dict.from_name("keywords-dict", {"seed": 1}, environment_name="main", create_if_missing=True,
+                                   client=None, namespace=None)
+        assert d["seed"] == 1  # data= (deprecated in Modal) is put into the Dict
+        assert nbmodal.Dict.lookup("keywords-dict", environment_name="main")["seed"] == 1
+        assert d.hydrate() is d
+        q = nbmodal.Queue.from_name("keywords-queue", environment_name="main", create_if_missing=True)
+        q.clear(all=True)
+        q.put(1, partition_ttl=60)
+        q.put_many([2], partition="p", partition_ttl=60)
+        assert q.get() == 1 and q.get(partition="p") == 2
+        with nbmodal.Dict.ephemeral({"a": 1}, environment_name="main") as scratch:
+            assert scratch["a"] == 1
+        with nbmodal.Queue.ephemeral(client=None) as scratch_queue:
+            scratch_queue.put("x")
+    nbmodal.Dict.delete("keywords-dict")
+    nbmodal.Dict.delete("keywords-dict", allow_missing=True)  # already gone: no error
+    with pytest.raises(nbmodal.NotFoundError):
+        nbmodal.Queue.delete("never-made-queue")
+    nbmodal.Queue.delete("keywords-queue", allow_missing=True, environment_name=None)
+
+
+def test_aio_twins_and_async_with_on_dicts_and_queues():
+    import asyncio
+
+    async def use() -> tuple:
+        async with nbmodal.Dict.ephemeral() as d:
+            await d.update.aio({"a": 1}, b=2)
+            items = [pair async for pair in d.items.aio()]
+            length, popped, present = await d.len.aio(), await d.pop.aio("a"), await d.contains.aio("a")
+        async with nbmodal.Queue.ephemeral() as q:
+            await q.put_many.aio([1, 2, 3])
+            many = await q.get_many.aio(2)
+            peeked = await q.peek.aio()
+            size = await q.len.aio()
+        await nbmodal.Dict.delete.aio(d.name, allow_missing=True)
+        return items, length, popped, present, many, peeked, size
+
+    assert asyncio.run(use()) == ([("a", 1), ("b", 2)], 2, 1, False, [1, 2], [3], 1)

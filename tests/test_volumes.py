@@ -203,3 +203,46 @@ def test_volume_verbs_in_the_cli_and_the_magic(tmp_path):
 def _agent_rss_mib() -> float:
     with open(f"/proc/{read_agent_json().pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_modal_keywords_and_aio_twins(tmp_path):
+    import asyncio
+    import warnings
+
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "top.txt").write_text("top")
+    (tmp_path / "tree" / "sub" / "deep.txt").write_text("deep")
+
+    async def use() -> tuple:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # version= and environment_name= warn once per process
+            async with nbmodal.Volume.ephemeral(version=2, environment_name="main") as vol:
+                async with vol.batch_upload() as batch:
+                    batch.put_file(io.BytesIO(b"from a file object"), "/fileobj.txt", mode=0o644)
+                    batch.put_directory(tmp_path / "tree", "/flat", recursive=False)
+                listed = sorted([e.path async for e in vol.listdir.aio("/", recursive=True)])
+                walked = sorted([e.path async for e in vol.iterdir.aio("/")])
+                content = b"".join([chunk async for chunk in vol.read_file.aio("/fileobj.txt")])
+                advanced: list[int] = []
+                buffer = io.BytesIO()
+                size = await vol.read_file_into_fileobj.aio("/fileobj.txt", buffer,
+                                                            lambda advance=0, **_: advanced.append(advance))
+                await vol.copy_files.aio(["/fileobj.txt"], "/copy.txt", recursive=False)
+                await vol.remove_file.aio("/flat", recursive=True)
+                await vol.commit.aio()
+                await vol.reload.aio()
+                after = sorted(e.path for e in vol.listdir("/"))
+        return listed, walked, content, size, sum(advanced), after
+
+    listed, walked, content, size, advanced, after = asyncio.run(use())
+    assert listed == ["/fileobj.txt", "/flat", "/flat/top.txt"]  # recursive=False left sub/ out
+    assert walked == listed and content == b"from a file object" and size == advanced == len(content)
+    assert after == ["/copy.txt", "/fileobj.txt"]
+    name = f"v-{os.urandom(3).hex()}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nbmodal.Volume.from_name(name, create_if_missing=True, version=2, environment_name="main")
+        assert nbmodal.Volume.lookup(name).hydrate().name == name
+    asyncio.run(nbmodal.Volume.rename.aio(name, name + "-b"))
+    nbmodal.Volume.delete(name + "-b")
+    nbmodal.Volume.delete(name + "-b", allow_missing=True)

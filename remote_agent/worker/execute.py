@@ -8,6 +8,7 @@ won't pickle costs only itself.
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import logging
 import os
@@ -24,7 +25,9 @@ import cloudpickle
 
 from nbmodal_wire import blobs, pb
 from nbmodal_wire.cellcode import names_assigned, parse_cell, split_last_expression
+from remote_agent.worker import context as worker_context
 from remote_agent.worker import display as display_module
+from remote_agent.worker import event_loop
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts
 
     A generator function's items go to ``emit_item`` as they are produced.
     """
+    worker_context.begin_run(request.run_id)  # nbmodal.current_function_call_id() and current_input_id()
     if request.client_python and request.client_python != PYTHON_VERSION:
         return _outcome_of(
             RuntimeError(
@@ -212,10 +216,14 @@ def _run_function(request: pb.Execute, interrupts: Interrupts,
         result = function(*args, **kwargs)
         if request.generator:
             assert emit_item is not None, "a generator run needs somewhere to send its items"
-            for item in result:  # the generator's own code runs here, under the same interrupts
+            # An async generator's items are made on the container's event loop; the interrupts still
+            # land here, in this thread, and cancel the item being made.
+            items = event_loop.iterate(result) if inspect.isasyncgen(result) else result
+            for item in items:  # the generator's own code runs here, under the same interrupts
                 encoded = blobs.encode(item, _dumps)
                 emit_item(pb.Item(blob=_store_blob(encoded)) if encoded.is_blob else pb.Item(value=encoded.inline))
             return pb.RunFinished(state=pb.SUCCEEDED)
+        result = event_loop.resolve(result)  # an async def's coroutine runs to its end on the container's loop
     finally:
         interrupts.stop()
     try:
