@@ -183,6 +183,10 @@ class Agent:
     def _result_of_dead_container(run: Run, request: pb.RunRequest, container: Container,
                                   died: ContainerDied) -> pb.RunFinished:
         lost_session = f" Session {request.session!r} lost its namespace." if request.session else ""
+        exceeded = container.process.memory_limit_exceeded() if container.process is not None else None
+        if exceeded is not None:  # before a cancel or timeout: it says why the container really ended
+            return pb.RunFinished(state=pb.FAILED, error=_error(
+                "nbmodal.MemoryLimitExceeded", f"{exceeded.message()}.{lost_session}", pb.ERROR_MEMORY_LIMIT))
         if run.cancel_requested:
             grace = request.cancel_grace_s or DEFAULT_CANCEL_GRACE_S
             return pb.RunFinished(state=pb.CANCELLED, error=_error(

@@ -65,7 +65,8 @@ class Container:
         self._pump_task: asyncio.Task | None = None
         self.allocation = Allocation()  # GPUs, cores and memory reserved for it
         self.agent_port = 0
-        # The container's own credential: storage calls only, revoked when it exits.
+        # The container's own credential: storage, and runs of its own run's scope (run_scopes.py);
+        # revoked when it exits.
         self.token = secrets.token_urlsafe(24)
 
     @property
@@ -255,7 +256,9 @@ class ContainerPool:
         self.launcher = launcher
         self.allocator = allocator
         self.agent_port = 0
-        self.container_tokens: set[str] = set()  # read by the service's TokenInterceptor
+        # Each live container's own token, and the container: read by the service's TokenInterceptor
+        # (which calls a token may make) and its run scoping (which runs a token reaches).
+        self.container_tokens: dict[str, Container] = {}
         self._containers: dict[str, Container] = {}
         self._counter = 0
         self._watchers: set[asyncio.Task] = set()
@@ -372,7 +375,7 @@ class ContainerPool:
         plan = await self.launcher.plan(spec, container_id)
         container = Container(container_id, spec, self.logs_dir, self.blob_dir, self.launcher, session, plan)
         container.agent_port = self.agent_port
-        self.container_tokens.add(container.token)
+        self.container_tokens[container.token] = container
         if allocation is not None:
             container.allocation = allocation
             self.allocator.transfer(allocation, container.id)  # the waiter's hold becomes the container's
@@ -396,7 +399,7 @@ class ContainerPool:
         self.warm.remove(container)
         if container.alive:
             return
-        self.container_tokens.discard(container.token)
+        self.container_tokens.pop(container.token, None)
         self.launcher.forget(container.id)
         if self.allocator.release(container.id):
             self.admission.serve()

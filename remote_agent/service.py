@@ -13,7 +13,7 @@ import contextlib
 import hmac
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
@@ -24,7 +24,9 @@ from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.blobstore import BlobStore
 from remote_agent.hoststats import host_stats
 from remote_agent.images import ImageError, ImageNotFound
+from remote_agent.nested_waits import never_starts_while_callers_wait
 from remote_agent.request_errors import RequestError
+from remote_agent.run_scopes import RunScopes, ScopeError
 from remote_agent.storage import StoreError
 from remote_agent.volume_transfer import VolumeTransfers
 
@@ -36,6 +38,7 @@ class AgentService(pb_grpc.AgentServicer):
         self.agent = agent
         self.blobs = BlobStore(agent.blob_dir)
         self.volume_transfers = VolumeTransfers(agent.volumes, agent.in_io_thread)
+        self.scopes = RunScopes()  # which runs a container's token reaches (nested calls)
 
     async def Hello(self, request: pb.HelloRequest, context) -> pb.HelloReply:
         return pb.HelloReply(protocol_version=PROTOCOL_VERSION, agent_version=__version__,
@@ -44,16 +47,27 @@ class AgentService(pb_grpc.AgentServicer):
 
     async def Run(self, request: pb.RunRequest, context) -> AsyncIterator[pb.RunEvent]:
         # The run belongs to the agent: a client that goes away doesn't stop it.
-        run = await self._submit(request, context)
+        run = await self._submit(request, context, caller_waits=True)
         async for event in run.follow(after_seq=1):  # the client knows the id already
             yield event
 
     async def Submit(self, request: pb.RunRequest, context) -> pb.RunInfo:
         return (await self._submit(request, context)).info
 
-    async def _submit(self, request: pb.RunRequest, context):
+    async def _submit(self, request: pb.RunRequest, context, caller_waits: bool = False):
+        caller = self._calling_container(context)
+        scope = None
+        if caller is not None:  # a nested call, from a container's code
+            scope = await self._check_scope(context, self.scopes.caller_scope, caller)
+            await self._check_scope(context, self.scopes.check_submit, scope, request)
+            if caller_waits:
+                await self._refuse_if_never_starts(request, caller, context)
         try:
-            return self.agent.submit(request)
+            run = self.agent.submit(request)
+            if caller is not None and scope is not None:
+                # Its own nested calls inherit the same scope; the chain of callers is kept for the check above.
+                self.scopes.adopt(run.id, scope, caller.run.id if caller.run is not None else "")
+            return run
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Draining as exc:
@@ -61,7 +75,7 @@ class AgentService(pb_grpc.AgentServicer):
 
     async def Attach(self, request: pb.AttachRequest, context) -> AsyncIterator[pb.RunEvent]:
         async with _refusals_as_status(context):
-            run = self._run(request.run_id)
+            run = await self._scoped_run(request.run_id, context)
             async for event in run.follow(request.after_seq, request.follow):
                 yield event
 
@@ -70,13 +84,13 @@ class AgentService(pb_grpc.AgentServicer):
             if self.agent.runs.get(request.run_id) is None:
                 # Its Run call may still be on the way: it will be refused when it arrives.
                 self.agent.cancel_before_arrival(request.run_id)
-            run = self._run(request.run_id)
+            run = await self._scoped_run(request.run_id, context)
             self.agent.cancel(run, force=request.force)
             return run.info
 
     async def GetRun(self, request: pb.RunRef, context) -> pb.RunInfo:
         async with _refusals_as_status(context):
-            return self._run(request.run_id).info
+            return (await self._scoped_run(request.run_id, context)).info
 
     async def ListRuns(self, request: pb.ListRunsRequest, context) -> pb.RunList:
         return pb.RunList(runs=[run.info for run in self.agent.runs.list(request.limit)])
@@ -242,6 +256,10 @@ class AgentService(pb_grpc.AgentServicer):
                 yield event
 
     async def ImageCall(self, request: pb.ImageRequest, context) -> pb.ImageReply:
+        if request.op != pb.IMAGE_MISSING_FILES and await self._caller_scope(context) is not None:
+            # A nested call builds its function's image (missing files, then BuildImage); nothing more.
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "a container's token may only build images, not list, rebuild or remove them")
         async with _refusals_as_status(context):
             return await self._image_op(request)
 
@@ -275,6 +293,51 @@ class AgentService(pb_grpc.AgentServicer):
             raise RequestError(f"no run {run_id!r} on this agent", request_errors.NOT_FOUND)
         return run
 
+    # -- container tokens: nested calls ----------------------------------------
+
+    def _calling_container(self, context):
+        """The container whose token made this call (None for the agent's token)."""
+        token = dict(context.invocation_metadata() or ()).get(TOKEN_METADATA_KEY)
+        return self.agent.pool.container_tokens.get(token) if token else None
+
+    async def _caller_scope(self, context) -> str | None:
+        """None for a call with the agent's token; for a container's token, its run's scope (or the call
+        is aborted with PERMISSION_DENIED when that container runs nothing)."""
+        container = self._calling_container(context)
+        if container is None:
+            return None
+        return await self._check_scope(context, self.scopes.caller_scope, container)
+
+    async def _refuse_if_never_starts(self, request: pb.RunRequest, caller, context) -> None:
+        """A nested run its waiting callers starve (they hold what it needs) is refused, not left to hang."""
+        if not self.agent.launcher.reserves_resources or caller.run is None:
+            return  # a backend that reserves for itself (Slurm) queues it there
+        holders = [caller.id]
+        for run_id in self.scopes.callers(caller.run.id)[1:]:
+            run = self.agent.runs.get(run_id)
+            if run is not None and run.container is not None:
+                holders.append(run.container.id)
+        why = never_starts_while_callers_wait(request.spec, self.agent.allocator, holders)
+        if why is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"nested call refused: it would wait forever, since {why}. Give the called "
+                                f"function fewer resources, or call it with .spawn() and let the caller return")
+
+    async def _scoped_run(self, run_id: str, context) -> runs.Run:
+        """The run, if the caller may touch it (any run for the agent's token)."""
+        run = self._run(run_id)
+        scope = await self._caller_scope(context)
+        if scope is not None:
+            await self._check_scope(context, self.scopes.check_touch, scope, run)
+        return run
+
+    @staticmethod
+    async def _check_scope(context, check, *args):
+        try:
+            return check(*args)
+        except ScopeError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+
 
 def _store_infos(rows) -> list[pb.StoreInfo]:
     return [pb.StoreInfo(name=n, length=length, created=created, ephemeral=eph) for n, length, created, eph in rows]
@@ -298,17 +361,21 @@ async def _refusals_as_status(context) -> AsyncIterator[None]:
         await context.abort(_STATUS_FOR[exc.code], str(exc))
 
 
-# What a container's own token may call: its host's storage, nothing that runs code or reads runs.
+# What a container's own token may call: its host's storage, and runs of its own run's scope (nested
+# calls: the run calls check the scope, run_scopes.py); never listings of runs, sessions or containers.
 CONTAINER_METHODS = frozenset(f"/nbmodal.agent.v1.Agent/{name}" for name in (
-    "Hello", "DictCall", "QueueCall", "VolumeCall", "VolumeUpload", "VolumeDownload"))
+    "Hello", "DictCall", "QueueCall", "VolumeCall", "VolumeUpload", "VolumeDownload",
+    "Run", "Submit", "Attach", "Cancel", "GetRun", "PutBlob", "GetBlob",
+    "BuildImage", "PutImageFile", "ImageCall"))
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses every call without the agent's token (or, for storage, a live container's token)."""
+    """Refuses every call without the agent's token (or, for ``CONTAINER_METHODS``, a live container's token;
+    ``container_tokens`` maps each to its container)."""
 
-    def __init__(self, token: str, container_tokens: set[str] | None = None) -> None:
+    def __init__(self, token: str, container_tokens: Mapping[str, object] | None = None) -> None:
         self._token = token.encode()
-        self._container_tokens = container_tokens if container_tokens is not None else set()
+        self._container_tokens: Mapping[str, object] = container_tokens if container_tokens is not None else {}
 
     async def intercept_service(self, continuation, handler_call_details):
         for key, value in handler_call_details.invocation_metadata or ():

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.unit
 # What the client may load from remote_agent: the container runtime it names in
 # pickles by reference (batch runner, class-method caller, modules by value).
 CONTAINER_RUNTIME = {"remote_agent", "remote_agent.worker", "remote_agent.worker.batch",
-                     "remote_agent.worker.classes", "remote_agent.worker.modules"}
+                     "remote_agent.worker.classes", "remote_agent.worker.modules",
+                     # @batched and in-container retries, named by spawn/spawn_map pickles
+                     "remote_agent.worker.batching", "remote_agent.worker.retrying"}
 
 
 def _loaded_after(statements: str) -> set[str]:

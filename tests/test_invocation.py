@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import deque
 from types import SimpleNamespace
 
 import pytest
@@ -212,6 +213,7 @@ def test_a_map_batch_uses_the_functions_grace_and_timeout(tmp_path, monkeypatch)
     monkeypatch.setattr(fanout, "follow", follow)
     runner = double.map([5, 6], return_exceptions=True)
     runner.progress = None
+    runner._read_inputs(deque())  # a map reads its inputs lazily, as it schedules them
     assert runner._run_batch(target, [(0, 0), (1, 0)]) == [(0, True, 10), (1, True, 12)]
     (request,) = sent
     assert request.cancel_grace_s == double.run_options().grace_s == DEFAULT_CANCEL_GRACE_S
@@ -328,3 +330,18 @@ def test_a_map_delivers_a_failure_as_remote_would_raise_it():
     runner.return_exceptions = False
     with pytest.raises(ValueError, match="three is bad"):
         runner._deliver((False, record))
+
+
+def test_a_function_over_its_timeout_raises_modals_type_and_a_cell_a_plain_timeout_error():
+    from nbmodal.exceptions import FunctionTimeoutError
+    from nbmodal.results import raise_for_state
+
+    finished = pb.RunFinished(state=pb.TIMED_OUT, error=pb.ErrorInfo(
+        type_name="TimeoutError", message="the remote run exceeded its timeout of 1 s",
+        traceback="TimeoutError: the remote run exceeded its timeout of 1 s\n"))
+    with pytest.raises(FunctionTimeoutError, match="timeout of 1 s") as raised:
+        raise_for_state(finished)
+    assert isinstance(raised.value, TimeoutError)  # `except TimeoutError` still catches it
+    with pytest.raises(TimeoutError) as raised_in_cell:
+        raise_for_state(finished, cell=True)
+    assert type(raised_in_cell.value) is TimeoutError

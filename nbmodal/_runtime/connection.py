@@ -164,19 +164,25 @@ class HostConnection:
 
 
 class ContainerConnection:
-    """Inside a container: its own agent, with the container's scoped token (storage only)."""
+    """Inside a container: its own agent, with the container's scoped token.
+
+    The token opens storage calls and runs of the container's own app (nested calls: a function
+    calling ``.remote/.spawn/.map`` of another function of its app); the agent refuses the rest.
+    """
 
     name = "container"
 
     def __init__(self) -> None:
         self._client: AgentClient | None = None
+        self._lock = threading.Lock()
 
     def client(self) -> AgentClient:
-        if self._client is None:
-            address = AgentAddress("127.0.0.1", int(os.environ["NBMODAL_AGENT_PORT"]),
-                                   os.environ["NBMODAL_CONTAINER_TOKEN"], 0, "?", 0, "(this container's agent)")
-            self._client = AgentClient(address, label="agent of this container")
-        return self._client
+        with self._lock:  # a map's threads share one client
+            if self._client is None:
+                address = AgentAddress("127.0.0.1", int(os.environ["NBMODAL_AGENT_PORT"]),
+                                       os.environ["NBMODAL_CONTAINER_TOKEN"], 0, "?", 0, "(this container's agent)")
+                self._client = AgentClient(address, label="agent of this container")
+            return self._client
 
     def recover(self, lost: AgentLostError) -> AgentClient:
         raise lost
@@ -191,18 +197,24 @@ def in_container() -> bool:
     return bool(os.environ.get("NBMODAL_CONTAINER_TOKEN"))
 
 
+def container_connection() -> ContainerConnection:
+    """Inside a container, the one connection to its own agent."""
+    with _registry_lock:
+        return cast(ContainerConnection, _connections.setdefault(CONTAINER, ContainerConnection()))
+
+
 def storage_connection(host: str | None = None):
     """Where a Dict, Queue or Volume lives: inside a container, its own host; in the notebook,
     ``host``, else the local agent when no hosts are configured, else the first configured host."""
     if in_container():
-        with _registry_lock:
-            return _connections.setdefault("container", ContainerConnection())
+        return container_connection()
     if host:
         return connection(host)
     hosts = list(load_hosts())
     return connection(hosts[0] if hosts else LOCAL)
 
 
+CONTAINER = ContainerConnection.name
 _connections: dict[str, LocalConnection | HostConnection | ContainerConnection] = {}
 _registry_lock = threading.Lock()
 # Where runs and sessions started from this kernel live.
@@ -239,15 +251,18 @@ def forget(name: str) -> None:
         conn.forget()
 
 
-def place(host: str | None, session: str = "", spec=None) -> LocalConnection | HostConnection:
+def place(host: str | None, session: str = "", spec=None) -> LocalConnection | HostConnection | ContainerConnection:
     """Choose where a run goes.
 
-    ``host`` wins; a session stays where it started; with no hosts configured
-    everything runs locally. Otherwise, among reachable hosts: for a ``gpu=``
-    run, one with matching free cards, else one that has the cards (the run
-    waits there); for other runs, one with a warm container for the spec,
-    else the first reachable one.
+    Inside a container, every run goes to the container's own agent (a nested call: there are no SSH
+    hosts there, and ``host=`` names a host of the notebook's machine). Otherwise ``host`` wins; a
+    session stays where it started; with no hosts configured everything runs locally. Otherwise,
+    among reachable hosts: for a ``gpu=`` run, one with matching free cards, else one that has the
+    cards (the run waits there); for other runs, one with a warm container for the spec, else the
+    first reachable one.
     """
+    if in_container():
+        return container_connection()
     if host:
         return connection(host)
     if session and session in session_hosts:
@@ -284,16 +299,19 @@ def place(host: str | None, session: str = "", spec=None) -> LocalConnection | H
     raise HostError("no configured host is reachable:\n  " + "\n  ".join(problems))
 
 
-def spread(host: str | None, spec=None) -> list[LocalConnection | HostConnection]:
-    """Every connection a map may use: ``host``; else the local agent when no hosts are configured;
-    else each reachable host that can run the spec (a gpu= spec: one with the cards)."""
+def spread(host: str | None, spec=None) -> list[LocalConnection | HostConnection | ContainerConnection]:
+    """Every connection a map may use: inside a container, its own agent; else ``host``; else the local
+    agent when no hosts are configured; else each reachable host that can run the spec (a gpu= spec:
+    one with the cards)."""
+    if in_container():
+        return [container_connection()]
     if host:
         return [connection(host)]
     hosts = list(load_hosts())
     if not hosts:
         return [connection(LOCAL)]
     options = parse_gpu_request(spec.gpu) if spec is not None and spec.gpu else []
-    usable = []
+    usable: list[LocalConnection | HostConnection | ContainerConnection] = []
     for name in hosts:
         conn = connection(name)
         try:
@@ -313,8 +331,11 @@ def _fits(options, cards) -> bool:
     return any(sum(gpu_matches(option, card) for card in cards) >= option.count for option in options)
 
 
-def locate_run(run_id: str) -> LocalConnection | HostConnection:
-    """The connection whose agent has this run (asking each host if it isn't known here)."""
+def locate_run(run_id: str) -> LocalConnection | HostConnection | ContainerConnection:
+    """The connection whose agent has this run (asking each host if it isn't known here); inside a
+    container, its own agent (the only one its token opens)."""
+    if in_container():
+        return container_connection()
     if run_id in run_hosts:
         return connection(run_hosts[run_id])
     candidates = [LOCAL, *load_hosts()]

@@ -6,31 +6,46 @@ run executes the function on its inputs one after another inside a container
 call, not a round trip. A failed input is retried alone (``retries``); a
 batch whose container died has all its unfinished inputs retried. Every input
 is returned once, in input order or as completed.
+
+Inputs are read from their iterator as capacity frees up, never all at once:
+an endless iterator (``f.map(itertools.count())``) works, and the consumer
+stopping early (``break``) stops reading it and cancels the batches in flight.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from nbmodal._runtime.batching import batched_size
 from nbmodal._runtime.invocation import RunTarget, batch_request, follow, spread_targets
+from nbmodal._runtime.returned_exceptions import wrap_returned
 from nbmodal.exceptions import RemoteError, RunLostError
 from nbmodal.output import LineRedraws, default_sink, visible_line
 from nbmodal.results import function_result, raise_for_state, rebuild_error_record
 
 DEFAULT_MAX_CONTAINERS = 8
 MAX_BATCH = 256
+# A batch's size when the number of inputs isn't known (a lazy or endless iterator): small, so that a
+# consumer that stops early wastes little, and inputs are read only a few batches ahead.
+UNSIZED_BATCH = 4
+# How many batches' worth of inputs per container are read ahead of the results.
+READ_AHEAD_BATCHES = 2
 
 
-def concurrent(*, max_inputs: int):
+def concurrent(*, max_inputs: int, target_inputs: int | None = None):
     """Let one container run up to ``max_inputs`` inputs of a map at once (on threads), as in Modal.
+
+    ``target_inputs`` is the concurrency Modal's autoscaler aims for below ``max_inputs``; a map
+    here fills each container up to ``max_inputs`` and accepts ``target_inputs`` without effect.
 
     Example::
 
@@ -40,6 +55,8 @@ def concurrent(*, max_inputs: int):
     """
     if max_inputs < 1:
         raise ValueError("max_inputs must be at least 1")
+    if target_inputs is not None and not 1 <= target_inputs <= max_inputs:
+        raise ValueError(f"target_inputs={target_inputs} must be between 1 and max_inputs={max_inputs}")
 
     def mark(fn):
         fn._nbmodal_max_inputs = max_inputs
@@ -63,7 +80,12 @@ class Retries:
     max_delay: float = 60.0
 
     def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1 for the first retry)."""
         return min(self.max_delay, self.initial_delay * self.backoff_coefficient ** max(0, attempt - 1))
+
+    def delays(self) -> tuple[float, ...]:
+        """The wait before each retry, in order (as many as ``max_retries``)."""
+        return tuple(self.delay(attempt) for attempt in range(1, self.max_retries + 1))
 
     @classmethod
     def of(cls, retries: int | Retries | None) -> Retries:
@@ -76,7 +98,7 @@ class _Progress:
     """done/total, failures, rate, ETA and containers in use: a widget in a notebook, else one
     redrawn line on stderr."""
 
-    def __init__(self, label: str, total: int) -> None:
+    def __init__(self, label: str, total: int | None) -> None:
         self.label, self.total, self.started = label, total, time.monotonic()
         self.done = self.failed = self.retried = self.running = 0
         self._drawn = 0.0
@@ -89,11 +111,13 @@ class _Progress:
             return
         self._drawn = now
         rate = self.done / max(now - self.started, 1e-6)
-        eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "?"
-        text = (f"{self.label}: {self.done}/{self.total} done, {self.failed} failed, {self.retried} retried, "
+        eta = f"{(self.total - self.done) / rate:.0f}s" if rate and self.total is not None else "?"
+        total = "?" if self.total is None else self.total  # inputs from an iterator of unknown length
+        text = (f"{self.label}: {self.done}/{total} done, {self.failed} failed, {self.retried} retried, "
                 f"{rate:.0f}/s, ETA {eta}, {self.running} containers")
         if self._widget is not None:
             bar, caption = self._widget
+            bar.max = max(bar.max, self.done)  # unknown totals grow as inputs arrive
             bar.value = self.done
             bar.bar_style = "danger" if self.failed else "success" if final else "info"
             caption.value = text
@@ -101,7 +125,7 @@ class _Progress:
             self._line.feed("\r" + text + ("\n" if final else ""))
 
 
-def _progress_widget(total: int):
+def _progress_widget(total: int | None):
     """An IntProgress bar and a caption, shown in the cell (None outside a notebook kernel)."""
     from nbmodal.output import in_kernel
 
@@ -112,27 +136,67 @@ def _progress_widget(total: int):
         from IPython.display import display
     except ImportError:
         return None
-    bar = widgets.IntProgress(min=0, max=max(total, 1), value=0)
+    bar = widgets.IntProgress(min=0, max=max(total or 0, 1), value=0)
     caption = widgets.HTML()
     display(widgets.HBox([bar, caption]))
     return bar, caption
 
 
+def map_inputs(iterables: tuple[Iterable, ...], kwargs: dict | None = None) -> Iterator[tuple[tuple, dict]]:
+    """``.map``'s inputs, lazily: one tuple of arguments per step of the zipped iterables, with ``kwargs``."""
+    extra = dict(kwargs or {})
+    return ((args, dict(extra)) for args in zip(*iterables))
+
+
+def starmap_inputs(input_iterator: Iterable, kwargs: dict | None = None) -> Iterator[tuple[tuple, dict]]:
+    """``.starmap``'s inputs, lazily: each item a sequence of arguments, with ``kwargs``."""
+    extra = dict(kwargs or {})
+    return ((tuple(args), dict(extra)) for args in input_iterator)
+
+
+def known_length(*iterables: Any) -> int | None:
+    """How many inputs zipping ``iterables`` gives, when each has a length (lists, ranges); else None."""
+    try:
+        return min(len(iterable) for iterable in iterables) if iterables else 0
+    except TypeError:  # an iterator or generator: read lazily, length unknown
+        return None
+
+
 class MapRunner:
-    def __init__(self, function, inputs: list[tuple[tuple, dict]], order_outputs: bool = True,
-                 return_exceptions: bool = False, progress: bool = True) -> None:
+    """A map in progress: iterate it for the results (once), ``logs(i)`` for an input's output.
+
+    ``inputs`` yields ``(args, kwargs)`` per input and is read as capacity frees up; ``total`` is its
+    length where known (it sizes the batches and the progress bar).
+    """
+
+    def __init__(self, function, inputs: Iterable[tuple[tuple, dict]], order_outputs: bool = True,
+                 return_exceptions: bool = False, progress: bool = True, *, total: int | None = None,
+                 wrap_returned_exceptions: bool = True) -> None:
+        if total is None and isinstance(inputs, (list, tuple)):
+            total = len(inputs)
         self.function = function
-        self.inputs = inputs
+        self.total = total
+        self._source: Iterator[tuple[tuple, dict]] = iter(inputs)
+        self._next_index = itertools.count()
+        self.inputs: dict[int, tuple[tuple, dict]] = {}  # read and not yet delivered, by index
         self.order_outputs = order_outputs
         self.return_exceptions = return_exceptions
+        self.wrap_returned_exceptions = wrap_returned_exceptions
         self.retries = Retries.of(function.retries)
-        self.concurrency = max(1, min(function.max_containers or DEFAULT_MAX_CONTAINERS, len(inputs) or 1))
-        # A batch feeds a container's concurrent inputs (@nbmodal.concurrent) at least.
-        self.batch_size = max(function.max_inputs, min(MAX_BATCH, math.ceil(len(inputs) / (self.concurrency * 4))))
-        self.progress = _Progress(f"map {function.name}", len(inputs)) if progress else None
+        cap = function.max_containers or DEFAULT_MAX_CONTAINERS
+        self.concurrency = max(1, min(cap, total or 1)) if total is not None else max(1, cap)
+        # A batch feeds a container's concurrent inputs (@nbmodal.concurrent) and one call of a
+        # @nbmodal.batched function at least.
+        floor = max(function.max_inputs, batched_size(function.raw_f))
+        spread_size = math.ceil(total / (self.concurrency * 4)) if total is not None else UNSIZED_BATCH
+        self.batch_size = max(floor, min(MAX_BATCH, spread_size))
+        self.read_ahead = self.concurrency * self.batch_size * READ_AHEAD_BATCHES
+        self.progress = _Progress(f"map {function.name}", total) if progress else None
         self.output_tail: deque[str] = deque(maxlen=20)
         self.input_logs: dict[int, list[str]] = {}  # the output of each input, as its batch ran it
         self._started = False
+        self._exhausted = False
+        self._iterator: Iterator[Any] | None = None
         self._running: dict[str, Any] = {}  # run id -> connection, of the batches in flight
         self._running_lock = threading.Lock()
         self._stopping = False  # set once the map stops early: batches not yet submitted never start
@@ -143,29 +207,50 @@ class MapRunner:
         self._started = True
         return self._run()
 
+    def __next__(self) -> Any:
+        """``next(f.map(xs))`` works as on Modal's map, whose result is an iterator."""
+        if self._iterator is None:
+            self._iterator = iter(self)
+        return next(self._iterator)
+
     def _run(self) -> Iterator[Any]:
         targets = spread_targets(host=self.function.host, spec=self.function.spec, image=self.function.image,
                                  sink=default_sink())  # images built first
         busy = {target.connection.name: 0 for target in targets}  # batches in flight per host
-        pending = deque((i, 0) for i in range(len(self.inputs)))  # (input index, attempts so far)
+        pending: deque[tuple[int, int]] = deque()  # (input index, attempts so far), read and not yet sent
         results: dict[int, tuple[bool, Any]] = {}
         not_before: dict[int, float] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="nbmodal-map") as pool:
             in_flight: dict[Future, list[tuple[int, int]]] = {}
             try:
                 yield from self._schedule(pool, in_flight, targets, busy, pending, results, not_before)
-            except BaseException:  # an interrupt or an error raised here: stop the batches still running
+            except BaseException:  # an interrupt, a break, or an error raised here: stop the batches in flight
                 self._cancel_running()
                 raise
         self._draw(0, final=True)
         if self.output_tail:
             print("[nbmodal] last lines of the map's output:\n" + "".join(self.output_tail), end="")
 
+    def _read_inputs(self, pending: deque) -> None:
+        """Read inputs from the source while fewer than ``read_ahead`` are read and not yet delivered
+        (waiting, running, or done and waiting for an earlier one in order)."""
+        while not self._exhausted and len(self.inputs) < self.read_ahead:
+            try:
+                args, kwargs = next(self._source)
+            except StopIteration:
+                self._exhausted = True
+                return
+            index = next(self._next_index)
+            self.inputs[index] = (tuple(args), dict(kwargs))
+            pending.append((index, 0))
+
     def _schedule(self, pool, in_flight, targets, busy, pending, results, not_before) -> Iterator[Any]:
         """Keep batches in flight on the least busy hosts, retry what failed, yield what came back."""
         next_to_yield = 0
-        while pending or in_flight:
-            while pending and len(in_flight) < self.concurrency:
+        self._read_inputs(pending)
+        while pending or in_flight or not self._exhausted:
+            while len(in_flight) < self.concurrency:
+                self._read_inputs(pending)
                 batch = self._take_batch(pending, not_before)
                 if not batch:
                     break
@@ -175,8 +260,12 @@ class MapRunner:
                 future = pool.submit(self._run_batch, target, batch)
                 future.add_done_callback(lambda _, name=name: busy.__setitem__(name, busy[name] - 1))
                 in_flight[future] = batch
+            if not in_flight and not pending and self._exhausted:
+                break
             self._draw(len(in_flight))
-            done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED) if in_flight else ((), ())
+            if not in_flight:  # only retries waiting for their backoff
+                time.sleep(min(0.1, max(0.0, min(not_before.values(), default=0) - time.monotonic())))
             for future in done:
                 batch = in_flight.pop(future)
                 for index, attempts, ok, value in self._outcomes(future, batch):
@@ -186,17 +275,18 @@ class MapRunner:
                         if self.progress:
                             self.progress.retried += 1
                         continue
+                    not_before.pop(index, None)
                     results[index] = (ok, value)
                     if self.progress:
                         self.progress.done += 1
                         self.progress.failed += not ok
             if self.order_outputs:
                 while next_to_yield in results:
-                    yield self._deliver(results.pop(next_to_yield))
+                    yield self._deliver(results.pop(next_to_yield), next_to_yield)
                     next_to_yield += 1
             else:
                 for index in list(results):
-                    yield self._deliver(results.pop(index))
+                    yield self._deliver(results.pop(index), index)
 
     def _cancel_running(self) -> None:
         with self._running_lock:
@@ -254,13 +344,16 @@ class MapRunner:
         for index, ok, value in outcomes:
             yield index, attempts[index], ok, value
 
-    def _deliver(self, result: tuple[bool, Any]) -> Any:
+    def _deliver(self, result: tuple[bool, Any], index: int | None = None) -> Any:
+        if index is not None:
+            self.inputs.pop(index, None)  # delivered: an endless map keeps only the inputs in flight
         ok, value = result
         if ok:
             return value
         error = value if isinstance(value, BaseException) else rebuild_error_record(value)
         if self.return_exceptions:
-            return error
+            # Modal's wrapper (``UserCodeException``), which is also an instance of the error's own type.
+            return wrap_returned(error) if self.wrap_returned_exceptions else error
         raise error
 
     def _draw(self, running: int, final: bool = False) -> None:

@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
-from nbmodal._runtime.connection import HostConnection, LocalConnection, place, run_hosts, spread
+from nbmodal._runtime.connection import ContainerConnection, HostConnection, LocalConnection, place, run_hosts, spread
 from nbmodal._runtime.execution import RunFollower
 from nbmodal._runtime.images import spec_with_image
+from nbmodal._runtime.resource_limits import CpuRequest, MemoryRequest, split_cpu, split_memory
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.capture import pack_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
@@ -33,15 +34,18 @@ from nbmodal.output import OutputSink, default_sink
 from nbmodal_wire import pb
 from nbmodal_wire.names import new_run_id
 from remote_agent.worker.batch import run_batch
+from remote_agent.worker.retrying import call_retrying
 
 if TYPE_CHECKING:
     from nbmodal.image import Image
 
-Connection = LocalConnection | HostConnection
+Connection = LocalConnection | HostConnection | ContainerConnection  # the last: nested calls
 
 # Line 1 of a cell is ``%%remote``: its code starts on line 2.
 CELL_FIRST_LINE = 2
 MAX_LABEL = 120
+# Modal's timeout of a function (or class) that names none; a %%remote cell has no default timeout.
+DEFAULT_FUNCTION_TIMEOUT_S = 300.0
 # Added to a batch's summed per-input timeouts: the container's own start and the batch's overhead.
 BATCH_BACKSTOP_SLACK_S = 5.0
 
@@ -55,6 +59,9 @@ class RunOptions:
     session: str = ""
     detach: bool = False
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # a session's values above this stay remote
+    app: str = ""  # the function's app: a nested call's container token reaches only its own app's runs
+    # Retried in the container, after these waits (spawn, spawn_map: their caller doesn't wait to retry).
+    retry_delays: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,16 @@ class RunTarget:
         return self.with_client(self.connection.client())
 
 
-def container_spec(gpu: str, volumes: dict[str, str], cpu: float = 0.0, memory: int = 0) -> pb.ContainerSpec:
-    """What the run's container must have: GPUs, cores, memory, and volumes mounted at their paths."""
-    if cpu < 0 or memory < 0:
-        raise ValueError("cpu= and memory= must not be negative")
-    return pb.ContainerSpec(gpu=gpu, cpu=cpu, memory_mib=memory,
+def container_spec(gpu: str, volumes: dict[str, str], cpu: CpuRequest = 0.0,
+                   memory: MemoryRequest = 0) -> pb.ContainerSpec:
+    """What the run's container must have: GPUs, cores, memory, and volumes mounted at their paths.
+
+    ``cpu`` and ``memory`` are a request, or Modal's ``(request, limit)``: the request is reserved,
+    the limit enforced (nbmodal/_runtime/resource_limits.py)."""
+    cpu_request, cpu_limit = split_cpu(cpu)
+    memory_request, memory_limit = split_memory(memory)
+    return pb.ContainerSpec(gpu=gpu, cpu=cpu_request, memory_mib=memory_request, cpu_limit=cpu_limit,
+                            memory_limit_mib=memory_limit,
                             volumes=[pb.VolumeMount(volume=name, path=path) for path, name in sorted(volumes.items())])
 
 
@@ -130,7 +142,13 @@ def cell_request(target: RunTarget, cell: str, filename: str, inputs: dict[str, 
 
 def call_request(target: RunTarget, name: str, call: tuple[Any, tuple, dict], options: RunOptions,
                  generator: bool = False) -> pb.RunRequest:
-    """A function's run: ``call`` is (function, args, kwargs); ``generator`` streams its items."""
+    """A function's run: ``call`` is (function, args, kwargs); ``generator`` streams its items.
+    With ``options.retry_delays`` the container retries the call itself (``worker/retrying.py``);
+    the run's timeout then covers every attempt and wait."""
+    if options.retry_delays and not generator:
+        function, args, kwargs = call
+        call = (call_retrying, (function, args, kwargs, options.retry_delays), {})
+        options = replace(options, timeout_s=_with_retries(options.timeout_s, options.retry_delays))
     return _build(target, pb.FUNCTION, f"{name}()", target.transfer.pack(call), options, generator=generator)
 
 
@@ -138,10 +156,17 @@ def batch_request(target: RunTarget, name: str, function: Any, work: list[tuple[
                   max_inputs: int, options: RunOptions) -> pb.RunRequest:
     """One batch of a map: ``work`` is [(input index, args, kwargs)], run in one container by
     ``run_batch``. Each input has the options' timeout on its own; the run's timeout is the backstop."""
-    payload = target.transfer.pack((run_batch, (function, work, max_inputs, options.timeout_s), {}))
-    backstop = options.timeout_s * len(work) + BATCH_BACKSTOP_SLACK_S if options.timeout_s else 0.0
+    retries = (options.retry_delays,) if options.retry_delays else ()
+    payload = target.transfer.pack((run_batch, (function, work, max_inputs, options.timeout_s, *retries), {}))
+    backstop = (_with_retries(options.timeout_s * len(work), options.retry_delays) + BATCH_BACKSTOP_SLACK_S
+                if options.timeout_s else 0.0)
     return _build(target, pb.FUNCTION, f"{name}() × {len(work)}", payload,
                   replace(options, timeout_s=backstop))
+
+
+def _with_retries(timeout_s: float, retry_delays: tuple[float, ...]) -> float:
+    """A run's timeout that covers each attempt and the waits between them (0 stays: no timeout)."""
+    return timeout_s * (len(retry_delays) + 1) + sum(retry_delays) if timeout_s else 0.0
 
 
 def cell_label(cell: str) -> str:
@@ -162,7 +187,7 @@ def _build(target: RunTarget, kind: pb.RunKind, label: str, packed: tuple[bytes,
         cancel_grace_s=options.grace_s, detach=options.detach, client_python=CLIENT_PYTHON,
         max_result_bytes=options.max_result_bytes, cwd=_working_directory(target, kind),
         # Chosen here so that the run can be cancelled (and found again) before the agent answers.
-        run_id=new_run_id(), generator=generator)
+        run_id=new_run_id(), generator=generator, app=options.app)
 
 
 def _working_directory(target: RunTarget, kind: pb.RunKind) -> str:

@@ -85,6 +85,7 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CONTAINER_DIED: _ClassVar[ErrorKind]
     ERROR_CANCELLED: _ClassVar[ErrorKind]
     ERROR_AGENT: _ClassVar[ErrorKind]
+    ERROR_MEMORY_LIMIT: _ClassVar[ErrorKind]
 
 class ContainerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -148,6 +149,7 @@ ERROR_MOUNT: ErrorKind
 ERROR_CONTAINER_DIED: ErrorKind
 ERROR_CANCELLED: ErrorKind
 ERROR_AGENT: ErrorKind
+ERROR_MEMORY_LIMIT: ErrorKind
 CONTAINER_STATE_UNSPECIFIED: ContainerState
 CONTAINER_STARTING: ContainerState
 CONTAINER_IDLE: ContainerState
@@ -355,7 +357,7 @@ class HelloReply(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., agent_version: _Optional[str] = ..., container_python: _Optional[str] = ..., pid: _Optional[int] = ..., hostname: _Optional[str] = ..., state_dir: _Optional[str] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s", "min_containers", "buffer_containers", "cpu", "memory_mib", "local_mounts")
+    __slots__ = ("image", "gpu", "volumes", "env", "workdir", "scaledown_window_s", "min_containers", "buffer_containers", "cpu", "memory_mib", "local_mounts", "cpu_limit", "memory_limit_mib")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -374,6 +376,8 @@ class ContainerSpec(_message.Message):
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
     LOCAL_MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    CPU_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_MIB_FIELD_NUMBER: _ClassVar[int]
     image: str
     gpu: str
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
@@ -385,7 +389,9 @@ class ContainerSpec(_message.Message):
     cpu: float
     memory_mib: int
     local_mounts: _containers.RepeatedCompositeFieldContainer[LocalMount]
-    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ..., min_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., cpu: _Optional[float] = ..., memory_mib: _Optional[int] = ..., local_mounts: _Optional[_Iterable[_Union[LocalMount, _Mapping]]] = ...) -> None: ...
+    cpu_limit: float
+    memory_limit_mib: int
+    def __init__(self, image: _Optional[str] = ..., gpu: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., scaledown_window_s: _Optional[float] = ..., min_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., cpu: _Optional[float] = ..., memory_mib: _Optional[int] = ..., local_mounts: _Optional[_Iterable[_Union[LocalMount, _Mapping]]] = ..., cpu_limit: _Optional[float] = ..., memory_limit_mib: _Optional[int] = ...) -> None: ...
 
 class ImageSpec(_message.Message):
     __slots__ = ("name", "steps", "preload", "imports", "force_build")
@@ -539,7 +545,7 @@ class VolumeMount(_message.Message):
     def __init__(self, volume: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd", "run_id", "payload_blob", "generator")
+    __slots__ = ("kind", "label", "payload", "code", "filename", "first_line", "spec", "session", "timeout_s", "cancel_grace_s", "detach", "client_python", "max_result_bytes", "cwd", "run_id", "payload_blob", "generator", "app")
     KIND_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -557,6 +563,7 @@ class RunRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_BLOB_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     kind: RunKind
     label: str
     payload: bytes
@@ -574,7 +581,8 @@ class RunRequest(_message.Message):
     run_id: str
     payload_blob: str
     generator: bool
-    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ..., payload_blob: _Optional[str] = ..., generator: _Optional[bool] = ...) -> None: ...
+    app: str
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., label: _Optional[str] = ..., payload: _Optional[bytes] = ..., code: _Optional[str] = ..., filename: _Optional[str] = ..., first_line: _Optional[int] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., session: _Optional[str] = ..., timeout_s: _Optional[float] = ..., cancel_grace_s: _Optional[float] = ..., detach: _Optional[bool] = ..., client_python: _Optional[str] = ..., max_result_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., run_id: _Optional[str] = ..., payload_blob: _Optional[str] = ..., generator: _Optional[bool] = ..., app: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("seq", "time", "started", "output", "display", "finished", "notice", "item", "input_started")
