@@ -113,7 +113,7 @@ def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any],
             collected.setdefault(key, [None] * len(values))[position] = value
     shell.user_ns.update(collected)
     for finished, _ in outcomes:  # as a local loop would: the first failure is raised
-        raise_for_state(finished)
+        raise_for_state(finished, cell=True)
     return None
 
 
@@ -134,7 +134,7 @@ def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinish
         _session_names[session] = set(finished.session_names)
     fetch = lambda blob_id: transfer.fetch(blob_id, delete=not keep_blobs)  # noqa: E731
     shell.user_ns.update(cell_values(finished, session, transfer.client.label, fetch))
-    raise_for_state(finished)
+    raise_for_state(finished, cell=True)
     return DisplayedValue(execute_result) if execute_result else None
 
 

@@ -1,11 +1,12 @@
 """The verbs of ``nbmodal`` (the shell command) and ``%nbmodal`` (the line magic), parsed by one parser.
 
 The verbs are split per resource, as Modal's CLI splits them: one module each for runs, sessions,
-containers, GPUs, hosts, the agent, volumes, Dicts and Queues, images, and headless notebooks
-(``run NOTEBOOK``). Each module's ``register`` adds its subcommands to the parser and names, with
-``set_defaults(handler=…)``, the function that runs each one; the verb functions themselves live beside
-it. A handler takes the parsed arguments and a ``Console`` (where output goes: the terminal for the
-command, the running cell for the magic) and returns the verb's result where it has one (``attach``).
+containers, GPUs, hosts, the agent, volumes, Dicts and Queues, images, and ``run`` (a notebook headless,
+or a Modal-style program's local entrypoint or function: ``run file.py[::NAME]``). Each module's
+``register`` adds its subcommands to the parser and names, with ``set_defaults(handler=…)``, the
+function that runs each one; the verb functions themselves live beside it. A handler takes the parsed
+arguments and a ``Console`` (where output goes: the terminal for the command, the running cell for the
+magic) and returns the verb's result where it has one (``attach``).
 """
 
 from __future__ import annotations

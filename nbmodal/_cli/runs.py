@@ -97,7 +97,7 @@ def attach(run_id: str, sink: OutputSink, shell: Any = None) -> Any:
     if info.kind == pb.CELL and shell is not None:
         execute_result = getattr(sink, "execute_result", None)
         return apply_cell_result(shell, transfer, finished, info.session, execute_result, keep_blobs=keep)
-    raise_for_state(finished)
+    raise_for_state(finished, cell=info.kind == pb.CELL)
     if info.kind != pb.FUNCTION or not (finished.return_value or finished.return_blob):
         return None
     return function_result(finished, lambda blob_id: transfer.fetch(blob_id, delete=not keep))
