@@ -391,6 +391,12 @@ class SshHost:
         """Kill everything this host's user runs (its ssh sessions included)."""
         kill_user_processes(self.user)
 
+    def forget_nbmodal(self) -> None:
+        """Back to a host nbmodal never used: its agent and containers killed, ~/.nbmodal removed
+        (for a module that bootstraps a session-wide host that later tests expect fresh)."""
+        self.kill_processes()
+        shutil.rmtree(self.home / ".nbmodal", ignore_errors=True)
+
     def cut(self) -> None:
         """Partition the host: packets both ways are dropped, open sockets stay open.
 

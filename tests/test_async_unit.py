@@ -28,6 +28,15 @@ from remote_agent.worker.execute import Interrupts, execute
 
 pytestmark = pytest.mark.unit
 
+
+@pytest.fixture(autouse=True)
+def _this_process_stays_local(monkeypatch):
+    # These tests run the worker's code in the test process, which marks it as a container for
+    # nbmodal.is_local() and current_function_call_id(); later tests must see a notebook process again.
+    from remote_agent.worker import context
+
+    monkeypatch.setattr(context, "_run_id", "")
+
 events: dict[str, object] = {}  # what the functions below saw, for the tests to check
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ PROGRAM_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
-def alpha_home(ssh_hosts, tmp_path_factory) -> Path:
+def alpha_home(ssh_hosts, tmp_path_factory) -> Iterator[Path]:
     """A client nbmodal home whose one host is alpha; its agent bootstrapped by a first call."""
     home = tmp_path_factory.mktemp("compat-ssh-home")
     alpha = ssh_hosts.alpha
@@ -29,7 +30,8 @@ def alpha_home(ssh_hosts, tmp_path_factory) -> Path:
     assert added.returncode == 0, added.stdout + added.stderr
     first = _nbmodal(home, "run", "--host", alpha.name, str(COMPAT / "hello_world.py"), timeout=FIRST_USE_TIMEOUT_S)
     assert first.returncode == 0, first.stdout + first.stderr
-    return home
+    yield home
+    alpha.forget_nbmodal()  # alpha is shared by the session: tests of a first use expect it fresh
 
 
 def _nbmodal(home: Path, *args: str, timeout: float = PROGRAM_TIMEOUT_S) -> subprocess.CompletedProcess:

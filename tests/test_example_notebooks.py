@@ -56,7 +56,9 @@ def test_images_notebook(tmp_path):
     # The build log streamed into the %%image cell: steps, uv's install line, the summary.
     build = text(nb, "%%image greet_env")
     assert "step 3/3" in build and "+ nbgreet==1.0" in build
-    assert "image greet_env built on local" in build and "3 of 3 steps" in build
+    assert "image greet_env built on local" in build
+    # Its own steps ran; the base (Python) layer may come from an image an earlier test built on this agent.
+    assert re.search(r"\([23] of 3 steps", build), build
     assert re.search(r"built on local: [0-9a-f]{12}", text(nb, "%image greet_env"))
     assert "nbgreet imported in the kernel: False" in text(nb, "with greet_env.imports()")
     # The value from a package only the image has, computed remotely and brought back.

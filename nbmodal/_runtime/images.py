@@ -103,8 +103,9 @@ def follow_build(events, name: str, host: str, sink: OutputSink | None) -> pb.Im
         elif kind == "built":
             built = event.built
             if sink is not None and built.built_steps:
+                cached = "; the rest were cached" if built.built_steps < built.steps else ""
                 sink.notice(f"image {name} built on {host} in {built.build_s:.1f} s "
-                            f"({built.built_steps} of {built.steps} steps; the rest were cached)")
+                            f"({built.built_steps} of {built.steps} steps{cached})")
             return built
         elif kind == "failed":
             failure = event.failed
