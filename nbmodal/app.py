@@ -255,6 +255,20 @@ def named_app(name: str) -> App:
     return app
 
 
+def registered_in_app(app_name: str, name: str, kind: str) -> Any:
+    """The function or class (``kind``: "functions", "classes") ``name`` of the App ``app_name`` defined
+    in this process; ``NotFoundError`` listing what it has."""
+    from nbmodal.exceptions import NotFoundError
+
+    registry = getattr(named_app(app_name), f"registered_{kind}")
+    found = registry.get(name)
+    if found is None:
+        singular = {"functions": "function", "classes": "class"}[kind]
+        raise NotFoundError(f"app {app_name!r} has no {singular} {name!r} (its {kind}: "
+                            f"{', '.join(sorted(registry)) or 'none'})")
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class FunctionStats:
     """What ``Function.get_current_stats()`` returns, as in Modal."""
@@ -525,14 +539,7 @@ class Function(Generic[P, R]):
 
             square = nbmodal.Function.from_name("demo", "square")
         """
-        from nbmodal.exceptions import NotFoundError
-
-        app = named_app(app_name)
-        function = app.registered_functions.get(name)
-        if function is None:
-            raise NotFoundError(f"app {app_name!r} has no function {name!r} (its functions: "
-                                f"{', '.join(sorted(app.registered_functions)) or 'none'})")
-        return function
+        return registered_in_app(app_name, name, "functions")
 
     def __repr__(self) -> str:
         return f"<nbmodal.Function {self.name}>"

@@ -217,15 +217,9 @@ class Cls:
 
             Model = nbmodal.Cls.from_name("inference", "Model")
         """
-        from nbmodal.app import named_app
-        from nbmodal.exceptions import NotFoundError
+        from nbmodal.app import registered_in_app
 
-        app = named_app(app_name)
-        found = app.registered_classes.get(name)
-        if found is None:
-            raise NotFoundError(f"app {app_name!r} has no class {name!r} (its classes: "
-                                f"{', '.join(sorted(app.registered_classes)) or 'none'})")
-        return found
+        return registered_in_app(app_name, name, "classes")
 
     def __repr__(self) -> str:
         return f"<nbmodal.Cls {self.user_cls.__name__}>"
