@@ -491,3 +491,26 @@ def test_concurrent_accepts_modals_target_inputs():
     assert fetch._nbmodal_max_inputs == 8
     with pytest.raises(ValueError, match="target_inputs=9 must be between 1 and max_inputs=8"):
         modal.concurrent(max_inputs=8, target_inputs=9)
+
+
+def test_from_name_finds_functions_and_classes_of_an_app_defined_here():
+    import nbmodal as modal
+
+    app = modal.App("surface-from-name")
+
+    @app.function(name="square")  # defined inside this test, its default name is the qualified one
+    def square(x):
+        return x * x
+
+    @app.cls()
+    class Model:
+        @modal.method()
+        def predict(self, x):
+            return x
+
+    assert modal.Function.from_name("surface-from-name", "square") is square
+    assert modal.Cls.from_name("surface-from-name", "Model") is Model
+    with pytest.raises(modal.exception.NotFoundError, match="has no class 'Other' \\(its classes: Model\\)"):
+        modal.Cls.from_name("surface-from-name", "Other")
+    with pytest.raises(modal.exception.NotFoundError, match="no app 'nowhere'"):
+        modal.Function.from_name("nowhere", "square")
