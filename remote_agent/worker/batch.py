@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 from remote_agent.worker.batching import batched_options, run_batched
@@ -49,18 +51,13 @@ def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int =
     if batching is not None:
         signature_of = functools.partial(method, None) if method is not None else function  # no `self`
         return run_batched(function, inputs, batching[0], timeout_s, _begin_input, signature_of)
-    # Imported here: the notebook imports this module (its pickles name run_batch), never the loop.
-    from remote_agent.worker import event_loop
-
-    if inputs and event_loop.is_coroutine_function(method or function):
-        from remote_agent.worker.execute import error_info
-
+    if inputs and _worker().event_loop.is_coroutine_function(method or function):
         try:
             prepare_instance(function)  # a class's @enter hooks run here, before the inputs start on the loop
         except Exception as exc:  # each input fails with it, as each would in the sync path
-            record = error_info(exc).SerializeToString()
+            record = _worker().execute.error_info(exc).SerializeToString()
             return [(index, False, record) for index, _, _ in inputs]
-        return event_loop.run(_run_coroutines(function, inputs, max_inputs, timeout_s))
+        return _worker().event_loop.run(_run_coroutines(function, inputs, max_inputs, timeout_s))
     if max_inputs > 1:
         with ThreadPoolExecutor(max_inputs, thread_name_prefix="input") as pool:
             return list(pool.map(lambda item: _one(function, *item), inputs))
@@ -68,40 +65,54 @@ def run_batch(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int =
 
 
 def _one(function, index: int, args: tuple, kwargs: dict, timeout_s: float = 0.0) -> tuple[int, bool, Any]:
-    from remote_agent.worker import context, event_loop
-    from remote_agent.worker.execute import RunTimeout, error_info
-
-    context.begin_input(index)  # nbmodal.current_input_id(), on this input's thread
-    if _begin_input is not None:
-        _begin_input(index)
+    _start_input(index)
     if timeout_s > 0:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
-        # resolve: a coroutine from a wrapper that hid its async def still runs, on the container's loop
-        return index, True, event_loop.resolve(function(*args, **kwargs))
-    except RunTimeout:
-        timed_out = TimeoutError(f"input {index} exceeded its timeout of {timeout_s:g} s")
-        return index, False, error_info(timed_out).SerializeToString()
+        value = function(*args, **kwargs)
+        if inspect.isawaitable(value):  # a wrapper that hid its async def: the coroutine runs on the loop
+            value = _worker().event_loop.resolve(value)
+        return index, True, value
     except Exception as exc:
-        return index, False, error_info(exc).SerializeToString()
+        return index, False, _worker().execute.error_info(exc).SerializeToString()
+    except BaseException as exc:  # RunTimeout is one, so that user code's `except Exception` can't swallow it
+        if isinstance(exc, _worker().execute.RunTimeout):
+            return index, False, _timed_out_record(index, timeout_s)
+        raise
     finally:
         if timeout_s > 0:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def _start_input(index: int) -> None:
+    """Input ``index`` begins: its id for nbmodal.current_input_id(), and its output filed under it."""
+    _worker().context.begin_input(index)
+    if _begin_input is not None:
+        _begin_input(index)
+
+
+def _timed_out_record(index: int, timeout_s: float) -> bytes:
+    timed_out = TimeoutError(f"input {index} exceeded its timeout of {timeout_s:g} s")
+    return _worker().execute.error_info(timed_out).SerializeToString()
+
+
+@functools.cache
+def _worker() -> SimpleNamespace:
+    """The container's modules, imported on first use: the notebook imports this module (its pickles
+    name run_batch) but must not load the worker; cached, since a map's every input needs them."""
+    from remote_agent.worker import context, event_loop, execute
+
+    return SimpleNamespace(context=context, event_loop=event_loop, execute=execute)
+
+
 async def _run_coroutines(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int,
                           timeout_s: float) -> list[tuple[int, bool, Any]]:
     """The batch of an ``async def`` function: its inputs' coroutines, up to ``max_inputs`` at once."""
-    from remote_agent.worker import context
-    from remote_agent.worker.execute import error_info
-
     slots = asyncio.Semaphore(max(1, max_inputs))
 
     async def one(index: int, args: tuple, kwargs: dict) -> tuple[int, bool, Any]:
         async with slots:
-            context.begin_input(index)  # each input is a task of its own, with its own context
-            if _begin_input is not None:
-                _begin_input(index)
+            _start_input(index)  # each input is a task of its own, with its own context
             try:
                 awaitable = function(*args, **kwargs)
                 if not asyncio.iscoroutine(awaitable) and not asyncio.isfuture(awaitable):
@@ -109,9 +120,8 @@ async def _run_coroutines(function, inputs: list[tuple[int, tuple, dict]], max_i
                 value = await (asyncio.wait_for(awaitable, timeout_s) if timeout_s > 0 else awaitable)
                 return index, True, value
             except asyncio.TimeoutError:
-                timed_out = TimeoutError(f"input {index} exceeded its timeout of {timeout_s:g} s")
-                return index, False, error_info(timed_out).SerializeToString()
+                return index, False, _timed_out_record(index, timeout_s)
             except Exception as exc:
-                return index, False, error_info(exc).SerializeToString()
+                return index, False, _worker().execute.error_info(exc).SerializeToString()
 
     return list(await asyncio.gather(*(one(*item) for item in inputs)))
