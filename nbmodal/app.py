@@ -44,7 +44,7 @@ from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.exceptions import InvalidGpuError, RunLostError
 from nbmodal.gpu import to_gpu_string
-from nbmodal.output import default_sink
+from nbmodal.output import OutputSink, default_sink
 from nbmodal.results import function_result, raise_for_state, rebuild_error_record
 from nbmodal_wire import pb
 from nbmodal_wire.gpu_request import GpuRequestError, parse_gpu_request
@@ -321,9 +321,10 @@ class Function(Generic[P, R]):
         """One attempt of ``.remote()``: a run of its own, or a place in a batch (``@batched``)."""
         if batched_size(self.raw_f):
             return remote_batcher(self, self._send_batch).call(args, kwargs)
-        target = self.resolve()
+        sink = default_sink()  # the image build's log, then the run's output
+        target = self.resolve(sink)
         request = call_request(target, self.name, (self.raw_f, args, kwargs), self.run_options())
-        finished, transfer = follow(target, request, default_sink())
+        finished, transfer = follow(target, request, sink)
         raise_for_state(finished)
         return function_result(finished, transfer.fetch)
 
@@ -336,9 +337,9 @@ class Function(Generic[P, R]):
         return [(index, ok, value if ok else rebuild_error_record(value))
                 for index, ok, value in function_result(finished, transfer.fetch)]
 
-    def resolve(self) -> RunTarget:
-        """Where its next run goes, ready to run there (its image built there first)."""
-        return resolve_target(host=self.host, spec=self.spec, image=self.image, sink=default_sink())
+    def resolve(self, sink: OutputSink | None = None) -> RunTarget:
+        """Where its next run goes, ready to run there (its image built there first, its log into ``sink``)."""
+        return resolve_target(host=self.host, spec=self.spec, image=self.image, sink=sink)
 
     @_WithAio
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -348,7 +349,7 @@ class Function(Generic[P, R]):
         with a map's backoff; inside a running function this is a nested call, to the same agent.
         """
         return call_with_retries(lambda: self._remote_once(args, kwargs), self._retries(), f"{self.name}()",
-                                 default_sink().notice)
+                                 lambda message: default_sink().notice(message))
 
     @_WithAio  # a generator function: .aio is an async iterator
     def remote_gen(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[Any]:
