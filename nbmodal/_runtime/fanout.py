@@ -241,7 +241,7 @@ class MapRunner:
                 self._exhausted = True
                 return
             index = next(self._next_index)
-            self.inputs[index] = (tuple(args), dict(kwargs))
+            self.inputs[index] = (args, kwargs)  # map_inputs/starmap_inputs made them: a tuple and a fresh dict
             pending.append((index, 0))
 
     def _schedule(self, pool, in_flight, targets, busy, pending, results, not_before) -> Iterator[Any]:
