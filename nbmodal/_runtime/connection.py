@@ -215,7 +215,9 @@ def storage_connection(host: str | None = None):
 
 
 CONTAINER = ContainerConnection.name
-_connections: dict[str, LocalConnection | HostConnection | ContainerConnection] = {}
+# Where a run can go: the embedded agent, an SSH host's agent, or (nested calls) a container's own agent.
+Connection = LocalConnection | HostConnection | ContainerConnection
+_connections: dict[str, Connection] = {}
 _registry_lock = threading.Lock()
 # Where runs and sessions started from this kernel live.
 run_hosts: dict[str, str] = {}
@@ -251,7 +253,7 @@ def forget(name: str) -> None:
         conn.forget()
 
 
-def place(host: str | None, session: str = "", spec=None) -> LocalConnection | HostConnection | ContainerConnection:
+def place(host: str | None, session: str = "", spec=None) -> Connection:
     """Choose where a run goes.
 
     Inside a container, every run goes to the container's own agent (a nested call: there are no SSH
@@ -299,7 +301,7 @@ def place(host: str | None, session: str = "", spec=None) -> LocalConnection | H
     raise HostError("no configured host is reachable:\n  " + "\n  ".join(problems))
 
 
-def spread(host: str | None, spec=None) -> list[LocalConnection | HostConnection | ContainerConnection]:
+def spread(host: str | None, spec=None) -> list[Connection]:
     """Every connection a map may use: inside a container, its own agent; else ``host``; else the local
     agent when no hosts are configured; else each reachable host that can run the spec (a gpu= spec:
     one with the cards)."""
@@ -311,7 +313,7 @@ def spread(host: str | None, spec=None) -> list[LocalConnection | HostConnection
     if not hosts:
         return [connection(LOCAL)]
     options = parse_gpu_request(spec.gpu) if spec is not None and spec.gpu else []
-    usable: list[LocalConnection | HostConnection | ContainerConnection] = []
+    usable: list[Connection] = []
     for name in hosts:
         conn = connection(name)
         try:
@@ -331,7 +333,7 @@ def _fits(options, cards) -> bool:
     return any(sum(gpu_matches(option, card) for card in cards) >= option.count for option in options)
 
 
-def locate_run(run_id: str) -> LocalConnection | HostConnection | ContainerConnection:
+def locate_run(run_id: str) -> Connection:
     """The connection whose agent has this run (asking each host if it isn't known here); inside a
     container, its own agent (the only one its token opens)."""
     if in_container():

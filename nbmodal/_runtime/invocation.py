@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
-from nbmodal._runtime.connection import ContainerConnection, HostConnection, LocalConnection, place, run_hosts, spread
+from nbmodal._runtime.connection import Connection, place, run_hosts, spread
 from nbmodal._runtime.execution import RunFollower
 from nbmodal._runtime.images import spec_with_image
 from nbmodal._runtime.resource_limits import CpuRequest, MemoryRequest, split_cpu, split_memory
@@ -39,7 +39,6 @@ from remote_agent.worker.retrying import call_retrying
 if TYPE_CHECKING:
     from nbmodal.image import Image
 
-Connection = LocalConnection | HostConnection | ContainerConnection  # the last: nested calls
 
 # Line 1 of a cell is ``%%remote``: its code starts on line 2.
 CELL_FIRST_LINE = 2
