@@ -1000,3 +1000,82 @@ class FromContainer(_message.Message):
     item: Item
     input_started: InputStarted
     def __init__(self, ready: _Optional[_Union[ContainerReady, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., display: _Optional[_Union[Display, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., fetched: _Optional[_Union[FetchValueReply, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., input_started: _Optional[_Union[InputStarted, _Mapping]] = ...) -> None: ...
+
+class ExecStart(_message.Message):
+    __slots__ = ("container_id", "argv", "env", "workdir", "pty", "rows", "cols", "timeout_s", "secrets")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    PTY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    workdir: str
+    pty: bool
+    rows: int
+    cols: int
+    timeout_s: float
+    secrets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, container_id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., pty: _Optional[bool] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., timeout_s: _Optional[float] = ..., secrets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExecResize(_message.Message):
+    __slots__ = ("rows", "cols")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
+class ExecInput(_message.Message):
+    __slots__ = ("start", "stdin", "stdin_eof", "resize", "signal")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    STDIN_EOF_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    start: ExecStart
+    stdin: bytes
+    stdin_eof: bool
+    resize: ExecResize
+    signal: int
+    def __init__(self, start: _Optional[_Union[ExecStart, _Mapping]] = ..., stdin: _Optional[bytes] = ..., stdin_eof: _Optional[bool] = ..., resize: _Optional[_Union[ExecResize, _Mapping]] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class ExecStarted(_message.Message):
+    __slots__ = ("exec_id", "pid")
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    pid: int
+    def __init__(self, exec_id: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class ExecExited(_message.Message):
+    __slots__ = ("exit_code", "signal", "error")
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    signal: int
+    error: str
+    def __init__(self, exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ExecOutput(_message.Message):
+    __slots__ = ("started", "output", "exited")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    started: ExecStarted
+    output: Output
+    exited: ExecExited
+    def __init__(self, started: _Optional[_Union[ExecStarted, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., exited: _Optional[_Union[ExecExited, _Mapping]] = ...) -> None: ...

@@ -159,6 +159,11 @@ class AgentStub:
                 request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
                 response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.LocalFile.FromString,
                 _registered_method=True)
+        self.ContainerExec = channel.stream_stream(
+                '/nbmodal.agent.v1.Agent/ContainerExec',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -332,6 +337,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerExec(self, request_iterator, context):
+        """A process inside a running container (nbmodal container exec, nbmodal shell, Sandbox.exec).
+        The first ExecInput is `start`; the last ExecOutput is `exited`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -459,6 +472,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.PutImageFile,
                     request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
                     response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.LocalFile.SerializeToString,
+            ),
+            'ContainerExec': grpc.stream_stream_rpc_method_handler(
+                    servicer.ContainerExec,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1136,6 +1154,33 @@ class Agent:
             '/nbmodal.agent.v1.Agent/PutImageFile',
             nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
             nbmodal__wire_dot_proto_dot_agent__pb2.LocalFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerExec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/nbmodal.agent.v1.Agent/ContainerExec',
+            nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,
