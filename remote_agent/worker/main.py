@@ -15,7 +15,6 @@ import builtins
 import json
 import logging
 import os
-import select
 import socket
 import sys
 import threading
@@ -26,6 +25,7 @@ from nbmodal_wire.frames import FrameSocket
 from remote_agent.worker import batch, display
 from remote_agent.worker.classes import run_exit_hooks
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
+from remote_agent.worker.inbox import Inbox
 from remote_agent.worker.output import FdCapture
 
 log = logging.getLogger("remote_agent.worker")
@@ -120,12 +120,13 @@ def serve(fd: int, session: bool) -> NoReturn:
     namespace = Session() if session else None
 
     busy = threading.Event()  # a run is executing on the main thread
-    threading.Thread(target=_exit_with_agent, args=(fd, busy), name="agent-watch", daemon=True).start()
+    inbox = Inbox(channel, busy)
+    inbox.start()
     channel.send(pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)))
     log.info("ready (pid %d, python %s)", os.getpid(), PYTHON_VERSION)
 
     while True:
-        message = channel.receive(pb.ToContainer)
+        message = inbox.next_for_main()
         if message is None:
             log.info("agent closed the channel; exiting")
             run_exit_hooks()
@@ -161,17 +162,3 @@ class _InputMarks:
         if current is not None and current != self.announced:
             self.announced = current
             self.channel.send(pb.FromContainer(input_started=pb.InputStarted(index=current)))
-
-
-def _exit_with_agent(fd: int, busy: threading.Event) -> None:
-    """While user code runs, nobody reads the socket: notice the agent going away.
-
-    An idle container's main loop sees the socket close itself, and runs the
-    classes' exit hooks before it exits.
-    """
-    poller = select.poll()
-    poller.register(fd, select.POLLRDHUP)
-    poller.poll()
-    if busy.is_set():
-        log.info("agent went away during a run; exiting")
-        os._exit(0)
