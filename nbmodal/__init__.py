@@ -32,24 +32,13 @@ from nbmodal._runtime.fanout import Retries, concurrent
 from nbmodal._unavailable import (
     Client,
     CloudBucketMount,
-    Cron,
     NetworkFileSystem,
-    Period,
     Proxy,
-    Sandbox,
     SandboxSnapshot,
-    Secret,
-    Tunnel,
-    asgi_app,
-    fastapi_endpoint,
-    forward,
-    interact,
-    web_endpoint,
-    web_server,
-    wsgi_app,
 )
 from nbmodal.app import App, Function, FunctionCall
 from nbmodal.cls import Cls, enter, exit, method, parameter
+from nbmodal.cluster import ClusterInfo, clustered, get_cluster_info, last_cluster_run
 from nbmodal.dict import Dict
 from nbmodal.exceptions import (
     AgentError,
@@ -70,13 +59,19 @@ from nbmodal.exceptions import (
     VersionMismatchError,
 )
 from nbmodal.image import Image
+from nbmodal.interactive import interact
 from nbmodal.queue import Queue
 from nbmodal.results import RemoteValue, ResultWarning
+from nbmodal.sandbox import Sandbox
+from nbmodal.schedule import Cron, Period
+from nbmodal.secret import Secret
 from nbmodal.volume import Volume
+from nbmodal.web import Tunnel, asgi_app, fastapi_endpoint, forward, web_endpoint, web_server, wsgi_app
 from nbmodal_wire import __version__
 
 __all__ = [
-    "AgentError", "AgentLostError", "App", "CaptureError", "Client", "CloudBucketMount", "Cls", "Cron", "Dict",
+    "AgentError", "AgentLostError", "App", "CaptureError", "Client", "ClusterInfo", "clustered", "get_cluster_info",
+    "last_cluster_run", "CloudBucketMount", "Cls", "Cron", "Dict",
     "Error", "FilePatternMatcher", "Function", "FunctionCall", "GpuUnavailableError", "Image", "ImageBuildError",
     "ImageDefinitionError", "InvalidGpuError", "MemoryLimitExceededError", "NbmodalError", "NetworkFileSystem",
     "NotFoundError", "Period", "Proxy", "Queue", "RemoteError", "RemoteValue", "ResourcesUnavailableError",

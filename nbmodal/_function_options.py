@@ -13,8 +13,8 @@
 - ``RENAMED``: Modal's deprecated spelling of another keyword
   (``keep_warm`` → ``min_containers``); honoured as the new one, with Modal's
   ``DeprecationError`` warning.
-- ``NOT_AVAILABLE``: a feature nbmodal has not built yet (``schedule=``,
-  ``secrets=``); its default is accepted, any other value raises
+- ``NOT_AVAILABLE``: a feature nbmodal has not built yet
+  (``network_file_systems=``); its default is accepted, any other value raises
   ``NotAvailableError`` at decoration.
 
 ``function_keywords`` checks a decorator's keywords against the table and
@@ -115,8 +115,9 @@ FUNCTION_OPTIONS: tuple[FunctionOption, ...] = (
                    replaced_by="buffer_containers"),
     FunctionOption("allow_concurrent_inputs", RENAMED, None, "Modal's old spelling of @nbmodal.concurrent",
                    replaced_by="@nbmodal.concurrent(max_inputs=N)"),
-    FunctionOption("schedule", NA, None, "schedules (Cron, Period) are not available yet", on_cls=False),
-    FunctionOption("secrets", NA, (), "Secrets are not available yet"),
+    FunctionOption("schedule", H, None, "`nbmodal.Period` or `nbmodal.Cron`: run by the host's agent once the app "
+                   "is deployed (a function not deployed only warns)", on_cls=False),
+    FunctionOption("secrets", H, (), "nbmodal.Secret objects: environment variables of its containers"),
     FunctionOption("network_file_systems", NA, {}, "NetworkFileSystem is not available: use volumes="),
 )
 

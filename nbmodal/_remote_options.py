@@ -131,12 +131,33 @@ def _parse_volumes(value: str) -> dict[str, str]:
     return mounts
 
 
+def _parse_secrets(value: str) -> tuple[Any, ...]:
+    """``hf,wandb`` → the named secrets (each read on the host when the run starts)."""
+    from nbmodal.exceptions import InvalidError
+    from nbmodal.secret import Secret
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    try:
+        return tuple(Secret.from_name(name).to_proto() for name in names)
+    except InvalidError as exc:
+        raise _usage(f"secrets={value!r}: {exc}") from None
+
+
 def _parse_map(value: str) -> tuple[str, str]:
     name, sep, source = value.partition(":")
     if not sep or not name.isidentifier() or not source.isidentifier():
         raise _usage(f"map={value!r} must be NAME:LIST, like map=lr:lrs (run the cell once "
                      f"per value of the notebook list lrs, bound to lr)")
     return name, source
+
+
+def _whole_number(name: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not value.isdigit() or int(value) < 1:
+            raise _usage(f"{name}={value!r} must be a whole number ≥ 1")
+        return int(value)
+
+    return parse
 
 
 def _parse_session(value: str) -> str:
@@ -180,10 +201,18 @@ REMOTE_OPTIONS: tuple[RemoteOption, ...] = (
                  "(above it the run fails)", modal="memory"),
     RemoteOption("volumes", "volumes", _parse_volumes, "volumes=NAME:/path[,NAME:/path…]: volumes to mount",
                  modal="volumes"),
+    RemoteOption("secrets", "secrets", _parse_secrets,
+                 "secrets=NAME[,NAME…]: named secrets (`nbmodal secret create`) as environment variables",
+                 modal="secrets"),
     RemoteOption("map", "map", _parse_map,
                  "map=NAME:LIST: a sweep, the cell once per value of the notebook list LIST, in parallel",
                  modal="Function.map"),
     RemoteOption("session", "session", _parse_session, "session=NAME: keep the namespace across cells"),
+    RemoteOption("nodes", "nodes", _whole_number("nodes"),
+                 "nodes=N: a gang of N containers on N hosts, started together, with torchrun's environment",
+                 default="1", modal="clustered(size=)"),
+    RemoteOption("procs_per_node", "procs_per_node", _whole_number("procs_per_node"),
+                 "procs_per_node=K: torchrun runs the cell K times in each node's container", default="1"),
     RemoteOption("timeout", "timeout", _positive_number("timeout", "seconds", strip_suffix="s"),
                  "timeout=SECONDS: stop the run after this long", modal="timeout"),
     RemoteOption("grace", "grace", _positive_number("grace", "seconds", strip_suffix="s"),

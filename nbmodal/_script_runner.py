@@ -40,6 +40,7 @@ from typing import Any
 
 import cloudpickle
 
+from nbmodal import _run_blocks
 from nbmodal._local_entrypoint import LocalEntrypoint
 from nbmodal.app import App, Function
 from nbmodal.cls import Cls
@@ -236,10 +237,12 @@ def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
-def run_script(target: str, argv: list[str], host: str | None = None) -> int:
+def run_script(target: str, argv: list[str], host: str | None = None, detach: bool = False) -> int:
     """Load ``target`` (``file.py[::NAME]``), run what it names with ``argv``; returns an exit code.
 
-    ``host`` sends the app's functions and classes that name no host of their own to that host.
+    ``host`` sends the app's functions and classes that name no host of their own to that host. It runs
+    as in ``with app.run(detach=detach):`` (nbmodal/_run_blocks.py): with ``detach`` its runs are detached
+    and go on after it ends (or is interrupted); without, runs it spawned that are still going are stopped.
     A failure prints its traceback (the remote one included) and returns 1.
     """
     path, name = split_target(target)
@@ -258,11 +261,14 @@ def run_script(target: str, argv: list[str], host: str | None = None) -> int:
         _print_user_traceback(exc)
         return 1
     args, kwargs = parse_arguments(runnable, argv, prog=f"nbmodal run {target}")
+    block = _run_blocks.enter(detach)
     try:
         result = runnable.call(*args, **kwargs)
         if inspect.isawaitable(result):
             asyncio.run(_awaited(result))
     except KeyboardInterrupt:
+        if detach:
+            print("nbmodal run: interrupted; its detached runs go on (`nbmodal runs`)", file=sys.stderr)
         raise
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -270,6 +276,8 @@ def run_script(target: str, argv: list[str], host: str | None = None) -> int:
         print(f"nbmodal run: {runnable.label} of {path} failed:", file=sys.stderr)
         _print_user_traceback(exc)
         return 1
+    finally:
+        _run_blocks.leave(block)
     return 0
 
 

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from nbmodal import serialization
+from nbmodal import _run_blocks, serialization
 from nbmodal._aio import WithAio as _WithAio  # .aio twins: awaitables, and async iterators for iterators
 from nbmodal._aio import sync_and_async_context
 from nbmodal._local_entrypoint import LocalEntrypoint
@@ -40,6 +40,7 @@ from nbmodal._runtime.invocation import (
 from nbmodal._runtime.pickle_state import picklable_state, restored_state
 from nbmodal._runtime.resource_limits import CpuRequest, MemoryRequest
 from nbmodal._runtime.retrying import call_with_retries
+from nbmodal._runtime.stdin_answers import StdinAnswers
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.exceptions import InvalidGpuError, RunLostError
@@ -71,12 +72,13 @@ class App:
 
     def __init__(self, name: str | None = None, *, image: Any = None, secrets: Sequence[Any] = (),
                  volumes: dict[str, Any] | None = None, include_source: bool | None = None) -> None:
-        """``image`` and ``volumes`` are the defaults of its functions and classes (a function's own
-        ``volumes`` add to them); ``secrets`` are not available yet (a non-empty list raises);
-        ``include_source`` is how nbmodal always works (code travels with each call)."""
-        from nbmodal._function_options import function_keywords
+        """``image``, ``secrets`` and ``volumes`` are the defaults of its functions and classes (a function's
+        own ``secrets`` and ``volumes`` add to them); ``include_source`` is how nbmodal always works (code
+        travels with each call)."""
+        from nbmodal.secret import merged, secret_sources
 
-        function_keywords({"secrets": secrets}, where="App")
+        secret_sources(secrets, "App")  # anything but a Secret is an error here, at definition
+        self.secrets = merged(secrets)
         self.name = name
         if name:
             _APPS_BY_NAME[name] = self  # what App.lookup and Function/Cls.from_name find in this process
@@ -151,9 +153,14 @@ class App:
         return wrap(_warn_parentheses_missing) if _warn_parentheses_missing is not None else wrap
 
     def _with_app_defaults(self, keywords: dict[str, Any]) -> dict[str, Any]:
-        """A function's keywords with this App's ``image`` and ``volumes`` where it names none of its own."""
+        """A function's keywords with this App's ``image`` where it names none of its own, and the App's
+        ``secrets`` and ``volumes`` added to its own (its own win on a clash)."""
+        from nbmodal.secret import merged
+
         if self.image is not None and keywords.get("image") is None:
             keywords["image"] = self.image
+        if self.secrets:
+            keywords["secrets"] = merged(self.secrets, keywords.get("secrets"))
         if self.volumes:
             keywords["volumes"] = {**self.volumes, **(keywords.get("volumes") or {})}
         return keywords
@@ -181,30 +188,59 @@ class App:
     @staticmethod
     def lookup(name: str, *, client: Any = None, environment_name: str | None = None,
                create_if_missing: bool = False) -> App:
-        """The App named ``name`` made in this process (nothing is deployed on nbmodal: an App exists where
-        it is defined), or a new one with ``create_if_missing=True``.
+        """The App named ``name``: the one made in this process, else the one deployed on an agent (the local
+        one or a configured host; its functions and classes called by name), else a new one with
+        ``create_if_missing=True``; ``NotFoundError`` listing the deployed apps otherwise.
 
         Example::
 
-            app = nbmodal.App.lookup("sweep", create_if_missing=True)
+            app = nbmodal.App.lookup("nightly")
+            app.registered_functions["evaluate"].remote()
         """
-        if name not in _APPS_BY_NAME and create_if_missing:
-            return App(name)
-        return named_app(name)
+        from nbmodal.exceptions import NotFoundError
+
+        if name in _APPS_BY_NAME:
+            return _APPS_BY_NAME[name]
+        from nbmodal._runtime.deployed import deployed_app
+
+        try:
+            return deployed_app(name)
+        except NotFoundError:
+            if create_if_missing:
+                return App(name)
+            raise
 
     def deploy(self, *, name: str | None = None, environment_name: str | None = None, tag: str = "",
-               client: Any = None) -> App:
-        """Accepted for Modal code; there is nothing to deploy: a function runs whenever it is called."""
-        from nbmodal._function_options import warn_no_effect
+               client: Any = None, host: str | None = None) -> App:
+        """Deploy the App's functions and classes on the hosts they target (their ``host=``, else ``host``,
+        else placement), where the agent keeps them: they survive agent restarts and host reboots, their
+        ``schedule=`` runs there with no notebook connected, ``min_containers`` are kept warm, and
+        ``Function.from_name(name, fn)`` / ``Cls.from_name`` call them from any notebook or process.
+        Deploying again replaces the previous version atomically (calls in flight finish on it).
 
-        warn_no_effect("App.deploy()", "nothing is deployed: a function runs whenever it is called, and "
-                                       "Function.from_name finds it in this process only")
+        Example::
+
+            app = nbmodal.App("nightly")
+
+            @app.function(schedule=nbmodal.Cron("0 3 * * *"))
+            def evaluate(): ...
+
+            app.deploy()
+        """
+        from nbmodal._runtime.deployed import deploy_app, deployed_from, describe_deploy
+        from nbmodal.output import default_sink
+
+        deployed = deploy_app(self, name=name, host=host, deployed_from=deployed_from())
+        default_sink().notice(describe_deploy(name or self.name or "", deployed))
         return self
 
     @property
     def registered_web_endpoints(self) -> list[str]:
-        """Web endpoints are not available yet: none."""
-        return []
+        """Names of its functions (and class methods) marked ``@web_server``, ``@asgi_app``, ``@wsgi_app``
+        or ``@fastapi_endpoint``."""
+        from nbmodal._web_endpoints import short_name, web_functions
+
+        return [short_name(function) for function in web_functions(self)]
 
     def include(self, other_app: App, /) -> App:
         """Add ``other_app``'s functions and classes to this App (for apps split over files)."""
@@ -235,9 +271,29 @@ class App:
     @sync_and_async_context  # with app.run(): and async with app.run():
     def run(self, *, client: Any = None, detach: bool = False, interactive: bool = False,
             environment_name: str | None = None) -> Iterator[App]:
-        """Accepted for Modal code; functions here need no ephemeral app (its keywords change nothing:
-        ``.spawn()`` runs outlive the kernel anyway, and ``interactive`` is not available yet)."""
-        yield self
+        """Modal's ephemeral app: functions need nothing started here, but the block decides what happens to
+        the runs started in it. ``detach=True``: they are detached runs, going on after the block and the
+        kernel (their results kept for ``FunctionCall.get()`` and ``nbmodal attach``); otherwise runs
+        ``.spawn()``ed in the block that are still going when it ends are cancelled, as Modal stops an
+        ephemeral app. ``interactive`` is not available yet.
+
+        Example::
+
+            with app.run(detach=True):
+                call = train.spawn(cfg)      # keeps running after the block, and after the kernel exits
+        """
+        from nbmodal._web_endpoints import serve_endpoints
+
+        block = _run_blocks.enter(detach)
+        try:
+            with serve_endpoints(self, keep=detach):  # its web endpoints, served while the block runs
+                yield self
+        finally:
+            _run_blocks.leave(block)
+            if not detach:  # its sandboxes end with it, as with Modal's ephemeral app (nbmodal/sandbox.py)
+                from nbmodal.sandbox import end_app_sandboxes
+
+                end_app_sandboxes(self)
 
 
 # Apps by name, in this process: nothing is deployed, so an App is found where it was defined.
@@ -251,7 +307,7 @@ def named_app(name: str) -> App:
     app = _APPS_BY_NAME.get(name)
     if app is None:
         raise NotFoundError(f"no app {name!r} in this process (apps here: {', '.join(sorted(_APPS_BY_NAME)) or 'none'})"
-                            f"; nothing is deployed on nbmodal, so import or define the App first")
+                            f"; define or import it, or deploy it (app.deploy(), `nbmodal deploy`)")
     return app
 
 
@@ -269,6 +325,23 @@ def registered_in_app(app_name: str, name: str, kind: str) -> Any:
     return found
 
 
+def registered_or_deployed(app_name: str, name: str, kind: str) -> Any:
+    """``registered_in_app`` where the App is defined in this process and has it; else the deployed one,
+    from an agent (``NotFoundError`` listing what is deployed, or what the App here has)."""
+    from nbmodal._runtime.deployed import deployed_class, deployed_function
+    from nbmodal.exceptions import NotFoundError
+
+    try:
+        return registered_in_app(app_name, name, kind)
+    except NotFoundError as here:
+        try:
+            return deployed_function(app_name, name) if kind == "functions" else deployed_class(app_name, name)
+        except NotFoundError as there:
+            if app_name in _APPS_BY_NAME:
+                raise NotFoundError(f"{here}; nor is it deployed ({there})") from None
+            raise NotFoundError(f"{there}; and no app {app_name!r} is defined in this process") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class FunctionStats:
     """What ``Function.get_current_stats()`` returns, as in Modal."""
@@ -283,17 +356,31 @@ class Function(Generic[P, R]):
                  volumes: dict[str, Any] | None = None, retries: int | Retries | None = None,
                  max_containers: int | None = None, scaledown_window: float | None = None,
                  min_containers: int = 0, buffer_containers: int = 0, cpu: CpuRequest = 0.0, memory: MemoryRequest = 0,
-                 image: Any = None) -> None:
+                 image: Any = None, secrets: Sequence[Any] = (), schedule: Any = None) -> None:
         from nbmodal.image import Image
+        from nbmodal.schedule import checked_schedule
+        from nbmodal.secret import merged, secret_sources
 
+        # As given, for with_options (a copy with some of them changed).
+        self._options: dict[str, Any] = dict(
+            timeout=timeout, name=name, host=host, gpu=gpu, volumes=volumes, retries=retries,
+            max_containers=max_containers, scaledown_window=scaledown_window, min_containers=min_containers,
+            buffer_containers=buffer_containers, cpu=cpu, memory=memory, image=image, secrets=secrets,
+            schedule=schedule)
+        self._secret_sources = secret_sources(secrets, "App.function")
+        self.secrets = merged(secrets)
         if image is not None and not isinstance(image, Image):
             raise TypeError(f"image= takes an nbmodal.Image, not a {type(image).__name__}")
         self.image = image
         self.raw_f = fn
+        # Run by the host's agent once the app is deployed (nbmodal/schedule.py; remote_agent/schedules.py).
+        self.schedule = checked_schedule(schedule, name or str(getattr(fn, "__qualname__", fn)))
         self.host = host
         self.retries = retries
         self.max_containers = max_containers
         self.max_inputs = getattr(fn, "_nbmodal_max_inputs", 1)  # @nbmodal.concurrent
+        cluster: tuple[int, int] = getattr(fn, "_nbmodal_cluster", (0, 1))  # @nbmodal.clustered(size, procs)
+        self.cluster_size, self.procs_per_node = cluster
         self.gpu = to_gpu_string(gpu)  # strings, nbmodal.gpu objects (deprecated) or a list of fallbacks
         try:
             parse_gpu_request(self.gpu)  # an unknown type is an error here, at decoration
@@ -312,13 +399,48 @@ class Function(Generic[P, R]):
 
     def run_options(self, detach: bool = False) -> RunOptions:
         """The options of each run of this function (a map's batches get them too)."""
-        return RunOptions(timeout_s=self.timeout, detach=detach, app=self.app.name or "" if self.app else "")
+        return RunOptions(timeout_s=self.timeout, detach=detach or _run_blocks.detached(),
+                          app=self.app.name or "" if self.app else "",
+                          secrets=getattr(self, "_secret_sources", ()))  # () in a Function pickled before secrets
+
+    def with_options(self, **options: Any) -> Function[P, R]:
+        """A copy of this function with other options (any keyword of ``@app.function``; those given replace
+        its own, ``secrets`` included, as in Modal).
+
+        Example::
+
+            big = train.with_options(gpu="A100-80GB", timeout=3600, secrets=[nbmodal.Secret.from_name("wandb")])
+            big.remote(cfg)
+        """
+        from nbmodal._function_options import CONCURRENT_INPUTS, function_keywords
+
+        keywords = function_keywords(options, where="Function.with_options")
+        concurrent_inputs = keywords.pop(CONCURRENT_INPUTS, None)
+        copy: Function[P, R] = Function(self.raw_f, self.app, **{**self._options, **keywords})
+        copy.max_inputs = concurrent_inputs or self.max_inputs
+        copy.cluster_size, copy.procs_per_node = self.cluster_size, self.procs_per_node
+        copy.max_containers = keywords.get("max_containers", self.max_containers)
+        copy.spec.min_containers = keywords.get("min_containers", self.spec.min_containers)
+        copy.spec.buffer_containers = keywords.get("buffer_containers", self.spec.buffer_containers)
+        copy.spec.scaledown_window_s = keywords.get("scaledown_window", self.spec.scaledown_window_s)
+        return copy
+
+    def _refuse_for_gang(self, method: str) -> None:
+        """A clustered function runs as one gang per ``.remote()`` call: other ways of calling it aren't built."""
+        if self.cluster_size:
+            from nbmodal.exceptions import not_available
+
+            raise not_available(f"{self.name}.{method}() of a clustered function", "call it with .remote()")
 
     def _retries(self) -> Retries:
         return Retries.of(self.retries)
 
     def _remote_once(self, args: tuple, kwargs: dict) -> Any:
         """One attempt of ``.remote()``: a run of its own, or a place in a batch (``@batched``)."""
+        if self.cluster_size:  # @nbmodal.clustered: a gang of containers, relaunched whole on a retry
+            from nbmodal._runtime.gang_calls import call_gang
+
+            return call_gang(self, args, kwargs)
         if batched_size(self.raw_f):
             return remote_batcher(self, self._send_batch).call(args, kwargs)
         sink = default_sink()  # the image build's log, then the run's output
@@ -409,6 +531,7 @@ class Function(Generic[P, R]):
             losses = list(run)
             print(run.logs(0))
         """
+        self._refuse_for_gang("map")
         return MapRunner(self, map_inputs(iterables, kwargs), order_outputs, return_exceptions,
                          total=known_length(*iterables), wrap_returned_exceptions=wrap_returned_exceptions)
 
@@ -416,6 +539,7 @@ class Function(Generic[P, R]):
     def starmap(self, input_iterator: Any, *, kwargs: dict | None = None, order_outputs: bool = True,
                 return_exceptions: bool = False, wrap_returned_exceptions: bool = True) -> MapRunner:
         """Like ``map``, with each item a tuple of arguments (read lazily, as ``map`` reads its inputs)."""
+        self._refuse_for_gang("starmap")
         return MapRunner(self, starmap_inputs(input_iterator, kwargs), order_outputs, return_exceptions,
                          total=known_length(input_iterator), wrap_returned_exceptions=wrap_returned_exceptions)
 
@@ -427,6 +551,7 @@ class Function(Generic[P, R]):
         ``retries=`` are applied in the containers, with a map's backoff (no one waits here to retry);
         a container that dies loses its unfinished inputs.
         """
+        self._refuse_for_gang("spawn_map")
         inputs = [(index, args, kw) for index, (args, kw) in enumerate(map_inputs(iterables, kwargs))]
         if not inputs:
             return
@@ -434,8 +559,8 @@ class Function(Generic[P, R]):
         options = dataclasses.replace(self.run_options(detach=True), retry_delays=self._retries().delays())
         batches = min(len(inputs), self.max_containers or DEFAULT_MAX_CONTAINERS)  # that many containers at once
         for part in range(batches):
-            submit(target, batch_request(target, self.name, self.raw_f, inputs[part::batches], self.max_inputs,
-                                         options))
+            _run_blocks.note_spawned(submit(target, batch_request(
+                target, self.name, self.raw_f, inputs[part::batches], self.max_inputs, options)).run_id)
 
     @_WithAio
     def for_each(self, *iterables: Any, kwargs: dict | None = None, ignore_exceptions: bool = False) -> None:
@@ -457,6 +582,7 @@ class Function(Generic[P, R]):
         ``retries=`` are applied in the container (the caller may be gone), with a map's backoff; a call
         whose container died is started again by ``.get()`` while retries remain.
         """
+        self._refuse_for_gang("spawn")
         call: tuple[Any, tuple, dict] = (self.raw_f, args, kwargs)
         if batched_size(self.raw_f):  # a @batched function's one input: a batch of one
             call = (call_as_batch_of_one, call, {})
@@ -465,7 +591,9 @@ class Function(Generic[P, R]):
 
         def start() -> str:
             target = self.resolve()
-            return submit(target, call_request(target, self.name, call, options)).run_id
+            run_id = submit(target, call_request(target, self.name, call, options)).run_id
+            _run_blocks.note_spawned(run_id)
+            return run_id
 
         return FunctionCall(start(), respawn=start, retries=retries)
 
@@ -480,8 +608,17 @@ class Function(Generic[P, R]):
 
     @_WithAio
     def get_web_url(self) -> str | None:
-        """Web endpoints are not available yet: ``None``."""
-        return None
+        """Where the browser reaches this web endpoint (through the Jupyter proxy); ``None`` for a function
+        that is not one.
+
+        Example::
+
+            with app.run():
+                print(square.get_web_url())
+        """
+        from nbmodal._web_endpoints import web_url
+
+        return web_url(self)
 
     @_WithAio
     def get_current_stats(self) -> FunctionStats:
@@ -533,14 +670,16 @@ class Function(Generic[P, R]):
     @classmethod
     def from_name(cls, app_name: str, name: str, *, namespace: Any = None,
                   environment_name: str | None = None) -> Function:
-        """The function ``name`` of the App ``app_name`` defined in this process (nothing is deployed on
-        nbmodal, so an App is found where it is defined); ``NotFoundError`` otherwise.
+        """The function ``name`` of the App ``app_name``: defined in this process, else deployed on an agent
+        (the local one or a configured host), whose calls then run the deployed code;
+        ``NotFoundError`` listing the deployed apps or functions otherwise.
 
         Example::
 
             square = nbmodal.Function.from_name("demo", "square")
+            square.remote(3)
         """
-        return registered_in_app(app_name, name, "functions")
+        return registered_or_deployed(app_name, name, "functions")
 
     def __repr__(self) -> str:
         return f"<nbmodal.Function {self.name}>"
@@ -603,7 +742,9 @@ class FunctionCall(Generic[R]):
         finished = self._finished
         if finished is None:
             connection = locate_run(self.object_id)
-            follower = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False)
+            # Waiting for it without a timeout, this is its debugger: a breakpoint's prompt is answered here.
+            follower = RunFollower(connection, default_sink(), DEFAULT_CANCEL_GRACE_S, cancel_on_interrupt=False,
+                                   answer_input=StdinAnswers() if timeout is None else None)
             try:
                 finished = follower.attach(self.object_id, self._seen_seq, timeout=timeout)
             except TimeoutError:

@@ -136,7 +136,8 @@ class Cls:
         self.parameters = {name: value.default for name, value in self._fields.items() if value.init}
         # As in Modal, @batched on a method stands in for @method.
         self.methods = [name for name, value in members.items()
-                        if getattr(value, "_nbmodal_role", None) == "method" or batched_options(value) is not None]
+                        if getattr(value, "_nbmodal_role", None) == "method" or batched_options(value) is not None
+                        or getattr(value, "_nbmodal_web", None) is not None]  # web endpoints (nbmodal/web.py)
         # @nbmodal.concurrent on the class (or with_concurrency) lets a container take that many inputs at once.
         self.max_concurrent_inputs = max_concurrent_inputs or getattr(user_cls, "_nbmodal_max_inputs", None)
         self.batching = batching
@@ -210,16 +211,18 @@ class Cls:
     @classmethod
     def from_name(cls, app_name: str, name: str, *, namespace: Any = None,
                   environment_name: str | None = None) -> Cls:
-        """The class ``name`` of the App ``app_name`` defined in this process (nothing is deployed on
-        nbmodal, so an App is found where it is defined); ``NotFoundError`` otherwise.
+        """The class ``name`` of the App ``app_name``: defined in this process, else deployed on an agent
+        (``Model(**params).method.remote()`` then runs the deployed code); ``NotFoundError`` listing the
+        deployed apps or classes otherwise.
 
         Example::
 
             Model = nbmodal.Cls.from_name("inference", "Model")
+            Model(size=2).predict.remote(x)
         """
-        from nbmodal.app import registered_in_app
+        from nbmodal.app import registered_or_deployed
 
-        return registered_in_app(app_name, name, "classes")
+        return registered_or_deployed(app_name, name, "classes")
 
     def __repr__(self) -> str:
         return f"<nbmodal.Cls {self.user_cls.__name__}>"

@@ -31,6 +31,7 @@ class Dict(NamedObject[pb.StoreOp]):
     """A named Dict on a host; get one with ``Dict.from_name`` or ``Dict.ephemeral``."""
 
     _CREATE, _LOOKUP, _DELETE = pb.CREATE, pb.LOOKUP, pb.DELETE
+    _KIND = "dict"
 
     @classmethod
     def from_name(cls, name: str, data: dict | None = None, *, namespace: Any = None,

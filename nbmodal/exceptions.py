@@ -222,6 +222,11 @@ class MemoryLimitExceededError(NbmodalError, ExecutionError, MemoryError):
     names the limit and the peak. Also a ``MemoryError``, as running out of memory locally would be."""
 
 
+class ProcessLimitExceededError(NbmodalError, ExecutionError):
+    """The run's container reached its process limit (a fork bomb, or a pool starting too many processes)
+    and was killed; the message names the limit. The agent's ``NBMODAL_CONTAINER_PIDS_MAX`` sets it."""
+
+
 class ImageDefinitionError(NbmodalError, InvalidError, ValueError):
     """An ``Image`` (or ``%%image`` cell) defined wrongly; raised before anything is built."""
 

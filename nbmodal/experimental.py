@@ -1,15 +1,19 @@
 """``nbmodal.experimental``: the experimental Modal names the seed shows.
 
-``stop_fetching_inputs()`` (a container leaves after its current input) and
-``clustered`` (multi-node gangs) exist so that Modal code naming them imports;
-calling them raises ``NotAvailableError`` until nbmodal builds them.
+``clustered``, ``get_cluster_info`` and ``ClusterInfo`` are multi-node gangs
+(nbmodal/cluster.py). ``stop_fetching_inputs()`` (a container leaves after its
+current input) exists so that Modal code naming it imports; calling it raises
+``NotAvailableError`` until nbmodal builds it.
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from nbmodal.cluster import ClusterInfo, clustered, get_cluster_info
 from nbmodal.exceptions import not_available
+
+__all__ = ["ClusterInfo", "clustered", "get_cluster_info", "stop_fetching_inputs"]
 
 
 def stop_fetching_inputs() -> NoReturn:
@@ -18,11 +22,6 @@ def stop_fetching_inputs() -> NoReturn:
                         "a container here serves inputs until it is idle for its scale-down window")
 
 
-def clustered(size: int, broadcast: bool = True, rdma: bool = False) -> NoReturn:
-    """Modal: a function that runs on ``size`` containers at once (multi-node). Not available on nbmodal yet."""
-    raise not_available("@experimental.clustered (multi-node gangs of containers)")
-
-
 def __getattr__(name: str) -> Any:
     raise AttributeError(f"nbmodal.experimental has no {name!r}: of Modal's experimental API it has "
-                         f"stop_fetching_inputs and clustered (both not available yet)")
+                         f"clustered, get_cluster_info, ClusterInfo and stop_fetching_inputs (not available yet)")

@@ -53,7 +53,7 @@ def load_hosts() -> dict[str, Host]:
     """The configured hosts, in the order they were added."""
     path = config_path()
     try:
-        data = tomllib.loads(path.read_text())
+        data = _parsed_config(path)
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -65,6 +65,22 @@ def load_hosts() -> dict[str, Host]:
         hosts[name] = Host(name=name, target=entry["target"], ssh_config=entry.get("ssh_config", ""),
                            extra={k: v for k, v in entry.items() if k not in ("target", "ssh_config")})
     return hosts
+
+
+# The config file as last parsed, by its path and (inode, size, mtime): every run's placement reads the
+# hosts, and a stat costs a tenth of reading and parsing the file again.
+_parsed: dict[Path, tuple[tuple[int, int, int], dict]] = {}
+
+
+def _parsed_config(path: Path) -> dict:
+    stat = path.stat()
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _parsed.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    data = tomllib.loads(path.read_text())
+    _parsed[path] = (key, data)
+    return data
 
 
 def get_host(name: str) -> Host:
@@ -98,6 +114,9 @@ def remove_host(name: str) -> None:
         get_host(name)  # raises the error that lists the known hosts
     del hosts[name]
     _save(hosts)
+    from nbmodal._runtime import homes
+
+    homes.forget_host(name)  # the Dicts, Queues and Volumes recorded there are no longer reached there
 
 
 def _save(hosts: dict[str, Host]) -> None:

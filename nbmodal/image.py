@@ -153,14 +153,34 @@ class Image:
 
             image = Image.debian_slim().pip_install("torch==2.5", "numpy", pre=True)
         """
-        _build_step_extras("pip_install", secrets, gpu)
+        sources = _build_step_extras("pip_install", secrets, gpu)
         names = _package_list("pip_install", packages)
         options = _pip_options("pip_install", index_url, extra_index_url, find_links, pre, extra_options)
         text = _call_text("pip_install", names, _given(index_url=index_url, extra_index_url=extra_index_url,
                                                         find_links=find_links, pre=pre, extra_options=extra_options))
         if not names:
             return self._derive(force_build=force_build)  # as in Modal: nothing to install
-        return self._derive(pb.ImageStep(kind="pip", args=names, options=options, text=text), force_build=force_build)
+        return self._derive(_with_secrets(pb.ImageStep(kind="pip", args=names, options=options, text=text), sources),
+                            force_build=force_build)
+
+    def uv_pip_install(self, *packages: str | Sequence[str], requirements: Sequence[str | os.PathLike] | None = None,
+                       find_links: str | None = None, index_url: str | None = None,
+                       extra_index_url: str | None = None, pre: bool = False, extra_options: str = "",
+                       force_build: bool = False, uv_version: str | None = None, secrets: Sequence[Any] = (),
+                       gpu: Any = None) -> Image:
+        """Modal's uv-based install. Every install here is made with uv, so this is ``pip_install`` (after
+        the ``requirements`` files, each as ``pip_install_from_requirements``); ``uv_version`` is the host's.
+
+        Example::
+
+            image = Image.debian_slim().uv_pip_install("numpy", secrets=[nbmodal.Secret.from_name("pypi")])
+        """
+        options = dict(find_links=find_links, index_url=index_url, extra_index_url=extra_index_url, pre=pre,
+                       extra_options=extra_options, force_build=force_build, secrets=secrets, gpu=gpu)
+        image = self
+        for path in requirements or ():
+            image = image.pip_install_from_requirements(path, **options)
+        return image.pip_install(*packages, **options)
 
     def pip_install_from_requirements(self, requirements_txt: str | os.PathLike, *, index_url: str | None = None,
                                       extra_index_url: str | None = None, find_links: str | None = None,
@@ -176,7 +196,7 @@ class Image:
 
             image = Image.debian_slim().pip_install_from_requirements("requirements.txt")
         """
-        _build_step_extras("pip_install_from_requirements", secrets, gpu)
+        sources = _build_step_extras("pip_install_from_requirements", secrets, gpu)
         path = Path(requirements_txt).expanduser()
         try:
             payload = path.read_bytes()
@@ -191,7 +211,7 @@ class Image:
                           _given(index_url=index_url, extra_index_url=extra_index_url, find_links=find_links,
                                  pre=pre, extra_options=extra_options))
         step = pb.ImageStep(kind="requirements", options=options, payload=payload, text=text)
-        return self._derive(step, force_build=force_build)
+        return self._derive(_with_secrets(step, sources), force_build=force_build)
 
     def pip_install_from_pyproject(self, pyproject_toml: str | os.PathLike,
                                    optional_dependencies: Sequence[str] = (), *, index_url: str | None = None,
@@ -204,7 +224,7 @@ class Image:
 
             image = Image.debian_slim().pip_install_from_pyproject("pyproject.toml", ["train"])
         """
-        _build_step_extras("pip_install_from_pyproject", secrets, gpu)
+        sources = _build_step_extras("pip_install_from_pyproject", secrets, gpu)
         groups = [optional_dependencies] if isinstance(optional_dependencies, str) else list(optional_dependencies)
         packages = _pyproject_dependencies(Path(pyproject_toml).expanduser(), groups)
         options = _pip_options("pip_install_from_pyproject", index_url, extra_index_url, find_links, pre,
@@ -213,8 +233,8 @@ class Image:
         if not packages:
             log.info("%s: no dependencies to install", text)
             return self._derive(force_build=force_build)
-        return self._derive(pb.ImageStep(kind="pip", args=packages, options=options, text=text),
-                            force_build=force_build)
+        return self._derive(_with_secrets(pb.ImageStep(kind="pip", args=packages, options=options, text=text),
+                                          sources), force_build=force_build)
 
     def apt_install(self, *packages: str | Sequence[str], force_build: bool = False, secrets: Sequence[Any] = (),
                     gpu: Any = None) -> Image:
@@ -224,7 +244,7 @@ class Image:
 
             image = Image.debian_slim().apt_install("git", "ffmpeg")
         """
-        _build_step_extras("apt_install", secrets, gpu)
+        sources = _build_step_extras("apt_install", secrets, gpu)
         names = _package_list("apt_install", packages)
         for name in names:
             if any(ch.isspace() for ch in name):
@@ -232,7 +252,8 @@ class Image:
                     f"apt_install: package {name!r} contains whitespace; expected one package name per argument")
         if not names:
             return self._derive(force_build=force_build)
-        return self._derive(pb.ImageStep(kind="apt", args=names, text=_call_text("apt_install", names, {})),
+        return self._derive(_with_secrets(pb.ImageStep(kind="apt", args=names,
+                                                       text=_call_text("apt_install", names, {})), sources),
                             force_build=force_build)
 
     # -- commands and settings -----------------------------------------------------
@@ -245,11 +266,12 @@ class Image:
 
             image = Image.debian_slim().run_commands("git clone https://x/y /app", "cd /app && make")
         """
-        _build_step_extras("run_commands", secrets, gpu)
+        sources = _build_step_extras("run_commands", secrets, gpu)
         cmds = _string_list("run_commands", "command", commands)
         if not cmds:
             return self._derive(force_build=force_build)
-        return self._derive(pb.ImageStep(kind="run", args=cmds, text=_call_text("run_commands", cmds, {})),
+        return self._derive(_with_secrets(pb.ImageStep(kind="run", args=cmds,
+                                                       text=_call_text("run_commands", cmds, {})), sources),
                             force_build=force_build)
 
     def env(self, vars: dict[str, str]) -> Image:
@@ -314,7 +336,7 @@ class Image:
             image = Image.debian_slim().pip_install("huggingface_hub").run_function(download)
         """
         fn = raw_f
-        _build_step_extras("run_function", secrets, gpu)
+        sources = _build_step_extras("run_function", secrets, gpu)
         if volumes or network_file_systems:
             raise not_available("Image.run_function(volumes=...)", "a build step sees no volumes; "
                                 "copy what it needs with add_local_* or download it in the function")
@@ -334,7 +356,8 @@ class Image:
         except Exception as exc:
             raise ImageDefinitionError(f"run_function: can't pickle {fn!r} with its arguments: {exc}") from exc
         name = getattr(fn, "__qualname__", None) or repr(fn)
-        return self._derive(pb.ImageStep(kind="run_function", payload=payload, text=f"run_function {name}"),
+        return self._derive(_with_secrets(pb.ImageStep(kind="run_function", payload=payload,
+                                                       text=f"run_function {name}"), sources),
                             force_build=force_build)
 
     # -- local files ---------------------------------------------------------------
@@ -603,13 +626,25 @@ _NO_CONTAINER_IMAGES = ("containers here are processes on the host, in a Python 
                         "Image.debian_slim() steps")
 
 
-def _build_step_extras(method: str, secrets: Sequence[Any], gpu: Any) -> None:
-    """Modal's ``secrets=`` and ``gpu=`` of a build step: Secrets are not available yet; a build step runs on
-    its host as it is, with the host's GPUs visible (there is no separate build machine to ask for)."""
-    if secrets:
-        raise not_available(f"Image.{method}(secrets=...)", "Secrets are not available yet")
+def _build_step_extras(method: str, secrets: Sequence[Any], gpu: Any) -> tuple[tuple[pb.SecretSource, ...], str]:
+    """Modal's ``secrets=`` and ``gpu=`` of a build step: the secrets' wire form and how the step's text names
+    them (where they come from and their keys, never values); a build step runs on its host as it is, with
+    the host's GPUs visible (there is no separate build machine to ask for)."""
+    from nbmodal.secret import merged, secret_sources
+
+    sources = secret_sources(secrets, f"Image.{method}")
     if gpu is not None:
         warn_no_effect(f"Image.{method}(gpu=...)", "a build step runs on its host, which has the GPUs it has")
+    return sources, ", ".join(secret.describe() for secret in merged(secrets))
+
+
+def _with_secrets(step: pb.ImageStep, secrets: tuple[tuple[pb.SecretSource, ...], str]) -> pb.ImageStep:
+    """The step with its ``secrets=``: values for the build only; the layer's key and the text have no values."""
+    sources, described = secrets
+    if sources:
+        step.secrets.extend(sources)
+        step.text += f"  (secrets: {described})"
+    return step
 
 
 def _relative_to_root(remote_path: str | PurePosixPath) -> str:

@@ -23,8 +23,10 @@ class OutputSink(Protocol):
     """Where a run's events go, output already decoded to text (by ``run_events.RunEvents``).
 
     A sink may also define ``started(started: pb.RunStarted)``,
-    ``input_started(index: int)`` (a map batch's next input begins) and
-    ``finished(finished: pb.RunFinished)``; those are called only when present.
+    ``input_started(index: int)`` (a map batch's next input begins),
+    ``finished(finished: pb.RunFinished)``, ``input_request(seq, request)`` (the run waits for stdin
+    that this follower doesn't answer) and ``before_prompt()`` (this process is about to ask for the
+    answer: show what came before); those are called only when present.
     """
 
     def output(self, stream: int, text: str) -> None: ...
@@ -130,6 +132,9 @@ class StreamSink:
         pass  # a generator's items are consumed by Function.remote_gen, not shown
 
     def close(self) -> None:
+        self._flush_lines()
+
+    def before_prompt(self) -> None:
         self._flush_lines()
 
     def _flush_lines(self) -> None:

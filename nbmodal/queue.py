@@ -32,6 +32,7 @@ class Queue(NamedObject[pb.StoreOp]):
     """A named Queue on a host; get one with ``Queue.from_name`` or ``Queue.ephemeral``."""
 
     _CREATE, _LOOKUP, _DELETE = pb.CREATE, pb.LOOKUP, pb.DELETE
+    _KIND = "queue"
 
     # -- putting -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from nbmodal.capture import select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
 from nbmodal.output import DisplayedValue, OutputSink, default_sink
 from nbmodal.results import cell_values, raise_for_state
+from nbmodal.shell_escapes import transform_cell
 from nbmodal_wire import pb
 from nbmodal_wire.cellcode import parse_cell
 
@@ -46,6 +47,9 @@ class CellOptions:
     map: tuple[str, str] | None = None  # (name bound in the cell, notebook list it takes values from)
     cpu: float = 0.0
     memory: int = 0  # MiB
+    secrets: tuple[pb.SecretSource, ...] = ()  # secrets=hf,wandb: named secrets, read on the host
+    nodes: int = 1           # nodes=N: a gang of N containers (nbmodal/_runtime/gang.py)
+    procs_per_node: int = 1  # procs_per_node=K: torchrun runs the cell K times in each
 
 
 # Names each session created remotely: never overwritten by notebook copies.
@@ -55,14 +59,18 @@ _session_names: dict[str, set[str]] = {}
 def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     """Run ``cell`` remotely as if it ran here; returns the last expression's display."""
     filename = f"<remote cell In[{current_cell_number(shell)}]>"
+    label = cell_label(cell)
+    cell = transform_cell(cell)  # !cmd, x = !cmd and %%bash lines: calls the container runs
     parse_cell(cell, filename, first_line=CELL_FIRST_LINE)  # a SyntaxError shows now
     inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
     if options.map:
-        return run_cell_sweep(shell, cell, filename, inputs, options)
+        return run_cell_sweep(shell, cell, filename, inputs, options, label)
+    if options.nodes > 1 or options.procs_per_node > 1:
+        return run_cell_gang(shell, cell, filename, inputs, options, label)
 
     sink = default_sink()
     target = _resolve(options, options.session, sink)
-    request = cell_request(target, cell, filename, inputs, run_options(options))
+    request = cell_request(target, cell, filename, inputs, run_options(options), label=label)
     if options.session:
         session_hosts[options.session] = target.connection.name
 
@@ -78,10 +86,11 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
 def run_options(options: CellOptions) -> RunOptions:
     """The run options a cell's line asked for."""
     return RunOptions(timeout_s=options.timeout, grace_s=options.grace, session=options.session,
-                      detach=options.detach, max_result_bytes=options.max_result_bytes)
+                      detach=options.detach, max_result_bytes=options.max_result_bytes, secrets=options.secrets)
 
 
-def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any], options: CellOptions) -> None:
+def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any], options: CellOptions,
+                   label: str = "") -> None:
     """``map=lr:lrs``: the cell once per value of ``lrs`` bound to ``lr``, in parallel containers;
     each name it assigns comes back as a list in input order."""
     from concurrent.futures import ThreadPoolExecutor
@@ -96,8 +105,8 @@ def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any],
     sweep_options = sweep_run_options(options)
 
     def run_one(value: Any) -> tuple[pb.RunFinished, list[str]]:
-        label = f"{cell_label(cell)} [{name}={value!r}]"[:MAX_LABEL]
-        request = cell_request(target, cell, filename, {**inputs, name: value}, sweep_options, label=label)
+        run_label = f"{label or cell_label(cell)} [{name}={value!r}]"[:MAX_LABEL]
+        request = cell_request(target, cell, filename, {**inputs, name: value}, sweep_options, label=run_label)
         tail: collections.deque[str] = collections.deque(maxlen=5)
         finished, _ = follow(target, request, TailSink(tail))
         return finished, list(tail)
@@ -115,6 +124,23 @@ def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any],
     for finished, _ in outcomes:  # as a local loop would: the first failure is raised
         raise_for_state(finished, cell=True)
     return None
+
+
+def run_cell_gang(shell: Any, cell: str, filename: str, inputs: dict[str, Any], options: CellOptions,
+                  label: str) -> Any:
+    """``nodes=N``: the cell on N containers started together (a gang); rank 0's output and names come
+    back, the others' output is kept per rank (``nbmodal.last_cluster_run().logs(rank)``)."""
+    from nbmodal._runtime.gang_calls import cell_gang
+
+    if options.session or options.detach:
+        raise ValueError("%%remote nodes=N runs a gang of fresh containers: it takes neither session= nor "
+                         "--detach")
+    sink = default_sink()
+    spec = container_spec(options.gpu, options.volumes, options.cpu, options.memory)
+    return cell_gang(cell, filename, inputs, run_options(options), label, host=options.host or None,
+                     nodes=options.nodes, procs_per_node=options.procs_per_node, spec=spec, image=options.image,
+                     sink=sink, apply=lambda transfer, finished: apply_cell_result(
+                         shell, transfer, finished, "", sink.execute_result))
 
 
 def sweep_run_options(options: CellOptions) -> RunOptions:

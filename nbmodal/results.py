@@ -14,6 +14,8 @@ from nbmodal.exceptions import (
     GpuUnavailableError,
     ImageBuildError,
     MemoryLimitExceededError,
+    NotFoundError,
+    ProcessLimitExceededError,
     RemoteError,
     ResourcesUnavailableError,
     RunLostError,
@@ -24,7 +26,8 @@ from nbmodal_wire import pb
 # Errors the agent reports by kind (it has no pickled exception for them).
 _AGENT_ERRORS = {pb.ERROR_GPU_UNAVAILABLE: GpuUnavailableError, pb.ERROR_CONTAINER_DIED: RunLostError,
                  pb.ERROR_RESOURCES_UNAVAILABLE: ResourcesUnavailableError, pb.ERROR_IMAGE_BUILD: ImageBuildError,
-                 pb.ERROR_LAUNCH_REFUSED: SlurmJobError, pb.ERROR_MEMORY_LIMIT: MemoryLimitExceededError}
+                 pb.ERROR_LAUNCH_REFUSED: SlurmJobError, pb.ERROR_MEMORY_LIMIT: MemoryLimitExceededError,
+                 pb.ERROR_SECRET: NotFoundError, pb.ERROR_PROCESS_LIMIT: ProcessLimitExceededError}
 
 
 class ResultWarning(UserWarning):

@@ -5,11 +5,13 @@
         batch.put_file("config.yaml", "/config.yaml")
     # %%remote volumes=ckpt:/ckpt   -> the container reads /ckpt/config.yaml
 
-A volume is a directory on its host that every container there mounting it
-shares: writes are visible to other containers and to ``read_file`` at once;
-``commit()`` makes them durable (and a run's writes are committed when it
-ends, also on cancel and timeout); ``reload()`` has nothing to fetch, so it
-never fails. Transfers stream in 4 MiB chunks, checked with SHA-256 end to
+A volume has a home host (where it was made); other hosts that mount it keep a
+replica. Every container of a host shares that host's directory, so writes are
+visible there at once; ``commit()`` makes them the volume's next version (a
+replica's changed files go to the home; a run's writes are committed when it
+ends, also on cancel and timeout); ``reload()`` brings this host's copy to the
+latest committed version, and a run on a host whose replica is behind syncs
+before it starts (remote_agent/replicas.py). Transfers stream in 4 MiB chunks, checked with SHA-256 end to
 end; an interrupted upload resumes, and a file whose content is already
 there is skipped. Every method that talks to the host has an ``.aio`` twin, as in
 Modal (``await vol.commit.aio()``, ``async for chunk in vol.read_file.aio(path)``), and
@@ -31,7 +33,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from nbmodal._aio import WithAio, call_in_thread
-from nbmodal._runtime.connection import storage_connection
+from nbmodal._runtime import homes
+from nbmodal._runtime.connection import in_container
 from nbmodal._runtime.named import Ephemeral, NamedObject, warn_cloud_only
 from nbmodal_wire import pb
 
@@ -52,6 +55,7 @@ class Volume(NamedObject[pb.VolumeOp]):
     """A named Volume on a host; get one with ``Volume.from_name`` or ``Volume.ephemeral``."""
 
     _CREATE, _LOOKUP, _DELETE = pb.VOLUME_CREATE, pb.VOLUME_LOOKUP, pb.VOLUME_DELETE
+    _KIND = "volume"
 
     @classmethod
     def from_name(cls, name: str, *, namespace: Any = None, environment_name: str | None = None,
@@ -93,7 +97,12 @@ class Volume(NamedObject[pb.VolumeOp]):
                host: str | None = None) -> None:
         """Give the volume ``old_name`` the name ``new_name``."""
         warn_cloud_only(environment_name=environment_name, client=client)
-        cls(old_name, host)._call(pb.VOLUME_RENAME, new_name=new_name)
+        volume = cls(old_name, host)
+        home = volume._connection().name
+        volume._call(pb.VOLUME_RENAME, new_name=new_name)
+        if not in_container():  # the home moves with the name (replicas elsewhere keep the old name)
+            homes.forget(cls._KIND, old_name)
+            homes.record(cls._KIND, new_name, home)
 
     # -- reading -----------------------------------------------------------------
 
@@ -110,7 +119,7 @@ class Volume(NamedObject[pb.VolumeOp]):
     @WithAio  # a generator: async for chunk in vol.read_file.aio(path)
     def read_file(self, path: str) -> Iterator[bytes]:
         """The file's content in chunks (never all in memory), checked against its SHA-256."""
-        client = storage_connection(self.host).client()
+        client = self._connection().client()
         digest = hashlib.sha256()
         for chunk in client.volume_download(pb.VolumeRequest(name=self.name, path=path)):
             if chunk.HasField("file"):
@@ -157,6 +166,7 @@ class Volume(NamedObject[pb.VolumeOp]):
     @WithAio
     def remove_file(self, path: str, recursive: bool = False) -> None:
         self._call(pb.VOLUME_REMOVE, path=path, recursive=recursive)
+        self._commit_from_outside()
 
     @WithAio
     def copy_files(self, src_paths: list[str], dst_path: str, recursive: bool = False) -> None:
@@ -165,16 +175,47 @@ class Volume(NamedObject[pb.VolumeOp]):
         Directories are copied with their content whatever ``recursive`` says (Modal asks for it).
         """
         self._call(pb.VOLUME_COPY, paths=list(src_paths), path=dst_path)
+        self._commit_from_outside()
 
     @WithAio
     def commit(self) -> None:
-        """Make what was written durable on the host's disk (runs do this when they end)."""
+        """Make what was written the volume's next version (runs do this when they end).
+
+        At the home host that is a new version of its directory; on another host, the replica's changed
+        files go to the home first (only changed content moves). Raises when the home can't be reached
+        (the writes stay in the replica, committed by the next commit that reaches it).
+
+        Example::
+
+            vol.commit()
+        """
         self._call(pb.VOLUME_COMMIT)
 
     @WithAio
     def reload(self) -> None:
-        """Kept for Modal code: containers share the volume's directory, so there is nothing to fetch."""
-        self._call(pb.VOLUME_LOOKUP)
+        """Bring this host's copy to the latest committed version (at the home there is nothing to fetch).
+
+        Example::
+
+            vol.reload()
+        """
+        self._call(pb.VOLUME_MANIFEST)
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        """The volume's version on each configured host that has a copy (see ``nbmodal volume ls NAME``).
+
+        Example::
+
+            ckpt.versions()   # {"gpu1": {"role": "home", "version": 7, ...}, "gpu2": {"role": "replica", ...}}
+        """
+        from nbmodal._runtime.volume_versions import versions_on_hosts
+
+        return versions_on_hosts(self.name)
+
+    def _commit_from_outside(self) -> None:
+        # Modal applies a notebook's changes to a volume at once: here they become the next version.
+        if not in_container():
+            self._call(pb.VOLUME_COMMIT)
 
     def _send(self, client, op: pb.VolumeOp, fields: dict[str, Any]) -> pb.VolumeReply:
         return client.volume_call(pb.VolumeRequest(op=op, name=self.name, **fields))
@@ -217,10 +258,12 @@ class _BatchUpload:
             self._files.append((file, remote_path.rstrip("/") + "/" + file.relative_to(local).as_posix()))
 
     def run(self) -> list[str]:
-        """Upload each file; returns the remote paths that were sent (skipped ones are not)."""
+        """Upload each file, then commit; returns the remote paths that were sent (skipped ones are not)."""
         try:
-            return [remote for local, remote in self._files if upload_file(self.volume, local, remote, self.force,
-                                                                             self.progress)]
+            sent = [remote for local, remote in self._files if upload_file(self.volume, local, remote, self.force,
+                                                                           self.progress)]
+            self.volume._commit_from_outside()
+            return sent
         finally:
             self._discard_spooled()
 
@@ -256,7 +299,7 @@ class _BatchUpload:
 
 def upload_file(volume: Volume, local: Path, remote_path: str, force: bool = False, progress: bool = False) -> bool:
     """Upload one file, resuming an interrupted upload of the same content; False if it was already there."""
-    client = storage_connection(volume.host).client()
+    client = volume._connection().client()
     sha256 = file_sha256(local)
     size = local.stat().st_size
     state = client.volume_call(pb.VolumeRequest(op=pb.VOLUME_STAT, name=volume.name, path=remote_path,

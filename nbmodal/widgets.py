@@ -192,5 +192,10 @@ class _WidgetSink:
     def started(self, started: pb.RunStarted) -> None:
         self.widget._running()
 
+    def input_request(self, seq: int, request: pb.InputRequest) -> None:
+        # The widget only watches: whoever attaches answers the run's debugger.
+        self.notice(f"waiting for a debugger: `%nbmodal attach {self.widget.run_id}` (or `nbmodal attach "
+                    f"{self.widget.run_id}` in a terminal) answers its prompt")
+
     def close(self) -> None:
         pass

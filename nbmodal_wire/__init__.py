@@ -16,7 +16,7 @@ from nbmodal_wire.proto import agent_pb2 as pb
 __version__ = "0.1.0"
 
 # Bumped on any incompatible change to nbmodal_wire/proto/agent.proto.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # gRPC metadata key carrying the agent's token on every call.
 TOKEN_METADATA_KEY = "x-nbmodal-token"

@@ -37,7 +37,16 @@ class InvalidNameError(ValueError):
 def check_name(kind: str, name: str) -> None:
     """Refuse a name that is not ``NAME_RULE``; ``kind`` ("Dict", "volume") names the thing in the error."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise InvalidNameError(f"{kind} name {name!r} is not allowed: use {NAME_RULE}")
+        raise InvalidNameError(f"{kind} name {shown(name)} is not allowed: use {NAME_RULE}")
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut after ``limit`` characters (a 10 KiB name stays readable)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, (str, bytes)) else ""
+    return f"{text[:limit]}…{size}"
 
 
 class MountError(ValueError):

@@ -8,26 +8,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import sys
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nbmodal_wire import blobs, pb
+from remote_agent import request_errors, sandboxes, supervision
 from remote_agent.allocator import Allocator, GpuUnsatisfiable, Unsatisfiable
 from remote_agent.blobstore import BlobStore
 from remote_agent.containers import Container, ContainerDied, ContainerPool
+from remote_agent.deployments import DeploymentStore
+from remote_agent.gangs import Gangs
 from remote_agent.gpus import GpuRequestError, describe, host_inventory
 from remote_agent.images import ImageError, ImageStore, runtime_sources
 from remote_agent.launch import sandbox_config
 from remote_agent.launchers import Launcher, LaunchRefused
 from remote_agent.launchers.local import LocalLauncher
-from remote_agent.launchers.slurm import SlurmLauncher
+from remote_agent.launchers.slurm_gang import SlurmGangLauncher
+from remote_agent.replicas import Replicas
+from remote_agent.request_errors import RequestError
 from remote_agent.runs import RUN_ID, Run, RunRegistry
 from remote_agent.sandbox import MountError, check_mount_path
+from remote_agent.secrets import SecretEnvironments, SecretError, SecretStore
 from remote_agent.slurm import SlurmConfig
 from remote_agent.storage import AsyncStorage, StoreError
+from remote_agent.store_routes import StoreRoutes
+from remote_agent.supervision import Supervision
+from remote_agent.volume_versions import VolumeVersions
 from remote_agent.volumes import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,7 @@ _NO_CONTAINER: tuple[tuple[_ExceptionTypes, pb.RunState, str | None, pb.ErrorKin
     (ImageError, pb.FAILED, "nbmodal.ImageBuildError", pb.ERROR_IMAGE_BUILD),  # its image was removed meanwhile
     (LaunchRefused, pb.FAILED, None, pb.ERROR_LAUNCH_REFUSED),  # refused, or it can never start as asked
     ((StoreError, MountError), pb.FAILED, "nbmodal.MountError", pb.ERROR_MOUNT),  # an unknown volume, a bad path
+    (SecretError, pb.FAILED, "nbmodal.NotFoundError", pb.ERROR_SECRET),  # an unknown secret, a missing key
 )
 
 
@@ -73,7 +82,9 @@ def choose_launcher(state_dir: Path, images: ImageStore, volume_dir, sandbox, sc
     """How this agent starts containers, once: Slurm jobs where the host was added with --slurm, else here."""
     slurm = SlurmConfig.load(state_dir)
     if slurm is not None:
-        return SlurmLauncher(slurm, images)
+        launcher = SlurmGangLauncher(slurm, images)  # SlurmLauncher's jobs, and a gang's ranks as one allocation
+        launcher.volume_dir = volume_dir  # volumes in jobs: linked from the shared filesystem
+        return launcher
     return LocalLauncher(images, volume_dir, sandbox, scratch_dir, logs_dir,
                          use_zygotes=os.environ.get("NBMODAL_ZYGOTE", "1") != "0")
 
@@ -81,47 +92,78 @@ def choose_launcher(state_dir: Path, images: ImageStore, volume_dir, sandbox, sc
 class Agent:
     def __init__(self, state_dir: Path, scaledown_window_s: float) -> None:
         self.state_dir = state_dir
-        self.runs = RunRegistry(state_dir / "runs")
+        # Containers whose supervisors outlived an earlier agent: taken back before the runs load, so that
+        # their runs are not marked LOST (remote_agent/supervision.py).
+        self.supervision = Supervision(state_dir / "supervisors")
+        self.adoptable = self.supervision.discover()
+        self.runs = RunRegistry(state_dir / "runs", adopted=supervision.adopted_ids(self.adoptable))
         self.blob_dir = state_dir / "blobs"
         self.blob_dir.mkdir(exist_ok=True)
         BlobStore(self.blob_dir).remove_stale()
         self.storage = AsyncStorage(state_dir / "storage.db")
         self.volumes = VolumeStore(state_dir / "volumes")
         self.volume_io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="volume-io")
+        # One object across hosts: homes, routes to the other agents, replica volumes (replicas.py).
+        self.routes = StoreRoutes()
+        self.volume_versions = VolumeVersions(self.volumes)
+        self.replicas = Replicas(self.volumes, self.volume_versions, self.routes, self.in_io_thread)
+        self.secrets = SecretEnvironments(SecretStore(state_dir / "secrets"))
         self.images = ImageStore(state_dir / "images", runtime_sources())
+        self.images.secrets = self.secrets.store  # build steps' secrets=
         self.allocator = Allocator(host_inventory(state_dir))
         log.info("GPUs: %s; %d CPU cores, %d MiB for containers", describe(self.allocator.gpus),
                  len(self.allocator.cores), self.allocator.memory_mib)
         scratch_dir = state_dir / "scratch"
-        shutil.rmtree(scratch_dir, ignore_errors=True)  # working dirs of containers of an earlier agent
-        scratch_dir.mkdir()
+        # Working dirs of containers of an earlier agent, except the adopted ones'.
+        supervision.clear_scratch(scratch_dir, supervision.adopted_ids(self.adoptable))
         self.sandbox = sandbox_config(state_dir, self.blob_dir, self.volumes.root, self.images, scratch_dir,
                                       use_sandbox=os.environ.get("NBMODAL_SANDBOX", "1") != "0")
         self.launcher = choose_launcher(state_dir, self.images, self.volumes.volume_dir, self.sandbox, scratch_dir,
                                         state_dir / "containers")
         self.pool = ContainerPool(state_dir / "containers", self.blob_dir, scaledown_window_s, self.allocator,
                                   self.launcher)
+        self.pool.secret_environments = self.secrets.for_spec  # what each container's environment adds
+        if isinstance(self.launcher, LocalLauncher):  # a Slurm job's container is its own backend's
+            self.pool.supervision = self.supervision
+        supervision.reserve(self.allocator, self.adoptable)  # before any run can ask for the same cards
+        self.restarting = False  # a restart (SIGHUP) keeps the running containers for the next agent
+        self.sandboxes = sandboxes.for_agent(self)  # Sandbox.create: containers that run commands
+        self.gangs = Gangs(self)  # members of multi-node gangs: reserved, then started together
         self.stopping = asyncio.Event()
         self.draining = False
         self._cancelled_before_arrival: OrderedDict[str, bool] = OrderedDict()
+        self.deployments = DeploymentStore(state_dir / "deployments", self)
 
     async def start(self) -> None:
         self.pool.start_reaper()
         await self.launcher.start()
+        adoptable, self.adoptable = self.adoptable, []
+        await supervision.adopt(self, adoptable)
         if self.launcher.prewarms:
             # A warm container for the first run: no one waits for a cold start.
             self.pool.prewarm(pb.ContainerSpec())
+        self.deployments.resume()  # deployed apps: their min_containers pools and schedules
 
     # -- runs ---------------------------------------------------------------
 
     def submit(self, request: pb.RunRequest) -> Run:
         if self.draining:
             raise Draining("this agent is handing over to a newer version; start the run again")
+        deployed = request.deployed.app if request.HasField("deployed") else ""
+        if deployed:  # a call by name: its payload gets the stored pickle (RequestError if not deployed)
+            self.deployments.prepare(request)
         run = self.runs.create(request)
         run.emit(started=pb.RunStarted(run_id=run.id))
+        if deployed:
+            self.deployments.track(run, deployed, request.deployed.function)
         if self._cancelled_before_arrival.pop(run.id, None):
             run.finish(pb.RunFinished(state=pb.CANCELLED, error=_error(
                 "KeyboardInterrupt", "cancelled before it reached the agent")))
+            return run
+        try:
+            self.secrets.apply(request)  # before the spec is used anywhere: its digest makes it distinct
+        except SecretError as exc:
+            run.finish(no_container_result(exc))
             return run
         self.pool.note_spec(request.spec)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
@@ -131,6 +173,9 @@ class Agent:
     async def _execute(self, run: Run) -> None:
         request = run.request
         assert request is not None  # only runs reloaded from an earlier agent have none, and they never execute
+        if request.HasField("cluster"):  # a member of a multi-node gang: held until all are ready (gangs.py)
+            await self.gangs.execute(run)
+            return
 
         def notify(text: str) -> None:
             run.emit(notice=pb.Notice(text=text))
@@ -138,7 +183,7 @@ class Agent:
         try:
             for mount in request.spec.volumes:
                 mount.path = check_mount_path(mount.volume, mount.path)
-                await self.in_io_thread(self.volumes.volume_dir, mount.volume)
+            await self.replicas.before_run(list(request.spec.volumes), notify)  # replicas at the latest version
             container, _ = await self.pool.acquire(request.spec, request.session, notify=notify)
         except asyncio.CancelledError:
             run.finish(pb.RunFinished(state=pb.CANCELLED, error=_error(
@@ -162,6 +207,10 @@ class Agent:
                     "RuntimeError", f"the run's payload blob {request.payload_blob} is not on this agent"))
             else:
                 finished = await container.execute(run, request, str(payload_path or ""))
+                if container.process is not None and container.process.process_limit_exceeded() is not None:
+                    container.kill()  # its processes fill its limit: no later run could start one
+                    await container.wait_exited()
+                    raise ContainerDied(container)
         except ContainerDied as died:
             finished = self._result_of_dead_container(run, request, container, died)
             self.pool.replace(container)
@@ -170,19 +219,24 @@ class Agent:
             self.pool.release(container)
             if payload_path is not None:
                 payload_path.unlink(missing_ok=True)
-        if request.spec.volumes:
-            await self.in_io_thread(os.sync)  # commit on exit: what the run wrote is on disk
+        if request.spec.volumes:  # commit on exit: a new version at the home, or a replica's writes sent there
+            await self.replicas.after_run(list(request.spec.volumes), notify)
         if request.session and finished.session_names:
             slot = self.pool.sessions().get(request.session)
             if slot is not None:
                 slot.names = list(finished.session_names)
         run.finish(finished)
-        log.info("run %s finished: %s", run.id, pb.RunState.Name(finished.state))
+        # After its followers have sent the result (their wake-ups are queued first): not on the call's path.
+        asyncio.get_running_loop().call_soon(log.info, "run %s finished: %s", run.id, pb.RunState.Name(finished.state))
 
     @staticmethod
     def _result_of_dead_container(run: Run, request: pb.RunRequest, container: Container,
                                   died: ContainerDied) -> pb.RunFinished:
         lost_session = f" Session {request.session!r} lost its namespace." if request.session else ""
+        forks = container.process.process_limit_exceeded() if container.process is not None else None
+        if forks is not None:  # a fork bomb (remote_agent/process_limits.py)
+            return pb.RunFinished(state=pb.FAILED, error=_error(
+                "nbmodal.ProcessLimitExceeded", f"{forks.message()}.{lost_session}", pb.ERROR_PROCESS_LIMIT))
         exceeded = container.process.memory_limit_exceeded() if container.process is not None else None
         if exceeded is not None:  # before a cancel or timeout: it says why the container really ended
             return pb.RunFinished(state=pb.FAILED, error=_error(
@@ -229,6 +283,14 @@ class Agent:
         asyncio.get_running_loop().call_later(grace, self._kill_if_still_running, run, container)
 
     @staticmethod
+    def answer_input(run: Run, request_seq: int, text: str, eof: bool) -> None:
+        """Send the answer to the stdin read (a debugger's prompt) that ``run``'s code waits in."""
+        container = run.container
+        if container is None or not container.alive:
+            raise RequestError(f"run {run.id} is not waiting for input", request_errors.CONFLICT)
+        container.send_input(run.answer_input(request_seq, text, eof))
+
+    @staticmethod
     def _kill_if_still_running(run: Run, container: Container) -> None:
         if not run.done and run.container is container:
             log.warning("run %s ignored the interrupt; killing container %s", run.id, container.id)
@@ -269,7 +331,8 @@ class Agent:
     def container_infos(self) -> list[pb.ContainerInfo]:
         infos = []
         for container in self.pool.containers():
-            if container.run is not None:
+            sandbox = self.sandboxes.of_container(container.id)
+            if container.run is not None or (sandbox is not None and container.alive):
                 state = pb.CONTAINER_BUSY
             elif self.pool.is_idle(container) or (container.session and container.alive):
                 state = pb.CONTAINER_IDLE
@@ -280,6 +343,9 @@ class Agent:
                 session=container.session, run_id=container.run.id if container.run else "",
                 created=container.created, idle_since=container.idle_since,
                 gpus=self.allocator.held_by(container.id)))
+            if sandbox is not None:
+                infos[-1].kind, infos[-1].sandbox_id = "sandbox", sandbox.id
+                infos[-1].tags.update(sandbox.tags)
         return infos
 
     async def gpu_list(self) -> list[pb.GpuInfo]:
@@ -316,8 +382,10 @@ class Agent:
         return await asyncio.get_running_loop().run_in_executor(self.volume_io, function, *args)
 
     async def shutdown(self) -> None:
+        self.supervision.release_all(self.pool.containers())  # a stop ends the containers, as it always did
         for run in self.runs.list():
             if not run.done and run.task is not None:
                 run.task.cancel()
+        await self.sandboxes.shutdown()
         await self.pool.shutdown()
         self.runs.flush_all()

@@ -19,19 +19,26 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nbmodal_wire import pb
 from nbmodal_wire.frames import read_frame, write_frame
 from remote_agent.admission import AdmissionQueue
 from remote_agent.allocator import Allocation, Allocator
+from remote_agent.container_exec import ExecStreams
 from remote_agent.launch import MPL_BACKEND, LaunchPlan
 from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest
+from remote_agent.redaction import Redactor, StreamRedactor
 from remote_agent.session_slots import Sessions, SessionSlot
 from remote_agent.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
 CONTAINER_START_TIMEOUT_S = 120.0
+# Output held back because it may be the start of a secret value is shown after this long without more.
+REDACTION_HOLD_S = 0.2
+# After a container's socket closes, how long it may take to exit by itself before it is killed.
+EXIT_STATUS_GRACE_S = 3.0
 
 Notify = Callable[[str], None]
 
@@ -56,6 +63,7 @@ class Container:
         self.idle_since = self.created
         self.process: ContainerProcess | None = None
         self.python = ""
+        self.ready_info = pb.ContainerReady()
         self.run = None  # the Run in progress
         self.killed_by_agent = False
         self._writer: asyncio.StreamWriter | None = None
@@ -68,6 +76,19 @@ class Container:
         # The container's own credential: storage, and runs of its own run's scope (run_scopes.py);
         # revoked when it exits.
         self.token = secrets.token_urlsafe(24)
+        self.execs = ExecStreams(container_id)  # processes started inside it (container_exec.py)
+        # Its secrets (remote_agent/secrets.py): environment variables, masked in what its runs show.
+        self.secret_env: dict[str, str] = {}
+        self.redactor = Redactor(())
+        self._streams: dict[int, StreamRedactor] = {}
+        self._hold_timer: asyncio.TimerHandle | None = None
+        # Who keeps it running if this agent dies (remote_agent/supervision.py), and its supervisor once it has one.
+        self.supervision: Any = None
+        self.supervisor: Any = None
+
+    def set_secret_env(self, env: dict[str, str]) -> None:
+        self.secret_env = dict(env)
+        self.redactor = Redactor(env.values())
 
     @property
     def pid(self) -> int:
@@ -105,6 +126,7 @@ class Container:
             env["NBMODAL_CPUS"] = ",".join(map(str, self.allocation.cores))  # the worker pins itself to them
         env.update(self.plan.env)
         env.update(self.spec.env)
+        env.update(self.secret_env)
         if self.plan.imports:
             env["NBMODAL_IMAGE_IMPORTS"] = self.plan.imports
         return env
@@ -125,12 +147,14 @@ class Container:
             self._writer.close()
             raise RuntimeError(f"{self.exit_description()} before it was ready; see {self.log_path}")
         self.python = ready.ready.python
+        self.ready_info = ready.ready  # a gang member's addresses and free port (remote_agent/gangs.py)
         self.process.worker_pid = ready.ready.pid
         self._pump_task = asyncio.create_task(self._pump(reader), name=f"pump-{self.id}")
         log.info("container %s started (pid %d)%s", self.id, self.pid,
                  f" for session {self.session}" if self.session else "")
 
-    async def execute(self, run, request: pb.RunRequest, payload_path: str = "") -> pb.RunFinished:
+    async def execute(self, run, request: pb.RunRequest, payload_path: str = "",
+                      cluster_env: dict[str, str] | None = None) -> pb.RunFinished:
         """Send one run to the container and wait for its result.
 
         Raises ContainerDied if the process ends first (killed after a cancel
@@ -144,9 +168,12 @@ class Container:
             filename=request.filename, first_line=request.first_line, timeout_s=request.timeout_s,
             keep_namespace=bool(self.session), max_result_bytes=request.max_result_bytes,
             client_python=request.client_python, cwd=request.cwd, payload_path=payload_path,
-            generator=request.generator)))
+            generator=request.generator, cluster_env=cluster_env or {}, debug_sources=request.debug_sources)))
         request.ClearField("payload")  # the container has it; don't hold it for the run's lifetime
+        request.ClearField("debug_sources")
         await writer.drain()
+        # A run that lasts gets its container a supervisor: it then outlives this agent (supervision.py).
+        watch = self.supervision.watch(self, run) if self.supervision is not None else None
         try:
             if request.timeout_s > 0:
                 # The container stops the run itself at the timeout; this is the backstop.
@@ -159,9 +186,33 @@ class Container:
                     return await self._finished
             return await self._finished
         finally:
+            if watch is not None:
+                watch.cancel()
             self.run = None
             self._finished = None
             self.idle_since = time.time()
+
+    def resume(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, run) -> None:
+        """Serve a container re-adopted from an earlier agent (remote_agent/supervision.py), ``run`` in progress."""
+        self._writer = writer
+        self.run = run
+        if run is not None:
+            self._finished = asyncio.get_running_loop().create_future()
+        self._pump_task = asyncio.create_task(self._pump(reader), name=f"pump-{self.id}")
+
+    async def adopted_result(self) -> pb.RunFinished:
+        """How the run in progress on an adopted container ends (raises ContainerDied)."""
+        assert self._finished is not None
+        try:
+            return await self._finished
+        finally:
+            self.run = None
+            self._finished = None
+            self.idle_since = time.time()
+
+    def socket(self):
+        """The agent's end of its socket (a supervisor holds a duplicate), or None before it started."""
+        return self._writer.get_extra_info("socket") if self._writer is not None else None
 
     async def fetch_value(self, name: str) -> pb.FetchValueReply:
         self._fetched = asyncio.get_running_loop().create_future()
@@ -172,6 +223,20 @@ class Container:
             return await self._fetched
         finally:
             self._fetched = None
+
+    def accepts_exec(self) -> bool:
+        """Whether a process can be started inside it now (it is ready, and running or waiting warm)."""
+        return self.alive and self._writer is not None and self._pump_task is not None
+
+    async def send_exec(self, frame: pb.ExecToContainer) -> None:
+        """One frame for a process inside it (remote_agent/container_exec.py), beside whatever it runs."""
+        writer = self._started_writer()
+        write_frame(writer, pb.ToContainer(exec=frame))
+        await writer.drain()
+
+    def send_input(self, answer: pb.InputAnswer) -> None:
+        """A line (or end of input) for the stdin read its run's code is waiting in."""
+        write_frame(self._started_writer(), pb.ToContainer(input_answer=answer))
 
     def _started_writer(self) -> asyncio.StreamWriter:
         if self._writer is None:
@@ -186,6 +251,8 @@ class Container:
 
     def retire(self, grace_s: float = 5.0) -> None:
         """Stop an idle container gently: it sees its socket close, runs exit hooks, exits (else killed)."""
+        if self.supervision is not None:
+            self.supervision.forget(self)  # its supervisor's copy of the socket would keep it open
         if self._writer is not None:
             self._writer.close()
         asyncio.get_running_loop().call_later(grace_s, self.kill)
@@ -216,30 +283,69 @@ class Container:
             if message is None:
                 break
             kind = message.WhichOneof("kind")
+            if self.redactor and kind != "output":
+                self._flush_held_output()  # what was held back comes before what follows it
             if kind == "output" and self.run is not None:
-                self.run.emit(output=message.output)
+                self._emit_output(message.output)
+                if self.run.backlogged:  # the run logs' writer is behind: its prints wait (runs.py)
+                    await self.run.drained()
             elif kind == "display" and self.run is not None:
-                self.run.emit(display=message.display)
+                self.run.emit(display=self.redactor.display(message.display))
             elif kind == "item" and self.run is not None:
                 self.run.emit(item=message.item)
             elif kind == "input_started" and self.run is not None:
                 self.run.emit(input_started=message.input_started)
+            elif kind == "input_request" and self.run is not None:
+                self.run.request_input(message.input_request)  # its code waits for stdin (a breakpoint)
             elif kind == "finished" and self._finished is not None and not self._finished.done():
-                self._finished.set_result(message.finished)
+                self._finished.set_result(self.redactor.finished(message.finished))
             elif kind == "fetched" and self._fetched is not None and not self._fetched.done():
                 self._fetched.set_result(message.fetched)
+            elif kind == "exec":
+                self.execs.deliver(message.exec)
         # The socket closed: the process is gone or going.
+        self._flush_held_output()
         process = self.process
         assert process is not None  # the pump starts once the process is ready
-        process.kill()
+        # Let it end by itself first: killing it at once would hide its real signal or exit code
+        # (a segfault would read as the agent's SIGKILL, bubblewrap's too).
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), EXIT_STATUS_GRACE_S)
+        except asyncio.TimeoutError:
+            pass
+        process.kill()  # and whatever it started, in its process group
         await process.wait()
         self._exited.set()
         log.info("%s", self.exit_description())
+        self.execs.close(self.exit_description(), kill_left_behind=self.launcher.processes_here)
         for future in (self._finished, self._fetched):
             if future is not None and not future.done():
                 future.set_exception(ContainerDied(self))
         if self._writer is not None:
             self._writer.close()
+
+
+    def _emit_output(self, output: pb.Output) -> None:
+        """A chunk of output, with secret values masked (the end of a chunk that may begin one waits)."""
+        assert self.run is not None
+        if not self.redactor:
+            self.run.emit_output(output)
+            return
+        stream = self._streams.setdefault(output.stream, StreamRedactor(self.redactor))
+        shown = stream.feed(output.data)
+        if shown:
+            self.run.emit_output(pb.Output(stream=output.stream, data=shown))
+        if stream.pending and self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_later(REDACTION_HOLD_S, self._flush_held_output)
+
+    def _flush_held_output(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        for number, stream in self._streams.items():
+            rest = stream.flush()
+            if rest and self.run is not None:
+                self.run.emit_output(pb.Output(stream=number, data=rest))
 
 
 def _reserves(spec: pb.ContainerSpec) -> bool:
@@ -266,6 +372,10 @@ class ContainerPool:
         self.warm = WarmPool(scaledown_window_s, self._start, self.release, self.containers, self._reserves, clock)
         self.admission = AdmissionQueue(allocator, self.warm, self.release)
         self.session_slots = Sessions(self._start_for_session)
+        # Supervisors for containers whose runs last, so they outlive this agent (set by the agent: supervision.py).
+        self.supervision: Any = None
+        # The secret environment of a container of a spec (set by the agent: remote_agent/secrets.py).
+        self.secret_environments: Callable[[pb.ContainerSpec], dict[str, str]] = lambda spec: {}
 
     @property
     def scaledown_window_s(self) -> float:
@@ -324,6 +434,11 @@ class ContainerPool:
             return container
         return await self._start_for_run(spec, session, notify=notify)
 
+    async def start_dedicated(self, spec: pb.ContainerSpec, notify: Notify | None = None) -> Container:
+        """A container of one user's own (a Sandbox: remote_agent/sandboxes.py): admitted like a run's when it
+        reserves GPUs, cores or memory, never pooled or reused; what it holds is released when it is killed."""
+        return await self._start_for_session(spec, "", notify)
+
     def prewarm(self, spec: pb.ContainerSpec) -> None:
         """Start a container in the background for the next run with this spec."""
         self.warm.prewarm(spec)
@@ -374,7 +489,9 @@ class ContainerPool:
         container_id = f"c-{os.getpid()}-{self._counter}"
         plan = await self.launcher.plan(spec, container_id)
         container = Container(container_id, spec, self.logs_dir, self.blob_dir, self.launcher, session, plan)
+        container.set_secret_env(self.secret_environments(spec))
         container.agent_port = self.agent_port
+        container.supervision = self.supervision
         self.container_tokens[container.token] = container
         if allocation is not None:
             container.allocation = allocation
@@ -394,12 +511,25 @@ class ContainerPool:
         await container.wait_exited()
         self._forget(container)
 
+    def adopt(self, container: Container, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None,
+              run) -> None:
+        """A container of an earlier agent, taken back with ``run`` in progress (remote_agent/supervision.py)."""
+        container.supervision = self.supervision
+        self._containers[container.id] = container
+        self.container_tokens[container.token] = container  # its Dicts, Queues and Volumes keep working
+        container.resume(reader, writer, run)
+        watcher = asyncio.create_task(self._forget_when_exited(container))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
     def _forget(self, container: Container) -> None:
         self._containers.pop(container.id, None)
         self.warm.remove(container)
         if container.alive:
             return
         self.container_tokens.pop(container.token, None)
+        if container.supervision is not None:
+            container.supervision.forget(container)
         self.launcher.forget(container.id)
         if self.allocator.release(container.id):
             self.admission.serve()

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from nbmodal_wire.agent_file import AgentFile, remove_agent_file, write_agent_fi
 log = logging.getLogger("remote_agent")
 
 EXIT_ALREADY_RUNNING = 3
+EXIT_STOP_DEADLINE = 4  # the agent exited at its stop deadline, not by finishing its stop
+# A stop (SIGTERM, `nbmodal agent stop`, the Shutdown call) ends the process within this, whatever its
+# backends do; agent.shutdown() gets a little less, so a normal slow stop still closes storage cleanly.
+STOP_DEADLINE_S = 25.0
+SHUTDOWN_WAIT_S = 10.0
 
 
 class AlreadyRunning(Exception):
@@ -39,6 +45,9 @@ def acquire_lock(state_dir: Path) -> int:
     except BlockingIOError:
         os.close(fd)
         raise AlreadyRunning(f"another agent already serves {state_dir}") from None
+    # Who holds it, for a client that finds the state dir locked but no agent answering.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
@@ -58,6 +67,9 @@ def daemonize(log_path: Path) -> None:
 
 def serve(state_dir: Path, daemon: bool, scaledown_window_s: float) -> int:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Also when it existed with looser bits (`mkdir -p` by hand or by an SSH bootstrap): runs' output,
+    # volumes, images and blobs inside are the user's alone, whatever modes their own files got.
+    os.chmod(state_dir, 0o700)
     log_path = state_dir / "agent.log"
     if daemon:
         daemonize(log_path)  # before grpc is imported: gRPC doesn't survive fork
@@ -91,7 +103,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     server = grpc.aio.server(options=MESSAGE_SIZE_OPTIONS,
                              interceptors=[TokenInterceptor(token, agent.pool.container_tokens)])
     pb_grpc.add_AgentServicer_to_server(AgentService(agent), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = _listen(server, agent.supervision.preferred_port(agent.adoptable))
     await server.start()
     agent.pool.agent_port = port  # containers reach their host's storage here, with their own token
     await agent.start()
@@ -109,6 +121,8 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
         asyncio.ensure_future(agent.drain())
 
     loop.add_signal_handler(signal.SIGUSR1, hand_over)
+    # SIGHUP (`nbmodal agent restart`): exit, leaving the runs in flight to the next agent (supervision.py).
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_restart(agent, state_dir)))
     write_agent_file(state_dir, AgentFile(
         pid=os.getpid(), host="127.0.0.1", port=port, token=token, version=__version__,
         protocol_version=PROTOCOL_VERSION, state_dir=str(state_dir), python=sys.executable, started=time.time()))
@@ -117,7 +131,79 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     await agent.stopping.wait()
     log.info("agent stopping")
     remove_agent_file(state_dir, os.getpid())
+    StopDeadline(state_dir).start()  # whatever blocks below, the process ends in bounded time
+    for signum in (signal.SIGTERM, signal.SIGINT):  # asked again while stopping: stop now
+        loop.add_signal_handler(signum, _exit_now, state_dir, f"signal {signal.Signals(signum).name}")
     await server.stop(grace=1.0)
-    await agent.shutdown()
+    shutdown_wait = min(SHUTDOWN_WAIT_S, stop_deadline_s() * 0.8)
+    try:
+        await asyncio.wait_for(agent.shutdown(), shutdown_wait)
+    except asyncio.TimeoutError:
+        log.warning("the agent's containers and backends did not stop within %g s; exiting without them",
+                    shutdown_wait)
     agent.storage.close()
     log.info("agent stopped")
+
+
+def _listen(server, preferred: int) -> int:
+    """The port: the previous agent's when adopted containers reach their storage there, else any."""
+    if preferred:
+        try:
+            port = server.add_insecure_port(f"127.0.0.1:{preferred}")
+        except RuntimeError:
+            port = 0
+        if port:
+            return port
+        log.warning("port %d of the previous agent is taken: adopted containers can't reach their Dicts, "
+                    "Queues and Volumes", preferred)
+    return server.add_insecure_port("127.0.0.1:0")
+
+
+async def _restart(agent, state_dir: Path) -> None:
+    """Exit now; each container running something keeps running under its supervisor for the next agent."""
+    log.info("agent restarting: its running containers stay for the next agent")
+    agent.restarting = True
+    await agent.supervision.keep_for_restart(agent.pool.containers())
+    for run in agent.runs.list():
+        if not run.done and run.container is not None and run.container.supervisor is not None:
+            run.durable = True
+    agent.runs.flush_all()
+    agent.storage.close()
+    remove_agent_file(state_dir, os.getpid())
+    log.info("agent exiting for a restart (%d container(s) supervised)",
+             sum(1 for c in agent.pool.containers() if c.supervisor is not None))
+    logging.shutdown()
+    os._exit(0)  # the lock goes with the process; the supervisors see their links close
+
+
+class StopDeadline(threading.Thread):
+    """Ends the process ``STOP_DEADLINE_S`` after the agent began stopping, if it hasn't ended by then.
+
+    A thread, not a task: what blocks a stop may be the event loop itself, or a thread the
+    interpreter joins at exit (a Slurm command that never answers, a hung file system). Exiting
+    releases ``agent.lock`` (the kernel closes it), so the next agent can start.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(name="stop-deadline", daemon=True)
+        self.state_dir = state_dir
+
+    def run(self) -> None:
+        time.sleep(stop_deadline_s())
+        _exit_now(self.state_dir, f"still stopping after {stop_deadline_s():g} s")
+
+
+def stop_deadline_s() -> float:
+    """How long a stop may take before the process exits anyway (``NBMODAL_AGENT_STOP_DEADLINE``, s)."""
+    try:
+        return max(1.0, float(os.environ.get("NBMODAL_AGENT_STOP_DEADLINE", STOP_DEADLINE_S)))
+    except ValueError:
+        return STOP_DEADLINE_S
+
+
+def _exit_now(state_dir: Path, why: str) -> None:
+    # Containers still running end by themselves when their socket to the agent closes.
+    log.error("agent exiting at once (%s)", why)
+    remove_agent_file(state_dir, os.getpid())
+    logging.shutdown()
+    os._exit(EXIT_STOP_DEADLINE)

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from nbmodal_wire import pb
+from remote_agent.redaction import Redactor
 from remote_agent.request_errors import CONFLICT, NOT_FOUND, RequestError
+from remote_agent.secrets import SecretError, SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ def layer_keys(spec: pb.ImageSpec) -> list[str]:
         definition = pb.ImageStep()
         definition.CopyFrom(step)
         definition.text = ""
+        for secret in definition.secrets:  # a secret's name and keys make the layer, never its values
+            secret.values.update({key: "" for key in secret.values})
         if definition.kind == "python" and not (definition.args and definition.args[0]):
             # The host's own Python: the image changes when the agent's interpreter does.
             definition.options["host_python"] = f"{sys.executable} {sys.version}"
@@ -210,6 +214,7 @@ class ImageStore:
         self._failures: dict[str, pb.BuildFailure] = {}
         self._specs: dict[str, pb.ImageSpec] = {}  # the definitions asked for, for rebuilds
         self._rebuilds: set[asyncio.Task] = set()
+        self.secrets: SecretStore | None = None  # named secrets of build steps (the agent's)
         self._remove_incomplete_layers()
 
     # -- lookups -------------------------------------------------------------
@@ -355,21 +360,25 @@ class ImageStore:
                     step=number, steps=len(keys), text=text, cached=cached)))
                 log_file.write(f"== step {number}/{len(keys)}: {text}{' (cached)' if cached else ''}\n")
                 tail: deque[str] = deque(maxlen=40)
+                redactor = Redactor(())
                 try:
                     if cached:
                         self._replay(step, key, state)
                         continue
                     built_steps += 1
+                    state.step_env = self._step_secrets(step)
+                    redactor = Redactor(state.step_env.values())
 
                     async def output(line: str) -> None:
-                        tail.append(line)  # noqa: B023 - only called while this step builds
+                        line = redactor.text(line)  # noqa: B023 - only called while this step builds
+                        tail.append(line)  # noqa: B023
                         log_file.write(line)
                         await build.emit(pb.BuildEvent(log=line))
 
                     await self._build_step(step, key, state, output)
                 except (ImageError, OSError) as exc:
                     self._discard(key)
-                    message = str(exc)
+                    message = redactor.text(str(exc))
                     log_file.write(f"== failed: {message}\n")
                     failure = pb.BuildFailure(step=number, text=text, message=message, log_tail="".join(tail))
                     self._failures[image_id] = failure
@@ -384,6 +393,17 @@ class ImageStore:
         log.info("image %s (%s) built: %d of %d steps in %.2f s", image_id, spec.name or "unnamed", built_steps,
                  len(keys), image.build_s)
         await build.emit(pb.BuildEvent(built=image.info()))
+
+    def _step_secrets(self, step: pb.ImageStep) -> dict[str, str]:
+        """The environment a step's ``secrets=`` give its commands (not the image's: they end with the step)."""
+        if not step.secrets:
+            return {}
+        if self.secrets is None:
+            raise ImageError("this agent keeps no secrets, so a step with secrets= can't be built here")
+        try:
+            return self.secrets.environment(step.secrets)
+        except SecretError as exc:
+            raise ImageError(str(exc)) from None
 
     def _replay(self, step: pb.ImageStep, key: str, state: _BuildState) -> None:
         """What a cached step contributes to the image's configuration."""
@@ -456,7 +476,7 @@ class ImageStore:
         if options.get("pre"):
             argv += ["--prerelease", "allow"]
         argv += shlex.split(options.get("extra_options", ""))
-        await _run(argv + args, output, env=_uv_env(state.env), what="installing packages")
+        await _run(argv + args, output, env=_uv_env({**state.env, **state.step_env}), what="installing packages")
 
     async def _step_run(self, step: pb.ImageStep, layer: Path, state: _BuildState, output) -> None:
         env = self._command_env(layer, state)
@@ -535,8 +555,8 @@ class ImageStore:
 
     def _command_env(self, layer: Path, state: _BuildState) -> dict[str, str]:
         venv = layer / "venv"
-        return dict(os.environ, **state.env, VIRTUAL_ENV=str(venv),
-                    PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+        return {**os.environ, **state.env, **state.step_env, "VIRTUAL_ENV": str(venv),
+                "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     @staticmethod
     def _build_cwd(layer: Path, state: _BuildState) -> str:
@@ -604,6 +624,7 @@ class _BuildState:
     paths: list[str]
     layer_dir: Path | None
     python: str
+    step_env: dict[str, str] = field(default_factory=dict)  # the current step's secrets
 
 
 def _runtime_package_dirs() -> list[Path]:

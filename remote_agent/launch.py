@@ -21,6 +21,7 @@ from nbmodal_wire import pb
 from remote_agent import sandbox
 from remote_agent.allocator import Allocation
 from remote_agent.images import ImageStore
+from remote_agent.sandbox import MountError
 
 # Matplotlib in a container draws into the run's output (remote_agent/worker/mpl_backend.py).
 MPL_BACKEND = "module://remote_agent.worker.mpl_backend"
@@ -60,24 +61,31 @@ class SandboxConfig:
     hidden: list[str]
     shown: list[tuple[str, bool]]
 
-    def outer_argv(self, host_tmp: bool) -> list[str]:
-        return sandbox.outer_argv(self.hidden, self.shown, host_tmp) if self.available else []
+    def outer_argv(self, host_tmp: bool, network: bool = True) -> list[str]:
+        return sandbox.outer_argv(self.hidden, self.shown, host_tmp, network) if self.available else []
 
 
 def sandbox_config(state_dir: Path, blob_dir: Path, volumes_dir: Path, images: ImageStore, scratch_dir: Path,
                    use_sandbox: bool) -> SandboxConfig:
     shown: list[tuple[str, bool]] = [(str(blob_dir), True), (str(volumes_dir), True), (str(images.root), False),
                                      (str(scratch_dir), True)]
-    return SandboxConfig(available=use_sandbox and sandbox.sandbox_available(), hidden=[str(state_dir.resolve())],
-                         shown=shown)
+    # The agent user's SSH keys too: code in a container (a dependency of it) has no business with them.
+    hidden = [str(state_dir.resolve()), *sandbox.credential_dirs()]
+    return SandboxConfig(available=use_sandbox and sandbox.sandbox_available(), hidden=hidden, shown=shown)
 
 
 def plan_container(spec: pb.ContainerSpec, container_id: str, images: ImageStore, volume_dir, config: SandboxConfig,
                    scratch_dir: Path) -> LaunchPlan:
     """The LaunchPlan for a container of ``spec`` (raises ImageError, StoreError or MountError)."""
     # An image's container gets a private /tmp; the default one sees the host's, like the notebook does.
-    plan = LaunchPlan(python=sys.executable, sandboxed=config.available, private_tmp=bool(spec.image),
-                      outer_argv=config.outer_argv(host_tmp=not spec.image))
+    # A Sandbox's always has its own (remote_agent/sandboxes.py).
+    private_tmp = bool(spec.image) or spec.sandbox
+    if spec.block_network and not config.available:
+        # Never run with the host's network what asked for none (the sandbox manager says so first).
+        raise MountError("block_network=True needs bubblewrap's network namespace, which isn't available here")
+    # block_network: a network namespace of its own (a separate zygote too: the key holds outer_argv).
+    plan = LaunchPlan(python=sys.executable, sandboxed=config.available, private_tmp=private_tmp,
+                      outer_argv=config.outer_argv(host_tmp=not private_tmp, network=not spec.block_network))
     image_paths: list[str] = []
     image = None
     if spec.image:

@@ -405,12 +405,14 @@ def delegate_cgroup(own: Path, pid: int) -> tuple[Path | None, bool, str]:
             leaf.mkdir(exist_ok=True)
             (leaf / "cgroup.procs").write_text(str(pid))
             (own / "cgroup.subtree_control").write_text(
-                " ".join(f"+{name}" for name in ("memory", "cpu") if name in available))
+                " ".join(f"+{name}" for name in ("memory", "cpu", "pids") if name in available))
             enabled = _controllers(own / "cgroup.subtree_control")
         parent = own / f"nbmodal-containers-{pid}"
         parent.mkdir(exist_ok=True)
         cpu = "cpu" in enabled
-        (parent / "cgroup.subtree_control").write_text("+memory" + (" +cpu" if cpu else ""))
+        # pids: containers' process limits go in the same cgroups (remote_agent/process_limits.py).
+        (parent / "cgroup.subtree_control").write_text(
+            "+memory" + (" +cpu" if cpu else "") + (" +pids" if "pids" in enabled else ""))
         probe = parent / "probe"
         probe.mkdir(exist_ok=True)
         try:

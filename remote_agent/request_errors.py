@@ -12,8 +12,9 @@ NOT_FOUND = "not_found"  # no such store, volume, file, image or blob
 INVALID = "invalid"  # a bad name, path, size or operation
 CONFLICT = "conflict"  # can't be done in the current state (an image that is building, a resume offset)
 CORRUPT = "corrupt"  # data arrived damaged (a checksum that doesn't match)
+NO_SPACE = "no_space"  # the agent's state dir is full (ENOSPC): nothing was changed
 
-CODES = (NOT_FOUND, INVALID, CONFLICT, CORRUPT)
+CODES = (NOT_FOUND, INVALID, CONFLICT, CORRUPT, NO_SPACE)
 
 
 class RequestError(Exception):

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,10 @@ from typing import Any
 from nbmodal_wire import pb
 from nbmodal_wire.names import RUN_ID, new_run_id  # noqa: F401  (RUN_ID re-exported)
 from nbmodal_wire.pids import pid_alive
+from remote_agent import request_errors
+from remote_agent.output_limits import OUTPUT_LOG, OutputGate, append_rotating, output_cap_bytes, output_log_bytes
+from remote_agent.request_errors import RequestError
+from remote_agent.storage import disk_full, no_space_message
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,20 @@ FULL_RESULTS_LINGER_S = 60.0
 FLUSH_DELAY_S = 0.05
 # How often a run of a predecessor agent (during an upgrade) is re-read from disk.
 DISK_POLL_S = 0.2
+# Output events already there when a follower wakes are sent as one, up to this much (a flood then
+# costs the notebook a few large messages, not thousands of small ones; nothing waits to be merged).
+COALESCE_BYTES = 256 * 1024
+COALESCE_FROM = 8  # only a backlog of at least this many is joined: a few events pass as they were written
+# Bytes handed to the writer thread and not yet written, beyond which a container's output waits
+# (its socket stops being read, so its prints block): the agent's memory stays bounded on a slow disk.
+WRITER_BACKLOG_BYTES = 8 << 20
+FLUSH_NOW_BYTES = 1 << 20  # unwritten output beyond this goes to the writer at once
+# A new run is refused (ENOSPC named) while the state dir has less room than this.
+MIN_FREE_BYTES = 256 * 1024
+# With this much free, the check above is skipped for the next ROOMY_RECHECK_S (runs' records are
+# small: no burst of them fills this much that fast).
+ROOMY_BYTES = 256 << 20
+ROOMY_RECHECK_S = 0.25
 
 
 class Run:
@@ -50,12 +69,28 @@ class Run:
         self._full_finished: pb.RunEvent | None = None
         self._waiters: list[asyncio.Future] = []
         self._unwritten = bytearray()  # framed events not yet appended to events.log
+        self._unwritten_output = bytearray()  # raw output not yet appended to output.log (output_limits.py)
+        self._output_gate = OutputGate(output_cap_bytes())
         self._info_dirty = False
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._durable = False  # see the durable property
 
     @property
     def id(self) -> str:
         return self.info.run_id
+
+    @property
+    def durable(self) -> bool:
+        """Its container outlives this agent (remote_agent/supervision.py): each event is written before the
+        agent goes on, so a crash loses none that a follower saw (a short run's events wait 50 ms instead)."""
+        return self._durable
+
+    @durable.setter
+    def durable(self, durable: bool) -> None:
+        if durable and not self._durable:
+            self.flush()
+            _writer.submit(lambda: None).result()  # what was handed to the writer comes first in the log
+        self._durable = durable
 
     @property
     def done(self) -> bool:
@@ -68,19 +103,79 @@ class Run:
         self._record(event)
         return event
 
+    def emit_output(self, output: pb.Output) -> None:
+        """A chunk of output: kept in full in output.log, an event while under the run's cap."""
+        self._unwritten_output += output.data
+        if self._output_gate.admit(len(output.data)):
+            self.emit(output=output)
+        elif self._output_gate.left_out_chunks == 1:
+            self.emit(output=pb.Output(stream=pb.STDERR,
+                                       data=self._output_gate.first_marker(self.output_log_path).encode()))
+        if len(self._unwritten_output) >= FLUSH_NOW_BYTES:  # a flood: to the writer now, not in 50 ms
+            self.flush()
+        else:
+            self._schedule_flush()
+
+    @property
+    def output_log_path(self) -> Path:
+        """Where the run's whole output is (rotated: the older part in ``output.log.1``)."""
+        return self.dir / OUTPUT_LOG
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the run logs' writer is behind by more than it may be (a container's output should wait)."""
+        return _backlog.bytes + len(self._unwritten_output) > WRITER_BACKLOG_BYTES
+
+    async def drained(self) -> None:
+        """Wait until the writer has caught up by half of what it may be behind."""
+        self.flush()
+        while _backlog.bytes > WRITER_BACKLOG_BYTES // 2:
+            await asyncio.sleep(0.01)
+
     def set_state(self, state: pb.RunState) -> None:
         self.info.state = state
         if state == pb.RUNNING:
             self.info.started = time.time()
         self.save_info()
 
+    def request_input(self, request: pb.InputRequest) -> None:
+        """Its code reads stdin (a breakpoint's prompt): the run waits for a debugger until it is answered."""
+        if request.withdrawn:  # the read was interrupted (a cancel, the timeout): nothing waits any more
+            if self.info.input_request_seq and not self.done:
+                self.info.input_request_seq = 0
+                self.info.state = pb.RUNNING
+                self.save_info()
+            return
+        event = self.emit(input_request=request)
+        self.info.input_request_seq = event.seq
+        self.info.state = pb.WAITING_FOR_DEBUGGER
+        self.save_info()
+
+    def answer_input(self, request_seq: int, text: str, eof: bool) -> pb.InputAnswer:
+        """Take the answer to the InputRequest event ``request_seq``; raises RequestError when the run
+        isn't waiting for that one (it was answered by another client, withdrawn, or the run ended)."""
+        if self.done or not self.info.input_request_seq:
+            raise RequestError(f"run {self.id} is not waiting for input", request_errors.CONFLICT)
+        if request_seq != self.info.input_request_seq:
+            raise RequestError(f"run {self.id} is waiting for the input asked at event {self.info.input_request_seq}, "
+                               f"not {request_seq} (it was answered already)", request_errors.CONFLICT)
+        self.info.input_request_seq = 0
+        self.info.state = pb.RUNNING
+        self.save_info()
+        self.emit(input_answered=pb.InputAnswered(request_seq=request_seq, text=text, eof=eof))
+        return pb.InputAnswer(text=text, eof=eof)
+
     def finish(self, finished: pb.RunFinished) -> None:
         if self.done:
             return
+        self.info.input_request_seq = 0
         self.info.state = finished.state
         self.info.finished = time.time()
         if finished.HasField("error"):
             self.info.error = f"{finished.error.type_name}: {finished.error.message}"[:500]
+        if self._output_gate.left_out_bytes:
+            self.emit(output=pb.Output(stream=pb.STDERR,
+                                       data=self._output_gate.final_marker(self.output_log_path).encode()))
         full = pb.RunEvent(seq=len(self.events) + 1, time=time.time(), finished=finished)
         kept = full
         if not self.info.detach and full.ByteSize() > KEEP_RESULTS_UP_TO and self._waiters:
@@ -114,6 +209,9 @@ class Run:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
+        if self.durable:
+            self.flush()
+            return
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self.flush)
 
@@ -122,12 +220,18 @@ class Run:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._unwritten and not self._info_dirty:
+        if not self._unwritten and not self._info_dirty and not self._unwritten_output:
             return
         info = self.info.SerializeToString() if self._info_dirty else None
-        _writer.submit(_append_to_run_dir, self.dir, bytes(self._unwritten), info)
-        self._unwritten.clear()
+        # Handed over, not copied: a flood's buffers are large.
+        events, self._unwritten = self._unwritten, bytearray()
+        output, self._unwritten_output = self._unwritten_output, bytearray()
+        _backlog.add(len(events) + len(output))
         self._info_dirty = False
+        if self._durable:
+            _append_to_run_dir(self.dir, events, info, output)
+        else:
+            _writer.submit(_append_to_run_dir, self.dir, events, info, output)
 
     # -- following ---------------------------------------------------------
 
@@ -140,6 +244,8 @@ class Run:
                 if event.HasField("finished") and self._full_finished is not None:
                     event = self._full_finished
                 index += 1
+                if event.HasField("output"):
+                    event, index = self._coalesced(event, index)
                 yield event
             if self.done or not follow:
                 return
@@ -151,6 +257,22 @@ class Run:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
+
+    def _coalesced(self, first: pb.RunEvent, index: int) -> tuple[pb.RunEvent, int]:
+        """``first`` joined with the output events of its stream right after it (already here), and the
+        index after them; the joined event carries the last one's seq, so a follower resumes after it."""
+        end, size = index, len(first.output.data)
+        while end < len(self.events) and size < COALESCE_BYTES:
+            following = self.events[end]
+            if not following.HasField("output") or following.output.stream != first.output.stream:
+                break
+            size += len(following.output.data)
+            end += 1
+        if end - index + 1 < COALESCE_FROM:
+            return first, index
+        last = self.events[end - 1]
+        data = b"".join(event.output.data for event in self.events[index - 1: end])
+        return pb.RunEvent(seq=last.seq, time=last.time, output=pb.Output(stream=first.output.stream, data=data)), end
 
     def refresh_from_disk(self) -> None:
         """Re-read a run that another agent process is writing."""
@@ -164,11 +286,13 @@ class Run:
 class RunRegistry:
     """All runs this agent knows: live ones in memory, earlier ones on disk."""
 
-    def __init__(self, runs_dir: Path, keep: int = 500) -> None:
+    def __init__(self, runs_dir: Path, keep: int = 500, adopted: frozenset[str] = frozenset()) -> None:
         self.dir = runs_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self.adopted = adopted  # containers of an earlier agent taken back: their runs go on (supervision.py)
         self._runs: dict[str, Run] = {}
+        self._roomy_until = 0.0  # until then (monotonic) the state dir is known to have ROOMY_BYTES free
         self._load_earlier_runs()
 
     def create(self, request: pb.RunRequest) -> Run:
@@ -178,6 +302,7 @@ class RunRegistry:
             raise ValueError(f"run id {run_id!r} is not of the form r-1a2b3c4d")
         if run_id in self._runs:
             raise ValueError(f"run id {run_id} is already taken")
+        self._check_room()
         info = pb.RunInfo(run_id=run_id, state=pb.PENDING, kind=request.kind, label=request.label,
                           session=request.session, created=time.time(), detach=request.detach,
                           agent_pid=os.getpid())
@@ -187,6 +312,22 @@ class RunRegistry:
         self._runs[run_id] = run
         self._prune()
         return run
+
+    def _check_room(self) -> None:
+        """Refuse a run the state dir has no room to record (a statvfs: no file I/O on the hot path)."""
+        now = time.monotonic()
+        if now < self._roomy_until:  # plenty of room a moment ago: no statvfs for each of a burst of runs
+            return
+        try:
+            stat = os.statvfs(self.dir)
+        except OSError:
+            return
+        free = stat.f_bavail * stat.f_frsize
+        if free >= ROOMY_BYTES:
+            self._roomy_until = now + ROOMY_RECHECK_S
+        if free < MIN_FREE_BYTES:
+            raise RequestError(no_space_message(self.dir.parent, "no run can start until there is room "
+                                                                 "to record it"), request_errors.NO_SPACE)
 
     def get(self, run_id: str) -> Run | None:
         run = self._runs.get(run_id)
@@ -205,7 +346,8 @@ class RunRegistry:
                 info = pb.RunInfo.FromString(info_path.read_bytes())
             except (OSError, ValueError):
                 continue
-            if info.state not in FINAL_STATES and (info.agent_pid == os.getpid() or not pid_alive(info.agent_pid)):
+            if (info.state not in FINAL_STATES and info.container_id not in self.adopted
+                    and (info.agent_pid == os.getpid() or not pid_alive(info.agent_pid))):
                 # Its agent died with it; the container went with the agent.
                 info.state = pb.LOST
                 info.error = "the agent stopped while this run was in progress"
@@ -227,25 +369,91 @@ class RunRegistry:
         finished = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.info.created)
         for run in finished[: len(self._runs) - self.keep]:
             del self._runs[run.id]
-            _writer.submit(shutil.rmtree, run.dir, ignore_errors=True)
+            _writer.submit(_remove_run_dir, run.dir)
 
 
 # One thread does the run logs' file I/O, in order, off the event loop.
 _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-log-writer")
 
 
-def _append_to_run_dir(run_dir: Path, events: bytes, info: bytes | None) -> None:
+class _Backlog:
+    """Bytes handed to the writer thread and not written yet (read on the loop, changed on both sides)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+
+
+_backlog = _Backlog()
+_told_full: set[str] = set()  # runs whose log hit a full disk (warned once each)
+
+
+def _append_to_run_dir(run_dir: Path, events: bytes | bytearray, info: bytes | None,
+                       output: bytes | bytearray = b"") -> None:
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_dir(run_dir, events, info, output)
+    finally:
+        _backlog.add(-(len(events) + len(output)))
+
+
+def _write_run_dir(run_dir: Path, events: bytes | bytearray, info: bytes | None, output: bytes | bytearray) -> None:
+    # Raw os calls: Python's open() adds an fstat, an ioctl and lseeks per file, each a system call that
+    # hands the GIL to the event loop and back; a short run's two flushes cost half as many this way.
+    try:
+        try:
+            os.mkdir(run_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # the runs dir itself was removed
+            run_dir.mkdir(parents=True, exist_ok=True)
+        if output:
+            append_rotating(run_dir / OUTPUT_LOG, output, output_log_bytes())
         if events:
-            with open(run_dir / "events.log", "ab") as f:
-                f.write(events)
+            _write_file(f"{run_dir}/events.log", events, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         if info is not None:
-            tmp = run_dir / "info.pb.tmp"
-            tmp.write_bytes(info)
-            os.replace(tmp, run_dir / "info.pb")
+            _write_file(f"{run_dir}/info.pb.tmp", info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.replace(f"{run_dir}/info.pb.tmp", f"{run_dir}/info.pb")
+    except OSError as exc:
+        if not disk_full(exc):
+            log.exception("could not write the log of run %s", run_dir.name)
+        elif run_dir.name not in _told_full:  # once per run: a flood on a full disk must not flood the log
+            _told_full.add(run_dir.name)
+            log.warning("%s; run %s's log on disk is incomplete", no_space_message(run_dir.parent.parent,
+                                                                                "writes are failing"), run_dir.name)
+
+
+def _write_file(path: str, data: bytes | bytearray, flags: int) -> None:
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _remove_run_dir(run_dir: Path) -> None:
+    """A pruned run's directory: its files, then itself (shutil.rmtree for anything more)."""
+    try:
+        names = os.listdir(run_dir)
+    except FileNotFoundError:
+        return
     except OSError:
-        log.exception("could not write the log of run %s", run_dir.name)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    try:
+        for name in names:
+            try:
+                os.unlink(f"{run_dir}/{name}")
+            except FileNotFoundError:
+                pass
+        os.rmdir(run_dir)
+    except OSError:  # a subdirectory, or something it can't remove file by file
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def write_info(run_dir: Path, info: pb.RunInfo) -> None:

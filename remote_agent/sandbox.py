@@ -16,7 +16,7 @@ The host's filesystem is visible at the same paths, by this rule:
   GPU (/dev/nvidia*, /dev/dri) and RDMA nodes, /dev/shm and /tmp private
   tmpfs, /run a tmpfs with only name resolution's and the NVIDIA daemons'
   sockets bound back;
-* ``hidden`` directories (the agent's state) are empty tmpfs, and each
+* ``hidden`` directories (the agent's state, the agent user's ``~/.ssh``) are empty tmpfs, and each
   ``shown`` path is bound back at its own path (the blob dir, volumes, images).
 
 Without bubblewrap, a volume's path is made to work with a symlink to the
@@ -29,6 +29,7 @@ import functools
 import glob
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -49,15 +50,20 @@ _DEVICE_GLOBS = ("/dev/nvidia*", "/dev/dri", "/dev/infiniband")
 _RUN_KEPT = ("/run/systemd/resolve", "/run/resolvconf", "/run/nvidia-persistenced", "/run/nvidia-fabricmanager")
 
 
-def outer_argv(hidden: list[str], shown: list[tuple[str, bool]], host_tmp: bool = False) -> list[str]:
+def outer_argv(hidden: list[str], shown: list[tuple[str, bool]], host_tmp: bool = False,
+               network: bool = True) -> list[str]:
     """The bwrap command prefix (ending in ``--``) to run a worker or a zygote in the sandbox.
 
     ``hidden`` directories appear empty; each ``shown`` (path, writable) is then
     bound back at its own path, so a path under a hidden one can be shown.
     Shown paths must exist. With ``host_tmp`` the host's /tmp stays visible (else
-    it is a private tmpfs). See the module docstring for the rest of the view.
+    it is a private tmpfs). Without ``network`` it gets a network namespace of its
+    own with only a loopback (a Sandbox's ``block_network=True``). See the module
+    docstring for the rest of the view.
     """
     argv = ["bwrap", "--unshare-user", "--cap-add", "ALL"]  # caps only within its own user namespace
+    if not network:
+        argv.append("--unshare-net")
     for entry in sorted(os.listdir("/")):
         path = "/" + entry
         if entry in _MADE_TOP:
@@ -88,6 +94,20 @@ def outer_argv(hidden: list[str], shown: list[tuple[str, bool]], host_tmp: bool 
         if (not host_tmp and _within(path, "/tmp")) or any(_within(path, h) for h in hidden):
             argv += ["--ro-bind", path, path]
     return argv + ["--"]
+
+
+def credential_dirs() -> list[str]:
+    """The agent user's directories a container must not see (``~/.ssh``), hidden where they exist.
+
+    Both ``$HOME``'s and the password database's home count: an agent started with another HOME
+    still runs as the same user.
+    """
+    homes = {os.path.expanduser("~")}
+    try:
+        homes.add(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:  # a uid without a passwd entry (some containers)
+        pass
+    return sorted({os.path.realpath(os.path.join(home, ".ssh")) for home in homes if home})
 
 
 def _runtime_paths() -> list[str]:

@@ -19,15 +19,17 @@ import grpc
 
 from nbmodal_wire import PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, pb
 from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
-from remote_agent import request_errors, runs
+from remote_agent import container_exec, replica_calls, request_errors, runs
 from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
 from remote_agent.blobstore import BlobStore
 from remote_agent.hoststats import host_stats
 from remote_agent.images import ImageError, ImageNotFound
 from remote_agent.nested_waits import never_starts_while_callers_wait
+from remote_agent.request_decoding import decoding_errors_named
 from remote_agent.request_errors import RequestError
 from remote_agent.run_scopes import RunScopes, ScopeError
-from remote_agent.storage import StoreError
+from remote_agent.storage import StoreError, check_name
+from remote_agent.tunnels import TunnelRegistry
 from remote_agent.volume_transfer import VolumeTransfers
 
 _LIFECYCLE_OPS = (pb.CREATE, pb.LOOKUP, pb.DELETE, pb.LIST)
@@ -39,6 +41,8 @@ class AgentService(pb_grpc.AgentServicer):
         self.blobs = BlobStore(agent.blob_dir)
         self.volume_transfers = VolumeTransfers(agent.volumes, agent.in_io_thread)
         self.scopes = RunScopes()  # which runs a container's token reaches (nested calls)
+        # Ports served from containers (nbmodal.forward, web endpoints)
+        self.tunnels = TunnelRegistry(agent.runs, agent.pool.containers, self.scopes.callers)
 
     async def Hello(self, request: pb.HelloRequest, context) -> pb.HelloReply:
         return pb.HelloReply(protocol_version=PROTOCOL_VERSION, agent_version=__version__,
@@ -50,6 +54,18 @@ class AgentService(pb_grpc.AgentServicer):
         run = await self._submit(request, context, caller_waits=True)
         async for event in run.follow(after_seq=1):  # the client knows the id already
             yield event
+
+    async def RunStream(self, requests: AsyncIterator[pb.RunRequest], context) -> AsyncIterator[pb.RunEvent]:
+        # Run's answer to each request in turn, on one stream: a warm call costs a message each way,
+        # not a new call (nbmodal/_runtime/run_stream.py sends the next request after a `finished`).
+        async for request in requests:
+            run = await self._submit(request, context, caller_waits=True)
+            finished = False
+            async for event in run.follow(after_seq=1):
+                finished = event.HasField("finished")
+                yield event
+            if not finished:  # lost: end the stream, as Run's would end, so its client asks what happened
+                return
 
     async def Submit(self, request: pb.RunRequest, context) -> pb.RunInfo:
         return (await self._submit(request, context)).info
@@ -68,6 +84,8 @@ class AgentService(pb_grpc.AgentServicer):
                 # Its own nested calls inherit the same scope; the chain of callers is kept for the check above.
                 self.scopes.adopt(run.id, scope, caller.run.id if caller.run is not None else "")
             return run
+        except RequestError as exc:  # a call by name of an app or function that isn't deployed
+            await context.abort(_STATUS_FOR[exc.code], str(exc))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Draining as exc:
@@ -87,6 +105,20 @@ class AgentService(pb_grpc.AgentServicer):
             run = await self._scoped_run(request.run_id, context)
             self.agent.cancel(run, force=request.force)
             return run.info
+
+    async def InputAnswer(self, request: pb.InputAnswerRequest, context) -> pb.Empty:
+        async with _refusals_as_status(context):
+            run = await self._scoped_run(request.run_id, context)
+            self.agent.answer_input(run, request.request_seq, request.text, request.eof)
+            return pb.Empty()
+
+    async def ClusterStatus(self, request: pb.ClusterStatusRequest, context) -> pb.ClusterStatusReply:
+        return pb.ClusterStatusReply(members=self.agent.gangs.status(list(request.run_ids)))
+
+    async def ClusterGo(self, request: pb.ClusterGoRequest, context) -> pb.Empty:
+        async with _refusals_as_status(context):
+            self.agent.gangs.go(request.run_id, dict(request.env))
+            return pb.Empty()
 
     async def GetRun(self, request: pb.RunRef, context) -> pb.RunInfo:
         async with _refusals_as_status(context):
@@ -116,6 +148,66 @@ class AgentService(pb_grpc.AgentServicer):
                 raise RequestError(f"no container {request.container_id!r} on this agent", request_errors.NOT_FOUND)
             return pb.Empty()
 
+    async def ContainerExec(self, request_iterator, context) -> AsyncIterator[pb.ExecOutput]:
+        # The agent's token only: TokenInterceptor refuses container tokens (not in CONTAINER_METHODS).
+        async with _refusals_as_status(context):
+            async for output in container_exec.serve(self.agent.pool.containers, request_iterator.__aiter__(),
+                                                     self._secret_env):
+                yield output
+
+    def _secret_env(self, names: list[str]) -> dict[str, str]:
+        return self.agent.secrets.store.environment(pb.SecretSource(name=name) for name in names)
+
+    async def ContainerLogs(self, request: pb.ExecLogsRequest, context) -> AsyncIterator[pb.BlobChunk]:
+        async with _refusals_as_status(context):
+            path = container_exec.log_path(self.agent.pool.logs_dir, request.container_id)
+
+            def running() -> bool:
+                return any(c.id == request.container_id for c in self.agent.pool.containers())
+
+            async for data in container_exec.read_log(path, request.follow, running):
+                yield pb.BlobChunk(data=data)
+
+    # -- sandboxes (remote_agent/sandboxes.py); the agent's token only ----------
+
+    async def SandboxCreate(self, request: pb.SandboxCreateRequest, context) -> pb.SandboxInfo:
+        async with _refusals_as_status(context):
+            return await self.agent.sandboxes.create(request)
+
+    async def SandboxCall(self, request: pb.SandboxRequest, context) -> pb.SandboxReply:
+        async with _refusals_as_status(context):
+            sandboxes, op = self.agent.sandboxes, request.op
+            if op == pb.SANDBOX_GET:
+                return pb.SandboxReply(sandbox=sandboxes.get(request.sandbox_id).info())
+            if op == pb.SANDBOX_LIST:
+                return pb.SandboxReply(sandboxes=sandboxes.matching(request.app, dict(request.tags)))
+            if op == pb.SANDBOX_TERMINATE:
+                return pb.SandboxReply(sandbox=await sandboxes.terminate(request.sandbox_id))
+            if op == pb.SANDBOX_WAIT:
+                return pb.SandboxReply(sandbox=await sandboxes.wait(request.sandbox_id, request.timeout_s))
+            if op == pb.SANDBOX_SET_TAGS:
+                return pb.SandboxReply(sandbox=sandboxes.set_tags(request.sandbox_id, dict(request.tags)))
+            raise RequestError(f"unknown sandbox operation {op}")
+
+    async def SandboxExec(self, request_iterator, context) -> AsyncIterator[pb.ExecOutput]:
+        async with _refusals_as_status(context):
+            async for output in self.agent.sandboxes.exec(request_iterator.__aiter__()):
+                yield output
+
+    async def SandboxOutput(self, request: pb.SandboxOutputRequest, context) -> AsyncIterator[pb.BlobChunk]:
+        async with _refusals_as_status(context):
+            async for data in self.agent.sandboxes.output(request):
+                yield pb.BlobChunk(data=data)
+
+    async def SandboxStdin(self, request: pb.SandboxStdinRequest, context) -> pb.Empty:
+        async with _refusals_as_status(context):
+            self.agent.sandboxes.stdin(request)
+            return pb.Empty()
+
+    async def SandboxFile(self, request: pb.SandboxFileRequest, context) -> pb.SandboxFileReply:
+        async with _refusals_as_status(context):
+            return await self.agent.sandboxes.file(request)
+
     async def HostStats(self, request: pb.Empty, context) -> pb.HostStatsReply:
         return host_stats()
 
@@ -141,11 +233,21 @@ class AgentService(pb_grpc.AgentServicer):
 
     async def DictCall(self, request: pb.DictRequest, context) -> pb.DictReply:
         async with _refusals_as_status(context):
-            return await self._dict_op(request)
+            if request.op != pb.LIST:  # before any store or route reads the name as a file name
+                check_name("Dict", request.name)
+            relayed = await replica_calls.store_call(self.agent, "dict", request, context)  # home elsewhere
+            return relayed if relayed is not None else await self._dict_op(request)
 
     async def QueueCall(self, request: pb.QueueRequest, context) -> pb.QueueReply:
         async with _refusals_as_status(context):
-            return await self._queue_op(request)
+            if request.op != pb.LIST:
+                check_name("Queue", request.name)
+            relayed = await replica_calls.store_call(self.agent, "queue", request, context)  # home elsewhere
+            return relayed if relayed is not None else await self._queue_op(request)
+
+    async def ReplicaRoutes(self, request: pb.ReplicaRoutesRequest, context) -> pb.ReplicaRoutesReply:
+        async with _refusals_as_status(context):
+            return await replica_calls.update_routes(self.agent, request)
 
     async def _dict_op(self, request: pb.DictRequest) -> pb.DictReply:
         storage, op, name = self.agent.storage, request.op, request.name
@@ -157,6 +259,9 @@ class AgentService(pb_grpc.AgentServicer):
             await storage.call("dict_clear", name)
             return pb.DictReply()
         if op in (pb.GET, pb.POP, pb.CONTAINS):
+            if len(request.keys) != 1:
+                raise StoreError(request_errors.INVALID, f"a Dict {pb.StoreOp.Name(op)} takes one key, not "
+                                                         f"{len(request.keys)}")
             value = await storage.call("dict_pop" if op == pb.POP else "dict_get", name, request.keys[0])
             return pb.DictReply(found=value is not None, values=[value] if value is not None else [])
         if op == pb.PUT:
@@ -205,7 +310,10 @@ class AgentService(pb_grpc.AgentServicer):
 
     async def VolumeCall(self, request: pb.VolumeRequest, context) -> pb.VolumeReply:
         async with _refusals_as_status(context):
-            return await self._volume_op(request)
+            if request.op != pb.VOLUME_LIST:  # before versions, replicas or routes read it as a file name
+                check_name("volume", request.name)
+            served = await replica_calls.volume_call(self.agent, request, context)  # versions, replicas, homes
+            return served if served is not None else await self._volume_op(request)
 
     async def _volume_op(self, request: pb.VolumeRequest) -> pb.VolumeReply:
         volumes, io, op, name = self.agent.volumes, self.agent.in_io_thread, request.op, request.name
@@ -282,10 +390,64 @@ class AgentService(pb_grpc.AgentServicer):
             return pb.ImageReply(images=[pb.ImageInfo(image_id=image_id) for image_id in removed])
         raise ImageError(f"unknown image operation {request.op}")
 
+    # -- deployed apps (deployments.py, schedules.py) -------------------------
+
+    async def Deploy(self, request: pb.DeployRequest, context) -> pb.DeployReply:
+        async with _refusals_as_status(context):
+            return pb.DeployReply(app=self.agent.deployments.deploy(request))
+
+    async def AppCall(self, request: pb.AppRequest, context) -> pb.AppReply:
+        deployments = self.agent.deployments
+        if request.op not in (pb.APP_LOOKUP, pb.APP_LIST) and await self._caller_scope(context) is not None:
+            # A container may look deployed apps up (Function.from_name in its code); nothing more.
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "a container's token may only look deployed apps up, not stop them")
+        async with _refusals_as_status(context):
+            if request.op == pb.APP_LIST:
+                return pb.AppReply(apps=deployments.list_apps())
+            if request.op == pb.APP_LOOKUP:
+                if request.app not in deployments.apps:
+                    raise RequestError(deployments.not_deployed(request.app), request_errors.NOT_FOUND)
+                return pb.AppReply(apps=[deployments.info(request.app, with_definitions=True)])
+            if request.op == pb.APP_STOP:
+                return pb.AppReply(apps=[deployments.stop(request.app)])
+            if request.op == pb.APP_HISTORY:
+                if not deployments.known(request.app):
+                    raise RequestError(deployments.not_deployed(request.app), request_errors.NOT_FOUND)
+                return pb.AppReply(history=deployments.history(request.app))
+            raise RequestError(f"unknown app operation {request.op}")
+
+    async def AppLogs(self, request: pb.AppRequest, context) -> AsyncIterator[pb.AppLogLine]:
+        async with _refusals_as_status(context):
+            async for line in self.agent.deployments.logs(request.app, request.follow, context.done):
+                yield line
+
     async def PutImageFile(self, request_iterator, context) -> pb.LocalFile:
         sha256, size = await self.agent.images.receive_file((chunk.data async for chunk in request_iterator),
                                                             self.agent.in_io_thread)
         return pb.LocalFile(sha256=sha256, size=size)
+
+    # -- secrets ----------------------------------------------------------------
+
+    async def SecretCall(self, request: pb.SecretRequest, context) -> pb.SecretReply:
+        """Named secrets: create, list (names, keys, creation times), delete; values never come back."""
+        async with _refusals_as_status(context):
+            store, io = self.agent.secrets.store, self.agent.in_io_thread
+            if request.op == pb.SECRET_CREATE:
+                info, replaced = await io(store.create, request.name, dict(request.values), request.force)
+                return pb.SecretReply(secrets=[info], replaced=replaced)
+            if request.op == pb.SECRET_LIST:
+                return pb.SecretReply(secrets=await io(store.list))
+            if request.op == pb.SECRET_DELETE:
+                await io(store.delete, request.name)
+                return pb.SecretReply()
+            raise RequestError(f"unknown secret operation {request.op}", request_errors.INVALID)
+
+    # -- tunnels: ports served from containers -----------------------------------
+
+    async def TunnelCall(self, request: pb.TunnelRequest, context) -> pb.TunnelReply:
+        async with _refusals_as_status(context):
+            return self.tunnels.call(request, self._calling_container(context))
 
     def _run(self, run_id: str) -> runs.Run:
         run = self.agent.runs.get(run_id)
@@ -349,6 +511,7 @@ _STATUS_FOR = {
     request_errors.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     request_errors.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
     request_errors.CORRUPT: grpc.StatusCode.DATA_LOSS,
+    request_errors.NO_SPACE: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -365,8 +528,8 @@ async def _refusals_as_status(context) -> AsyncIterator[None]:
 # calls: the run calls check the scope, run_scopes.py); never listings of runs, sessions or containers.
 CONTAINER_METHODS = frozenset(f"/nbmodal.agent.v1.Agent/{name}" for name in (
     "Hello", "DictCall", "QueueCall", "VolumeCall", "VolumeUpload", "VolumeDownload",
-    "Run", "Submit", "Attach", "Cancel", "GetRun", "PutBlob", "GetBlob",
-    "BuildImage", "PutImageFile", "ImageCall"))
+    "Run", "Submit", "Attach", "Cancel", "GetRun", "InputAnswer", "PutBlob", "GetBlob",
+    "BuildImage", "PutImageFile", "ImageCall", "AppCall", "TunnelCall"))
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
@@ -382,7 +545,9 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             if key == TOKEN_METADATA_KEY:
                 if hmac.compare_digest(value.encode(), self._token) or (
                         handler_call_details.method in CONTAINER_METHODS and value in self._container_tokens):
-                    return await continuation(handler_call_details)
+                    # A request that doesn't parse: INVALID_ARGUMENT naming the RPC, not gRPC's UNKNOWN.
+                    return decoding_errors_named(await continuation(handler_call_details),
+                                                 handler_call_details.method)
                 break
         handler = await continuation(handler_call_details)
         return _refusing(handler)
@@ -403,8 +568,12 @@ def _refusing(handler: grpc.RpcMethodHandler | None):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSAL)
         yield  # pragma: no cover - makes this an async generator
 
-    serializers = dict(request_deserializer=handler.request_deserializer,
-                       response_serializer=handler.response_serializer)
+    # Raw bytes: nothing a caller without the token sends is parsed (garbage is refused for the token too).
+    serializers = dict(request_deserializer=None, response_serializer=handler.response_serializer)
+    if handler.request_streaming and handler.response_streaming:  # ContainerExec
+        return grpc.stream_stream_rpc_method_handler(refuse_stream, **serializers)
+    if handler.request_streaming:  # PutBlob, uploads
+        return grpc.stream_unary_rpc_method_handler(refuse_unary, **serializers)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(refuse_stream, **serializers)
     return grpc.unary_unary_rpc_method_handler(refuse_unary, **serializers)

@@ -14,6 +14,7 @@ The launcher built on these is remote_agent/launchers/slurm.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "slurm.json"
 POLL_S = 1.0
+DEFAULT_COMMAND_TIMEOUT_S = 30.0  # one Slurm command; a slurmctld that went away never answers
 # Pending reasons that mean the job can never start as asked: fail at once with Slurm's words.
 HOPELESS_REASONS = ("PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
                     "AccountNotAllowed", "QOSMaxWallDurationPerJobLimit", "PartitionDown", "ReqNodeNotAvail",
@@ -171,7 +173,7 @@ class SlurmJob:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**env, **config.env})
-        out, err = await process.communicate(script.encode())
+        out, err = await _communicate(process, argv, script.encode())
         if process.returncode != 0:
             raise SlurmError(f"sbatch refused the job: {err.decode(errors='replace').strip() or out.decode().strip()}")
         job_id = out.decode().strip().split(";")[0]
@@ -214,11 +216,19 @@ class SlurmJob:
         argv = ["scancel", self.job_id]
         if signum is not None:  # to the job's process (the batch script execs the worker)
             argv[1:1] = [f"--signal={signal.Signals(signum).name.removeprefix('SIG')}", "--batch"]
-        await _output(argv, self.config)
+        try:
+            await _output(argv, self.config)
+        except SlurmError as exc:  # a cancel is best effort: the job's walltime still ends it
+            log.warning("job %s may still be queued or running: %s", self.job_id, exc)
 
     async def wait(self) -> int:
         while self.returncode is None:
-            state, reason = await self.state()
+            try:
+                state, reason = await self.state()
+            except SlurmError as exc:  # Slurm doesn't answer now: the job is where it was, ask again
+                log.warning("job %s: %s", self.job_id, exc)
+                await asyncio.sleep(POLL_S)
+                continue
             if state in ENDED or state == "GONE":
                 self.final_state, self.reason = state, reason
                 self.returncode = 0 if state == "COMPLETED" else 1
@@ -263,6 +273,35 @@ def parse_gres(text: str) -> list[tuple[str, int]]:
 async def _output(argv: list[str], config: SlurmConfig) -> str:
     process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT, env=config.command_env())
-    out, _ = await process.communicate()
+    out, _ = await _communicate(process, argv)
     return out.decode(errors="replace")
+
+
+async def _communicate(process: asyncio.subprocess.Process, argv: list[str],
+                       stdin: bytes | None = None) -> tuple[bytes, bytes]:
+    """A Slurm command's output, or SlurmError once it has taken ``command_timeout_s()``.
+
+    A command that never answers (slurmctld gone, a hung NFS mount) must not hold the agent: it is
+    killed at the timeout, and when the caller is cancelled (the agent stopping).
+    """
+    timeout = command_timeout_s()
+    try:
+        return await asyncio.wait_for(process.communicate(stdin), timeout)
+    except asyncio.TimeoutError:
+        raise SlurmError(f"`{shlex.join(argv[:3])} …` did not answer within {timeout:g} s; is slurmctld "
+                         f"reachable from this host? (NBMODAL_SLURM_COMMAND_TIMEOUT sets the limit)") from None
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(process.wait())
+
+
+def command_timeout_s() -> float:
+    """How long one sbatch/squeue/scancel/scontrol/sinfo may take (``NBMODAL_SLURM_COMMAND_TIMEOUT``, s)."""
+    try:
+        return max(1.0, float(os.environ.get("NBMODAL_SLURM_COMMAND_TIMEOUT", DEFAULT_COMMAND_TIMEOUT_S)))
+    except ValueError:
+        return DEFAULT_COMMAND_TIMEOUT_S
 

@@ -10,12 +10,14 @@ wait on the event loop, woken by the operations that change their queue.
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nbmodal_wire import names
+from remote_agent import request_errors
 from remote_agent.request_errors import RequestError
 
 DICT_KEY_MAX = 64 * 1024
@@ -186,6 +188,19 @@ class Storage:
         return _Transaction(self.db)
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error is a full disk: ENOSPC from the OS, SQLITE_FULL from SQLite."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
+def no_space_message(state_dir: Path, what_happened: str) -> str:
+    """The words for a full state dir: ENOSPC named, where, and what to do."""
+    return (f"the agent's state dir {state_dir} is full (ENOSPC: no space left on device); {what_happened}. "
+            f"Free space there (old runs: runs/, images: `nbmodal image rm`, volumes) and try again")
+
+
 def _check_partition(partition: str) -> None:
     if partition and not names.NAME.fullmatch(partition):
         raise StoreError("invalid", f"queue partition {partition!r} is not allowed: use {names.NAME_RULE}")
@@ -204,7 +219,8 @@ class _Transaction:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
-        if self._owner:
+        # SQLite may have rolled a failed transaction back itself (SQLITE_FULL does): nothing to end then.
+        if self._owner and (not kind or self.db.in_transaction):
             self.db.execute("ROLLBACK" if kind else "COMMIT")
 
 
@@ -212,13 +228,24 @@ class AsyncStorage:
     """The store as the agent's event loop uses it: one storage thread, and queue waiters."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
         self.store = self._thread.submit(Storage, path).result()
         self._changed: dict[str, list[asyncio.Future]] = {}
 
     async def call(self, method: str, *args):
-        """Run one ``Storage`` method on the storage thread (use the methods below for queue changes)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, getattr(self.store, method), *args)
+        """Run one ``Storage`` method on the storage thread (use the methods below for queue changes).
+
+        A full disk refuses the change (StoreError ``no_space``); SQLite rolled it back, so the
+        database is as it was, and the same call works once there is room again.
+        """
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, getattr(self.store, method), *args)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            message = no_space_message(self.path.parent, "nothing was changed")
+            raise StoreError(request_errors.NO_SPACE, message) from None
 
     async def delete(self, kind: str, name: str) -> None:
         await self.call("delete", kind, name)

@@ -6,7 +6,8 @@ at), every chunk carries data. The data is appended to the volume's partial
 file for that content (``VolumeStore.partial_path``), so an upload that was
 cut off resumes where it stopped: the client learns the offset from
 ``VolumeStore.stat_for_upload``. Once the content's SHA-256 matches, the file
-is renamed into place; a half-written file is never visible.
+is renamed into place; a half-written file is never visible. A *staged* upload (a replica's
+commit, ``replicas.py``) stays there, by content, until the home applies the commit.
 
 A download (VolumeDownload) streams the file from an offset and ends with a
 chunk naming the file, its size and the SHA-256 of its whole content, which
@@ -60,6 +61,8 @@ class VolumeTransfers:
             partial.unlink(missing_ok=True)
             raise StoreError(CORRUPT, f"checksum mismatch for {meta.path!r}: sent {meta.sha256}, "
                                       f"got {digest.hexdigest()}")
+        if meta.stage:  # a replica's commit: kept by content until its VOLUME_APPLY puts it in place
+            return pb.VolumeFile(name=meta.name, path=meta.path, size=meta.size, sha256=meta.sha256, stage=True)
         real = await io(volumes.finish_upload, meta.name, meta.path, partial)
         volumes.remember_checksum(real, meta.sha256)
         return pb.VolumeFile(name=meta.name, path=meta.path, size=real.stat().st_size, sha256=meta.sha256)

@@ -108,6 +108,11 @@ class WarmPool:
             self._standing[spec_key(spec)] = spec
             self.keep_minimums()
 
+    def forget_spec(self, spec: pb.ContainerSpec) -> None:
+        """No more standing containers for a spec (its deployed app stopped or changed); idle ones retire
+        with their scale-down window as any other's do."""
+        self._standing.pop(spec_key(spec), None)
+
     def keep_minimums(self) -> None:
         """Start containers for specs below min_containers, or (in use) short of their idle buffer."""
         for key, spec in self._standing.items():

@@ -87,18 +87,21 @@ def test_agent_never_imports_ipython_or_jupyter():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_agent_killed_mid_run_fails_the_cell_clearly_and_the_next_cell_starts_a_new_one(tmp_path, nbmodal_home):
+def test_agent_killed_mid_run_with_its_container_fails_the_cell_clearly_and_a_new_agent_runs_the_next(
+        tmp_path, nbmodal_home):
+    # A container that outlives its agent keeps its run (tests/test_survive_agent.py); one that dies too doesn't.
     with kernel(tmp_path) as k:
         first = k.execute("%%remote\nprint('up')")
         assert first["error"] is None, first
         agent_pid = read_agent_json(nbmodal_home / "agent").pid
-        msg_id = k.start("%%remote\nimport time\nprint('working', flush=True)\ntime.sleep(60)")
-        k.collect(msg_id, timeout=30, until="working")
+        msg_id = k.start("%%remote\nimport os, time\nprint('working', os.getpid(), 'pid', flush=True)\ntime.sleep(60)")
+        worker_pid = int(k.collect(msg_id, timeout=30, until=" pid")["stdout"].split()[-2])
         os.kill(agent_pid, signal.SIGKILL)
+        os.kill(worker_pid, signal.SIGKILL)
         result = k.collect(msg_id, timeout=30)
-        assert result["error"]["ename"] == "AgentLostError", result
-        assert "lost the connection to the local agent" in result["error"]["evalue"]
-        assert "Run the cell again to start a new agent" in result["error"]["evalue"]
+        assert result["error"]["ename"] == "RunLostError", result
+        assert f"the agent on local stopped (pid {agent_pid})" in result["error"]["evalue"]
+        assert "a new agent is running there now, so the next cell will work" in result["error"]["evalue"]
         again = k.execute("%%remote\nprint('up again')")
         assert again["error"] is None, again
         assert read_agent_json(nbmodal_home / "agent").pid != agent_pid

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +57,31 @@ def test_runs_are_on_the_host(alpha_home, ssh_hosts):
     rows = [line.split() for line in listed.stdout.splitlines()[1:]]
     assert rows and all(row[1] == ssh_hosts.alpha.name for row in rows), listed.stdout
     assert any(row[2] == "SUCCEEDED" for row in rows), listed.stdout
+
+
+def test_a_breakpoint_on_an_ssh_host_is_debugged_from_the_terminal(alpha_home, ssh_hosts, tmp_path):
+    """pdb in a function running on alpha: its prompt is answered on this terminal (the run's stdin)."""
+    script = tmp_path / "debug_me.py"
+    script.write_text(textwrap.dedent("""
+        import nbmodal as modal
+
+        app = modal.App("debug-on-ssh")
+
+        @app.function()
+        def f(x):
+            y = x + 1
+            breakpoint()
+            return y * 2
+
+        @app.local_entrypoint()
+        def main():
+            print("result", f.remote(20))
+    """))
+    done = subprocess.run([sys.executable, "-m", "nbmodal.cli", "run", "--host", ssh_hosts.alpha.name, str(script)],
+                          input="p y\nn\nc\n", capture_output=True, text=True, timeout=PROGRAM_TIMEOUT_S,
+                          env={**os.environ, "NBMODAL_HOME": str(alpha_home)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Where it stopped (its line too: the script's text came with the call), `p y`, then `n` returning
+    # from f; `c` lets the call return to this terminal.
+    assert "debug_me.py(10)f()\n-> return y * 2\n(Pdb) 21\n(Pdb) --Return--\n" in done.stdout, done.stdout
+    assert "result 42" in done.stdout

@@ -13,6 +13,7 @@ import nbmodal.cli
 from nbmodal._cli import build_parser
 from nbmodal._remote_options import REMOTE_OPTIONS, options_help, parse_cell_options
 from nbmodal.remote_cell import CellOptions
+from nbmodal_wire import pb
 
 pytestmark = pytest.mark.unit
 
@@ -31,11 +32,18 @@ SAMPLES = {
     "timeout": ("30s", 30.0),
     "grace": ("2.5", 2.5),
     "max_result": ("64MiB", 64 * 1024 * 1024),
+    "secrets": ("hf,wandb", (pb.SecretSource(name="hf"), pb.SecretSource(name="wandb"))),
+    "nodes": ("2", 2),
+    "procs_per_node": ("8", 8),
 }
 
 # Every spelling the README and the tests use; each must keep parsing.
 SPELLINGS = [
     ["run", "nb.ipynb"], ["run", "nb.ipynb", "-o", "out.ipynb", "--timeout", "60"],
+    ["run", "--detach", "app.py::main", "--n", "3"], ["run", "app.py", "--detach"],
+    ["secret", "create", "hf", "HF_TOKEN=x", "--from-dotenv", ".env", "--force"],
+    ["secret", "create", "hf", "A=1", "--all-hosts"], ["secret", "list"], ["secret", "ls", "--host", "gpu1"],
+    ["secret", "delete", "hf", "--host", "gpu1"],
     ["agent", "start"], ["agent", "stop"], ["agent", "status"],
     ["host", "add", "gpu1", "alice@gpu1.lab"],
     ["host", "add", "gpu2", "gpu2", "--ssh-config", "cfg", "--python", "/opt/py", "--accept-new-host-key",

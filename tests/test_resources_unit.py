@@ -324,8 +324,9 @@ def test_the_agent_delegates_only_a_cgroup_it_has_to_itself(tmp_path):
     parent, cpu, reason = delegate_cgroup(own, 4242)
     assert parent == own / "nbmodal-containers-4242" and reason == ""
     assert (own / "nbmodal-agent-4242" / "cgroup.procs").read_text() == "4242"  # it moved into a leaf
-    assert (own / "cgroup.subtree_control").read_text() == "+memory +cpu"
-    assert cpu and (parent / "cgroup.subtree_control").read_text() == "+memory +cpu"
+    # pids too: containers' process limits live in the same cgroups (remote_agent/process_limits.py).
+    assert (own / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    assert cpu and (parent / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
     assert not (parent / "probe").exists()  # the probe that tried memory.max is gone
 
 
@@ -348,6 +349,9 @@ def test_own_cgroup_reads_cgroup_v2_from_proc(tmp_path):
 class _ProcessOverItsLimit:
     def memory_limit_exceeded(self):
         return MemoryLimitExceeded(128, 431)
+
+    def process_limit_exceeded(self):
+        return None
 
 
 def test_a_container_ended_for_its_limit_fails_the_run_with_limit_and_peak():

@@ -83,9 +83,10 @@ def test_volumes_dicts_queues_and_containers(server, agent_address, tmp_path):
     nbmodal.Queue.from_name("sidebar-queue", create_if_missing=True).put_many([1, 2, 3])
 
     view = get_json(server, "overview")
-    assert {"host": "local", "name": "sidebar-dict", "length": 1} in view["dicts"]
-    assert {"host": "local", "name": "sidebar-queue", "length": 3} in view["queues"]
-    assert any(v["name"] == "sidebar-vol" and v["size"] > 0 for v in view["volumes"])
+    assert {"host": "local", "name": "sidebar-dict", "length": 1, "home": "local"} in view["dicts"]
+    assert {"host": "local", "name": "sidebar-queue", "length": 3, "home": "local"} in view["queues"]
+    assert any(v["name"] == "sidebar-vol" and v["size"] > 0 and v["role"] == "home" and v["version"] >= 1
+               for v in view["volumes"])  # batch_upload committed a version
 
     [directory] = get_json(server, "volumes/local/sidebar-vol?path=/")["entries"]
     assert (directory["path"], directory["type"]) == ("/ckpt", "dir")  # the sidebar's word: it opens, not downloads

@@ -72,6 +72,8 @@ def test_the_sidebar_follows_stops_a_run_and_browses_a_volume(lab, tmp_path):
 
             volume = panel.locator('[data-volume="sidebar-ui"]')
             volume.wait_for(timeout=30_000)
+            # Its committed version at its home (issue 18): the upload was version 1.
+            expect(volume.locator(".nbmodal-volume-copies")).to_have_attribute("data-version", "1")
             volume.click()
             expect(panel.locator('[data-path="/hello.txt"]')).to_be_visible(timeout=30_000)
 

@@ -108,7 +108,7 @@ def test_the_sidebars_state_unions_are_the_wires_states():
 def test_the_sidebars_final_run_states_are_run_states():
     final = re.search(r"FINAL_RUN_STATES[^=]*= new Set\(\[(.*?)\]\)", TYPES_TS.read_text(), re.S)
     assert final is not None, "types.ts no longer has FINAL_RUN_STATES"
-    assert set(re.findall(r"'([^']*)'", final.group(1))) == UNIONS["RunState"] - {"PENDING", "RUNNING"}
+    assert set(re.findall(r"'([^']*)'", final.group(1))) == UNIONS["RunState"] - {"PENDING", "RUNNING", "WAITING_FOR_DEBUGGER"}
 
 
 # -- one function per row -----------------------------------------------------------
@@ -154,6 +154,10 @@ def test_volume_and_store_rows():
     store = pb.StoreInfo(name="ckpt", length=1234, created=NOW)
     check_shape(dashboard.volume_row("h", store), "VolumeInfo")
     check_shape(dashboard.store_row("h", store), "CollectionInfo")
+    replica = pb.StoreInfo(name="ckpt", length=10, role="replica", home="h", version=3, pending=True)
+    merged = dashboard.merge_volume_copies([dashboard.volume_row("h", store), dashboard.volume_row("g", replica)])
+    assert len(merged) == 1 and merged[0]["replicas"] == [{"host": "g", "version": 3, "pending": True}]
+    check_shape(merged[0], "VolumeInfo")
 
 
 @pytest.mark.parametrize("state", [s for s in pb.ImageState.values() if s])

@@ -474,8 +474,8 @@ def test_dicts_and_queues_live_on_a_host_and_work_inside_its_containers(configur
 
     assert work.remote() == 3
     assert dict(results.items()) == {1: 1, 2: 4, 3: 9}
-    with pytest.raises(nbmodal.NotFoundError):
-        nbmodal.Dict.from_name("sweep", host="beta")  # each host has its own
+    # One store per name, on its home host: beta keeps no store of its own (issue 18).
+    assert "sweep" not in [s.name for s in connections.get_client("beta").dict_call(pb.DictRequest(op=pb.LIST)).stores]
 
 
 def test_a_map_fans_out_across_both_hosts(configured):

@@ -5,7 +5,7 @@ import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 
 import * as api from './api';
 import { showImageLog } from './imagelog';
-import type { ImageInfo } from './types';
+import type { ContainerInfo, ImageInfo } from './types';
 
 export interface SidebarActions {
   openRunLog(host: string, runId: string): void;
@@ -17,6 +17,10 @@ export interface SidebarActions {
   /** Asks first; true when the path was deleted. */
   deleteVolumePath(host: string, volume: string, path: string): Promise<boolean>;
   downloadVolumeFile(host: string, volume: string, path: string): Promise<void>;
+  /** Opens a served endpoint's page in a JupyterLab tab (set by the plugin: it needs the shell). */
+  openEndpoint?(url: string, title: string): void;
+  /** Opens a JupyterLab terminal with a shell in the container (set by the plugin: it needs the commands). */
+  openTerminal?(container: ContainerInfo): void;
 }
 
 /** Asks the user; true when they confirmed. */

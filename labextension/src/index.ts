@@ -5,10 +5,13 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { MainAreaWidget } from '@jupyterlab/apputils';
+import { MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { createActions } from './actions';
+import { errorMessage } from './api';
+import { openEndpointTab } from './endpointtab';
+import { openTerminalWith } from './terminal';
 import { createRunLogWidget, logWidgetId, RunLogView } from './logview';
 import { SidebarModel } from './model';
 import { installRunLinkHandler, REVEAL_RUN } from './reveal';
@@ -66,6 +69,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     const actions = createActions(openRunLog, () => void model.refresh());
+    actions.openEndpoint = (url, title) => openEndpointTab(app.shell, url, title);
+    actions.openTerminal = container =>
+      void openTerminalWith(app.commands, container.shell_command).catch(error =>
+        Notification.error(`Opening a terminal in ${container.container_id}: ${errorMessage(error)}`, {
+          autoClose: 8000
+        })
+      );
     const sidebar = new SidebarWidget(model, actions);
     app.shell.add(sidebar, 'left', { rank: 750 });
     restorer?.add(sidebar, sidebar.id);

@@ -4,7 +4,9 @@ import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 
 import { ActionsContext, SidebarActions } from './actions';
+import { AppsSection } from './components/AppsSection';
 import { ContainersSection } from './components/ContainersSection';
+import { EndpointsSection } from './components/EndpointsSection';
 import { CollectionsSection } from './components/CollectionsSection';
 import { GpusSection } from './components/GpusSection';
 import { HostsSection } from './components/HostsSection';
@@ -57,6 +59,8 @@ function Sidebar({ model }: { model: SidebarModel }): JSX.Element {
           <HostsSection hosts={overview.hosts} />
           <GpusSection gpus={overview.gpus} history={state.gpuHistory} />
           <ContainersSection containers={overview.containers} now={overview.time} />
+          <EndpointsSection endpoints={overview.endpoints ?? []} />
+          <AppsSection apps={overview.apps ?? []} now={overview.time} />
           <RunsSection runs={overview.runs} revealed={revealed} />
           <VolumesSection volumes={overview.volumes} />
           <CollectionsSection kind="dicts" items={overview.dicts} />

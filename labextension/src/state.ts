@@ -48,7 +48,9 @@ export function filterByHosts(overview: Overview, hostsShown: readonly string[])
     volumes: keep(overview.volumes),
     dicts: keep(overview.dicts),
     queues: keep(overview.queues),
-    images: keep(overview.images)
+    images: keep(overview.images),
+    endpoints: keep(overview.endpoints),
+    apps: keep(overview.apps)
   };
 }
 
@@ -147,6 +149,8 @@ export function mergeOverview(
     volumes: reuseRows(old?.volumes, filtered.volumes ?? [], v => `${v.host}/${v.name}`),
     dicts: reuseRows(old?.dicts, filtered.dicts ?? [], d => `${d.host}/${d.name}`),
     queues: reuseRows(old?.queues, filtered.queues ?? [], q => `${q.host}/${q.name}`),
+    endpoints: reuseRows(old?.endpoints, filtered.endpoints ?? [], e => `${e.host}/${e.tunnel_id}`),
+    apps: reuseRows(old?.apps, filtered.apps ?? [], a => `${a.host}/${a.name}`),
     images: reuseRows(old?.images, filtered.images ?? [], i => `${i.host}/${i.image_id}`)
   };
   return {

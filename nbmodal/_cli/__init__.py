@@ -16,10 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nbmodal._cli import agent, containers, gpus, hosts, image, notebook, runs, sessions, stores, volume
+from nbmodal._cli import agent, apps, containers, gpus, hosts, image, notebook, runs, secrets, sessions, stores, volume
+from nbmodal._cli import forward as forward_verb  # nbmodal forward: a container's port here
 from nbmodal.output import OutputSink
 
-_RESOURCES = (notebook, agent, hosts, runs, sessions, containers, gpus, volume, image, stores)
+_RESOURCES: tuple[Any, ...] = (notebook, agent, hosts, runs, sessions, containers, gpus, volume, image, stores, secrets,
+                               apps)
+_RESOURCES += (forward_verb,)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The embedded local agent: ``agent start|stop|status``."""
+"""The embedded local agent: ``agent start|stop|restart|status``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     agent = commands.add_parser("agent", help="the embedded local agent")
     agent.add_argument("action", nargs="?", default="status", choices=sorted(_ACTIONS),
                        help="(default: status)")
+    agent.add_argument("--force", action="store_true",
+                       help="stop: kill the agent at once (SIGKILL), e.g. one stuck holding its state dir")
     agent.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
+    if args.action == "stop":
+        console.echo(agent_stop(force=args.force))
+        return
     console.echo(_ACTIONS[args.action]())
 
 
@@ -39,10 +44,18 @@ def agent_start() -> str:
     return f"agent running: pid {address.pid}, 127.0.0.1:{address.port}, state {address.state_dir}"
 
 
-def agent_stop() -> str:
+def agent_restart() -> str:
+    """Restart the local agent; the runs in flight keep running and the new agent takes them back."""
     forget(LOCAL)
-    address = local_agent.stop_local_agent()
-    return "no agent was running" if address is None else f"agent (pid {address.pid}) stopped"
+    old, address = local_agent.restart_local_agent()
+    was = f"agent (pid {old}) restarted" if old is not None else "no agent was running; started one"
+    return f"{was}: pid {address.pid}, 127.0.0.1:{address.port}; runs in flight keep running"
 
 
-_ACTIONS = {"start": agent_start, "stop": agent_stop, "status": agent_status}
+def agent_stop(force: bool = False) -> str:
+    forget(LOCAL)
+    pid = local_agent.stop_local_agent(force=force)
+    return "no agent was running" if pid is None else f"agent (pid {pid}) {'killed' if force else 'stopped'}"
+
+
+_ACTIONS = {"start": agent_start, "stop": agent_stop, "status": agent_status, "restart": agent_restart}

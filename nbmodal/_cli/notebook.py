@@ -25,6 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                                                  "(default: none)")
     run.add_argument("--host", default=None, help="a program: run its functions on this configured host "
                                                   "(those without a host= of their own)")
+    run.add_argument("--detach", action="store_true",
+                     help="a program: its runs go on after it ends or is interrupted (Modal's `modal run --detach`); "
+                          "without it, runs it spawned that are still going when it ends are stopped")
     run.add_argument("args", nargs=argparse.REMAINDER, help="a program: its entrypoint's options (--n 5)")
     run.set_defaults(handler=_run)
 
@@ -36,7 +39,9 @@ def _run(args: argparse.Namespace, console: Console) -> None:
 
         if args.output is not None or args.timeout is not None:
             raise ValueError("-o and --timeout are for notebooks; a program takes its own options after FILE.py")
-        console.exit_code = run_script(args.target, list(args.args), host=args.host)
+        if args.args[:1] == ["--detach"]:  # also right after FILE.py, before the program's own options
+            args.detach, args.args = True, args.args[1:]
+        console.exit_code = run_script(args.target, list(args.args), host=args.host, detach=args.detach)
         return
     notebook_args = _notebook_options(args)
     # Imported here: nbclient and jupyter_client are slow to load and only notebooks need them.
@@ -52,6 +57,8 @@ def _notebook_options(args: argparse.Namespace) -> argparse.Namespace:
     """A notebook's -o/--timeout, also where they follow its path (``run nb.ipynb -o out.ipynb``)."""
     if args.host is not None:
         raise ValueError("--host is for programs (FILE.py); a notebook picks hosts in its cells")
+    if args.detach:
+        raise ValueError("--detach is for programs (FILE.py); a notebook detaches cells with %%remote --detach")
     trailing = argparse.ArgumentParser(prog=f"nbmodal run {args.target}", add_help=False)
     trailing.add_argument("-o", "--output", type=Path, default=args.output)
     trailing.add_argument("--timeout", type=float, default=args.timeout)

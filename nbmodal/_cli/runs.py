@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from nbmodal._cli.common import HOST_HELP, reachable, table
 from nbmodal._runtime.connection import locate_run
 from nbmodal._runtime.execution import RunFollower
+from nbmodal._runtime.stdin_answers import StdinAnswers
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S
 from nbmodal.output import OutputSink
@@ -30,7 +31,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following until the run ends")
     logs.set_defaults(handler=_logs)
 
-    attach_parser = commands.add_parser("attach", help="replay a run's output from the start and follow it to the end")
+    attach_parser = commands.add_parser("attach", help="replay a run's output from the start and follow it to the end, "
+                                                 "answering its debugger (breakpoint()) here")
     attach_parser.add_argument("run_id")
     attach_parser.set_defaults(handler=_attach)
 
@@ -85,7 +87,8 @@ def attach(run_id: str, sink: OutputSink, shell: Any = None) -> Any:
     """
     from nbmodal.remote_cell import apply_cell_result
 
-    follower = RunFollower(locate_run(run_id), sink, DEFAULT_CANCEL_GRACE_S)
+    # Attached, it is the run's debugger: a breakpoint's prompt is answered here (the terminal, or the notebook).
+    follower = RunFollower(locate_run(run_id), sink, DEFAULT_CANCEL_GRACE_S, answer_input=StdinAnswers())
     client = follower.client
     info = client.get_run(run_id)
     finished = follower.attach(run_id)
@@ -110,5 +113,6 @@ def stop(target: str, force: bool = False) -> str:
 
         return stop_session(target)
     info = locate_run(target).client().cancel(target, force=force)
-    outcome = "stop requested" if info.state in (pb.PENDING, pb.RUNNING) else pb.RunState.Name(info.state)
+    outcome = ("stop requested" if info.state in (pb.PENDING, pb.RUNNING, pb.WAITING_FOR_DEBUGGER)
+               else pb.RunState.Name(info.state))
     return f"run {target}: {outcome}"

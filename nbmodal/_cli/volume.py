@@ -1,4 +1,4 @@
-"""Volumes: ``volume create|list|ls|put|get|rm|delete`` (``%volume`` runs the same verbs)."""
+"""Volumes: ``volume create|list|ls|put|get|rm|recover|delete`` (``%volume`` runs the same verbs)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    volume = commands.add_parser("volume", help="volumes: create, list, ls, put, get, rm, delete")
+    volume = commands.add_parser("volume", help="volumes: create, list, ls, put, get, rm, recover, delete")
     verbs = volume.add_subparsers(dest="verb", required=True)
     verbs.add_parser("create", help="create a volume").add_argument("name")
     verbs.add_parser("delete", help="delete a volume and its files").add_argument("name")
     verbs.add_parser("list", help="volumes (as `ls` without a name)")
-    ls = verbs.add_parser("ls", help="volumes, or the files of one")
+    ls = verbs.add_parser("ls", help="volumes, or one's version on each host and its files")
     ls.add_argument("name", nargs="?")
     ls.add_argument("path", nargs="?", default="/")
     put = verbs.add_parser("put", help="upload a file or directory")
@@ -36,6 +36,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     rm.add_argument("name")
     rm.add_argument("remote")
     rm.add_argument("-r", "--recursive", action="store_true")
+    recover = verbs.add_parser("recover", help="put back a file the last commit overwrote (another host's)")
+    recover.add_argument("name")
+    recover.add_argument("remote")
+    recover.add_argument("--to", default="", help="where to put it (default: its own path)")
     for verb in verbs.choices.values():
         verb.add_argument("--host", help="the host it lives on (default: see README)")
     volume.set_defaults(handler=_run)
@@ -65,7 +69,11 @@ def volume_command(args: argparse.Namespace) -> str:
         rows = [("PATH", "TYPE", "SIZE", "MODIFIED")] + [
             (e.path, e.type, str(e.size), time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime)))
             for e in volume.listdir(args.path)]
-        return table(rows) if len(rows) > 1 else "(empty)"
+        files = table(rows) if len(rows) > 1 else "(empty)"
+        return f"{copies_table(volume.versions())}\n\n{files}" if args.path == "/" else files
+    if args.verb == "recover":
+        volume._call(pb.VOLUME_RECOVER, path=args.remote, new_name=args.to)
+        return f"recovered {args.name}:{args.remote}{f' at {args.to}' if args.to else ''} (a new version)"
     if args.verb == "put":
         local = Path(args.local)
         if local.is_dir():
@@ -85,4 +93,24 @@ def volume_command(args: argparse.Namespace) -> str:
     if args.verb == "rm":
         volume.remove_file(args.remote, recursive=args.recursive)
         return f"removed {args.name}:{args.remote}"
-    raise ValueError(f"unknown verb {args.verb!r}: use create, list, ls, put, get, rm or delete")
+    raise ValueError(f"unknown verb {args.verb!r}: use create, list, ls, put, get, rm, recover or delete")
+
+
+def copies_table(copies: dict) -> str:
+    """HOST ROLE VERSION STATE: a volume's copy on each host (and what its last commit overwrote)."""
+    rows = [("HOST", "ROLE", "VERSION", "STATE")]
+    overwritten = []
+    latest = max((c["version"] for c in copies.values() if c.get("role") == "home"), default=0)
+    for host, copy in copies.items():
+        if "error" in copy:
+            rows.append((host, "?", "?", f"unreachable: {copy['error'][:60]}"))
+            continue
+        state = ("uncommitted writes" if copy["pending"] else "up to date" if copy["role"] == "home"
+                 else f"behind (home at {latest})" if copy["version"] < latest else "synced")
+        rows.append((host, copy["role"], str(copy["version"]), state))
+        overwritten += [f"  {o['path']} (replaced by {o['host'] or '?'}'s commit, version {o['version']})"
+                        for o in copy.get("overwritten", [])]
+    text = table(rows)
+    if overwritten:
+        text += "\noverwritten by the last commit (`nbmodal volume recover NAME PATH`):\n" + "\n".join(overwritten)
+    return text

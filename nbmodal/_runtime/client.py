@@ -13,6 +13,7 @@ import grpc
 import grpc.experimental
 
 from nbmodal._runtime.local_agent import AgentAddress
+from nbmodal._runtime.run_stream import RunStream
 from nbmodal.exceptions import AgentError, AgentLostError, NotFoundError, VersionMismatchError
 from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, pb
 from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
@@ -31,6 +32,8 @@ class AgentClient:
         self._stub = AgentStub(self._channel)
         self._metadata = ((TOKEN_METADATA_KEY, address.token),)
         self.hello = self._hello()
+        # Attached runs go one after another on one long-lived stream (run_stream.py), else a Run call each.
+        self._run_stream = RunStream(self._stub.RunStream, self._stub.Run, self._metadata)
 
     def _hello(self) -> pb.HelloReply:
         try:
@@ -52,7 +55,8 @@ class AgentClient:
 
     def run(self, request: pb.RunRequest) -> grpc.Call:
         """Start a run; iterate the returned call for its events, ``.cancel()`` to stop following."""
-        return self._stub.Run(request, metadata=self._metadata)
+        streamed = self._run_stream.start(request)
+        return streamed if streamed is not None else self._stub.Run(request, metadata=self._metadata)
 
     def submit(self, request: pb.RunRequest) -> pb.RunInfo:
         return self._unary(self._stub.Submit, request)
@@ -64,8 +68,21 @@ class AgentClient:
     def cancel(self, run_id: str, force: bool = False) -> pb.RunInfo:
         return self._unary(self._stub.Cancel, pb.CancelRequest(run_id=run_id, force=force))
 
+    def answer_input(self, run_id: str, request_seq: int, text: str, eof: bool = False) -> None:
+        """Answer the stdin request (event ``request_seq``) a run waits in; ``AgentError`` if it no longer does."""
+        self._unary(self._stub.InputAnswer, pb.InputAnswerRequest(run_id=run_id, request_seq=request_seq,
+                                                                   text=text, eof=eof))
+
     def get_run(self, run_id: str) -> pb.RunInfo:
         return self._unary(self._stub.GetRun, pb.RunRef(run_id=run_id))
+
+    def cluster_status(self, run_ids: list[str]) -> list[pb.ClusterMemberStatus]:
+        """Where each gang member run stands on this agent (remote_agent/gangs.py)."""
+        return list(self._unary(self._stub.ClusterStatus, pb.ClusterStatusRequest(run_ids=run_ids)).members)
+
+    def cluster_go(self, run_id: str, env: dict[str, str]) -> None:
+        """Start a ready gang member's code with its rank's environment."""
+        self._unary(self._stub.ClusterGo, pb.ClusterGoRequest(run_id=run_id, env=env))
 
     def list_runs(self, limit: int = 0) -> list[pb.RunInfo]:
         return list(self._unary(self._stub.ListRuns, pb.ListRunsRequest(limit=limit)).runs)
@@ -87,8 +104,14 @@ class AgentClient:
     def queue_call(self, request: pb.QueueRequest) -> pb.QueueReply:
         return self._unary(self._stub.QueueCall, request, timeout=None)
 
+    def secret_call(self, request: pb.SecretRequest) -> pb.SecretReply:
+        return self._unary(self._stub.SecretCall, request)
+
     def volume_call(self, request: pb.VolumeRequest) -> pb.VolumeReply:
         return self._unary(self._stub.VolumeCall, request, timeout=None)
+
+    def replica_routes(self, request: pb.ReplicaRoutesRequest) -> pb.ReplicaRoutesReply:
+        return self._unary(self._stub.ReplicaRoutes, request)
 
     def volume_upload(self, chunks) -> pb.VolumeFile:
         try:
@@ -118,6 +141,10 @@ class AgentClient:
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
+    def tunnel_call(self, request: pb.TunnelRequest) -> pb.TunnelReply:
+        """Ports served from containers: open/close (a container's token), list."""
+        return self._unary(self._stub.TunnelCall, request)
+
     def list_gpus(self) -> list[pb.GpuInfo]:
         return list(self._unary(self._stub.ListGpus, pb.Empty()).gpus)
 
@@ -126,6 +153,36 @@ class AgentClient:
 
     def stop_container(self, container_id: str) -> None:
         self._unary(self._stub.StopContainer, pb.ContainerRef(container_id=container_id))
+
+    def container_exec(self, inputs: Iterator[pb.ExecInput]) -> grpc.Call:
+        """A process inside a container (``inputs`` begins with ``start``); iterate the call for its output."""
+        return self._stub.ContainerExec(inputs, metadata=self._metadata)
+
+    def container_logs(self, container_id: str, follow: bool = False) -> grpc.Call:
+        """A container's log as BlobChunks; with ``follow``, until the container has ended."""
+        return self._stub.ContainerLogs(pb.ExecLogsRequest(container_id=container_id, follow=follow),
+                                        metadata=self._metadata)
+
+    # -- sandboxes (nbmodal/sandbox.py translates their errors: these raise grpc.RpcError) ----
+
+    def sandbox_create(self, request: pb.SandboxCreateRequest) -> pb.SandboxInfo:
+        return self._stub.SandboxCreate(request, metadata=self._metadata)
+
+    def sandbox_call(self, request: pb.SandboxRequest, timeout: float | None = None) -> pb.SandboxReply:
+        return self._stub.SandboxCall(request, metadata=self._metadata, timeout=timeout)
+
+    def sandbox_exec(self, inputs: Iterator[pb.ExecInput]) -> grpc.Call:
+        """ContainerExec in a sandbox: the first input's ExecStart.container_id names the sandbox."""
+        return self._stub.SandboxExec(inputs, metadata=self._metadata)
+
+    def sandbox_output(self, request: pb.SandboxOutputRequest) -> grpc.Call:
+        return self._stub.SandboxOutput(request, metadata=self._metadata)
+
+    def sandbox_stdin(self, request: pb.SandboxStdinRequest) -> None:
+        self._stub.SandboxStdin(request, metadata=self._metadata, timeout=60)
+
+    def sandbox_file(self, request: pb.SandboxFileRequest) -> pb.SandboxFileReply:
+        return self._stub.SandboxFile(request, metadata=self._metadata)
 
     def host_stats(self) -> pb.HostStatsReply:
         return self._unary(self._stub.HostStats, pb.Empty())
@@ -146,10 +203,25 @@ class AgentClient:
             raise self._translate(exc) from None
         return content
 
+    # -- deployed apps (nbmodal/_runtime/deployed.py) ---------------------------
+
+    def deploy(self, request: pb.DeployRequest) -> pb.AppInfo:
+        return self._unary(self._stub.Deploy, request, timeout=None).app
+
+    def app_call(self, op: pb.AppOp, app: str = "") -> pb.AppReply:
+        return self._unary(self._stub.AppCall, pb.AppRequest(op=op, app=app))
+
+    def app_logs(self, app: str, follow: bool = False) -> Iterator[pb.AppLogLine]:
+        try:
+            yield from self._stub.AppLogs(pb.AppRequest(app=app, follow=follow), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
     def shutdown(self) -> None:
         self._unary(self._stub.Shutdown, pb.Empty())
 
     def close(self) -> None:
+        self._run_stream.close()
         self._channel.close()
 
     def _unary(self, method, request, timeout: float | None = 60):
@@ -180,6 +252,8 @@ def translate_rpc_error(exc: grpc.RpcError, client: AgentClient) -> Exception:
         return ValueError(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the agent's state dir is full: its words say what to do
+        return AgentError(f"{client.label}: {details}")
     return AgentError(f"{client.label}: {code.name if code else 'error'}: {details}")
 
 

@@ -15,8 +15,8 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from nbmodal._runtime.client import AgentClient
-from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json
-from nbmodal.exceptions import AgentLostError, GpuUnavailableError, NotFoundError
+from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json, stuck_agent_message
+from nbmodal.exceptions import AgentError, AgentLostError, GpuUnavailableError, NotFoundError
 from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
 from nbmodal_wire import pb
 from nbmodal_wire.gpu_request import Gpu, describe, gpu_matches, parse_gpu_request
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 def reconnect_timeout_s() -> float:
     """How long a run's follower waits for a dropped host to come back before failing the cell."""
     return float(os.environ.get("NBMODAL_RECONNECT_TIMEOUT", 60))
+
+
+LOCAL_RECOVER_S = 30.0  # how long a run's follower tries to bring the local agent back
 
 
 class LocalConnection:
@@ -48,7 +51,12 @@ class LocalConnection:
                 return self._client
             if self._client is not None:
                 self._client.close()
-            self._client = AgentClient(ensure_local_agent())
+            address = ensure_local_agent()
+            try:
+                self._client = AgentClient(address)
+            except TimeoutError:  # alive, listed, holding its state dir, and not answering
+                raise AgentError(stuck_agent_message(address.state_dir, address.pid,
+                                                     "does not answer its port")) from None
             return self._client
 
     def existing_client(self) -> AgentClient | None:
@@ -61,9 +69,17 @@ class LocalConnection:
             return self._client
 
     def recover(self, lost: AgentLostError) -> AgentClient:
-        # The local agent died, and its containers and runs with it.
-        self.forget()
-        raise lost
+        """The local agent went away: start the next one, which takes back the runs that outlived it."""
+        deadline = time.monotonic() + min(reconnect_timeout_s(), LOCAL_RECOVER_S)
+        while True:
+            self.forget()
+            try:
+                return self.client()
+            except (AgentError, OSError, TimeoutError):
+                # The old agent may still be exiting (its stream closes a moment before it is gone).
+                if time.monotonic() > deadline:
+                    raise lost from None
+            time.sleep(0.1)
 
     def forget(self) -> None:
         with self._lock:
@@ -116,6 +132,14 @@ class HostConnection:
                                    agent.protocol_version, f"{self.name}:{agent.state_dir or '~/.nbmodal/agent'}")
             self._client = AgentClient(address, label=f"agent on {self.name}")
         return self._client
+
+    def agent_route(self) -> tuple[int, str] | None:
+        """(this client's forwarded port to the host's agent, the agent's token) while connected, else None:
+        what another host's agent is given to reach this one through the client (store_relay.py)."""
+        with self._lock:
+            if self.ssh is None or not self.ssh.alive or self._agent is None or self._forwarder is None:
+                return None
+            return self._forwarder.port, self._agent.token
 
     def _agent_answers(self) -> bool:
         from nbmodal._runtime import bootstrap

@@ -17,6 +17,7 @@ import grpc
 from nbmodal._runtime.client import AgentClient, iterate_events
 from nbmodal._runtime.connection import run_hosts
 from nbmodal._runtime.run_events import RunEvents
+from nbmodal._runtime.stdin_answers import StdinAnswers
 from nbmodal.exceptions import AgentLostError, NotFoundError, RunLostError
 from nbmodal.output import OutputSink
 from nbmodal_wire import pb
@@ -32,14 +33,18 @@ class RunFollower:
     (``nbmodal logs``, a spawned call's ``get``); the run goes on.
     """
 
-    def __init__(self, connection, sink: OutputSink, grace_s: float, cancel_on_interrupt: bool = True) -> None:
+    def __init__(self, connection, sink: OutputSink, grace_s: float, cancel_on_interrupt: bool = True,
+                 answer_input: StdinAnswers | None = None) -> None:
         self.connection = connection
         self.client: AgentClient = connection.client()
         self.cancel_on_interrupt = cancel_on_interrupt
         self.sink = sink
         self.grace_s = grace_s
         self.run_id = ""
-        self._events = RunEvents(sink)
+        # With ``answer_input``, the run's stdin requests (a breakpoint's prompt) are answered from here.
+        self.answer_input = answer_input
+        self._events = RunEvents(sink, on_input=self._answer_input if answer_input is not None else None)
+        self._cancelled = False
         self._request: pb.RunRequest | None = None
 
     @property
@@ -81,17 +86,23 @@ class RunFollower:
                     finished = self._consume(call)
                     if finished is None and follow:
                         self._lost()
+                    if finished is not None and finished.error.type_name == "bdb.BdbQuit":
+                        # IPython stops a cell at a BdbQuit without a word; say why the run stopped.
+                        self.sink.notice(f"run {self.run_id}: {finished.error.message}")
                     return finished
                 except KeyboardInterrupt:
                     call.cancel()
                     if not self.cancel_on_interrupt:
                         raise  # we were only watching
                     interrupts += 1
+                    self._cancelled = True
                     self._cancel(force=interrupts > 1)
                     call = self.client.attach(self.run_id, self.last_seq, follow=follow)
                 except AgentLostError as lost:
                     call = self._resume(lost, follow)
         finally:
+            if self.answer_input is not None:
+                self.answer_input.finished(self.run_id)
             self._events.flush()
             self.sink.close()
 
@@ -100,17 +111,29 @@ class RunFollower:
         self.sink.notice(f"connection to {self.connection.name} lost; reconnecting (the run goes on there)")
         agent_pid = self.client.hello.pid
         self.client = self.connection.recover(lost)  # raises when it can't come back
-        if self.client.hello.pid != agent_pid:
-            raise RunLostError(f"the agent on {self.connection.name} stopped (pid {agent_pid}), and run {self.run_id} "
-                               f"with it; a new agent is running there now, so the next cell will work.")
+        new_agent = self.client.hello.pid != agent_pid
+        lost_with_agent = RunLostError(f"the agent on {self.connection.name} stopped (pid {agent_pid}), and run "
+                                       f"{self.run_id} with it; a new agent is running there now, so the next cell "
+                                       f"will work.")
         try:
-            self.client.get_run(self.run_id)
+            info = self.client.get_run(self.run_id)
         except NotFoundError:
+            if new_agent:
+                raise lost_with_agent from None
             if self._request is None:
                 raise
             return self.client.run(self._request)  # the drop came before the agent took the run
+        if new_agent and info.state == pb.LOST:
+            # The new agent took back no container for it (remote_agent/supervision.py): it died with the old one.
+            raise lost_with_agent
         self.sink.notice(f"reconnected to {self.connection.name}; resuming run {self.run_id}")
         return self.client.attach(self.run_id, self.last_seq, follow=follow)
+
+    def _answer_input(self, seq: int, request: pb.InputRequest) -> bool:
+        assert self.answer_input is not None
+        if self._cancelled:
+            return False  # stopping it: pdb, which catches the interrupt and asks again, is not answered
+        return self.answer_input.answer(self.client, self.run_id, seq, request, self.sink)
 
     def _consume(self, call: grpc.Call) -> pb.RunFinished | None:
         return self._events.consume(iterate_events(call, self.client))

@@ -367,6 +367,7 @@ class TailSink:
     each input's own output, up to ``MAX_INPUT_LOG`` characters)."""
 
     MAX_INPUT_LOG = 1 << 20
+    MAX_UNSHOWN_PIECES = 200
 
     def __init__(self, tail: deque, input_logs: dict[int, list[str]] | None = None) -> None:
         self.tail = tail
@@ -374,16 +375,20 @@ class TailSink:
         self._partial = ""
         self._input: int | None = None
         self._lock = threading.Lock()
+        # What came since the last debugger prompt (or the input's start): a prompt shows it first.
+        self._unshown: deque[str] = deque(maxlen=self.MAX_UNSHOWN_PIECES)
 
     def input_started(self, index: int) -> None:
         with self._lock:
             self._flush_partial()
             self._input = index
+            self._unshown.clear()  # a debugger's prompt shows the output of its own input
             if self.input_logs is not None:
                 self.input_logs[index] = []  # a retried input's log starts over
 
     def output(self, stream: int, text: str) -> None:
         with self._lock:
+            self._unshown.append(text)
             *lines, self._partial = (self._partial + text).split("\n")
             self._keep([visible_line(line) + "\n" for line in lines])
 
@@ -398,6 +403,15 @@ class TailSink:
         if self._partial:
             self._keep([visible_line(self._partial) + "\n"])
             self._partial = ""
+
+    def before_prompt(self) -> None:
+        """A breakpoint in one of the map's inputs: what it printed since its start (or the last
+        prompt) shows in the cell, so that the debugger's own output is seen."""
+        with self._lock:
+            text, self._unshown = "".join(self._unshown), deque(maxlen=self.MAX_UNSHOWN_PIECES)
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
         pass

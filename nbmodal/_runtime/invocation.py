@@ -17,15 +17,19 @@ sweep, ``.remote/.spawn/.map/.spawn_map/.remote_gen``, a class method):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
-from nbmodal._runtime.connection import Connection, place, run_hosts, spread
+from nbmodal._runtime.connection import CONTAINER, Connection, place, run_hosts, spread
+from nbmodal._runtime.debug_sources import debug_sources
 from nbmodal._runtime.execution import RunFollower
 from nbmodal._runtime.images import spec_with_image
 from nbmodal._runtime.resource_limits import CpuRequest, MemoryRequest, split_cpu, split_memory
+from nbmodal._runtime.stdin_answers import StdinAnswers
+from nbmodal._runtime.store_relay import ensure_routes
 from nbmodal._runtime.transfer import BlobTransfer
+from nbmodal._runtime.web_access import web_access
 from nbmodal.capture import pack_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
 from nbmodal.exceptions import VersionMismatchError
@@ -59,8 +63,12 @@ class RunOptions:
     detach: bool = False
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # a session's values above this stay remote
     app: str = ""  # the function's app: a nested call's container token reaches only its own app's runs
+    # (app, name) of a deployed function called by name: the agent supplies its stored pickle (deployed.py)
+    deployed: tuple[str, str] | None = None
     # Retried in the container, after these waits (spawn, spawn_map: their caller doesn't wait to retry).
     retry_delays: tuple[float, ...] = ()
+    # Environment variables of its container (nbmodal/secret.py): named ones are read on the agent.
+    secrets: tuple[pb.SecretSource, ...] = field(default=(), repr=False)  # values: never in a repr
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,7 @@ def target_on(connection: Connection, *, spec: pb.ContainerSpec, image: Image | 
               sink: OutputSink | None = None) -> RunTarget:
     """A run on ``connection``, resolved: its client, its image built there, its Python checked."""
     client = connection.client()
+    ensure_routes(connection)  # its agent reaches the other hosts' Dicts, Queues and volumes (store_relay.py)
     check_python_versions(client, image)
     resolved = spec_with_image(spec, image, connection, sink if sink is not None else default_sink())
     return RunTarget(connection, client, resolved, BlobTransfer.for_connection(connection, client))
@@ -144,11 +153,13 @@ def call_request(target: RunTarget, name: str, call: tuple[Any, tuple, dict], op
     """A function's run: ``call`` is (function, args, kwargs); ``generator`` streams its items.
     With ``options.retry_delays`` the container retries the call itself (``worker/retrying.py``);
     the run's timeout then covers every attempt and wait."""
+    called = call[0]
     if options.retry_delays and not generator:
         function, args, kwargs = call
         call = (call_retrying, (function, args, kwargs, options.retry_delays), {})
         options = replace(options, timeout_s=_with_retries(options.timeout_s, options.retry_delays))
-    return _build(target, pb.FUNCTION, f"{name}()", target.transfer.pack(call), options, generator=generator)
+    request = _build(target, pb.FUNCTION, f"{name}()", target.transfer.pack(call), options, generator=generator)
+    return _with_debug_sources(target, request, called)
 
 
 def batch_request(target: RunTarget, name: str, function: Any, work: list[tuple[int, tuple, dict]],
@@ -159,8 +170,15 @@ def batch_request(target: RunTarget, name: str, function: Any, work: list[tuple[
     payload = target.transfer.pack((run_batch, (function, work, max_inputs, options.timeout_s, *retries), {}))
     backstop = (_with_retries(options.timeout_s * len(work), options.retry_delays) + BATCH_BACKSTOP_SLACK_S
                 if options.timeout_s else 0.0)
-    return _build(target, pb.FUNCTION, f"{name}() × {len(work)}", payload,
-                  replace(options, timeout_s=backstop))
+    request = _build(target, pb.FUNCTION, f"{name}() × {len(work)}", payload, replace(options, timeout_s=backstop))
+    return _with_debug_sources(target, request, function)
+
+
+def _with_debug_sources(target: RunTarget, request: pb.RunRequest, function: Any) -> pb.RunRequest:
+    # On another machine, pdb shows the lines of code from the notebook or script by the text it carries.
+    if not target.on_local_agent:
+        request.debug_sources.update(debug_sources(function))
+    return request
 
 
 def _with_retries(timeout_s: float, retry_delays: tuple[float, ...]) -> float:
@@ -186,7 +204,17 @@ def _build(target: RunTarget, kind: pb.RunKind, label: str, packed: tuple[bytes,
         cancel_grace_s=options.grace_s, detach=options.detach, client_python=CLIENT_PYTHON,
         max_result_bytes=options.max_result_bytes, cwd=_working_directory(target, kind),
         # Chosen here so that the run can be cancelled (and found again) before the agent answers.
-        run_id=new_run_id(), generator=generator, app=options.app)
+        run_id=new_run_id(), generator=generator, app=options.app, web=_web_access(target),
+        deployed=pb.DeployRef(app=options.deployed[0], function=options.deployed[1]) if options.deployed else None,
+        secrets=options.secrets)
+
+
+def _web_access(target: RunTarget) -> pb.WebAccess | None:
+    # Where the user's browser reaches the run's ports (nbmodal.forward, web endpoints). A nested call,
+    # made in a container, knows no browser: the agent takes its caller's.
+    if target.connection.name == CONTAINER:
+        return None
+    return web_access(target.connection.name)
 
 
 def _working_directory(target: RunTarget, kind: pb.RunKind) -> str:
@@ -196,8 +224,10 @@ def _working_directory(target: RunTarget, kind: pb.RunKind) -> str:
 
 
 def follower(target: RunTarget, request: pb.RunRequest, sink: OutputSink) -> RunFollower:
-    """What streams ``request``'s events into ``sink``; an interrupt waits the request's own grace."""
-    return RunFollower(target.connection, sink, request.cancel_grace_s)
+    """What streams ``request``'s events into ``sink``; an interrupt waits the request's own grace (a detached
+    run, one started in ``with app.run(detach=True)``, is only no longer watched: it goes on)."""
+    return RunFollower(target.connection, sink, request.cancel_grace_s, answer_input=StdinAnswers(),
+                       cancel_on_interrupt=not request.detach)
 
 
 def follow(target: RunTarget, request: pb.RunRequest, sink: OutputSink) -> tuple[pb.RunFinished, BlobTransfer]:

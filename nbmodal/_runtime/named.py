@@ -13,8 +13,10 @@ import secrets
 from typing import Any, Generic, TypeVar
 
 from nbmodal._aio import WithAio, call_in_thread
-from nbmodal._runtime.connection import storage_connection
+from nbmodal._runtime import homes
+from nbmodal._runtime.connection import connection, in_container, storage_connection
 from nbmodal.exceptions import NotFoundError
+from nbmodal.hosts import HostError
 
 # The operation enum of a kind's requests (pb.StoreOp for Dicts and Queues, pb.VolumeOp for Volumes).
 Op = TypeVar("Op", bound=int)
@@ -42,6 +44,7 @@ class NamedObject(abc.ABC, Generic[Op]):
     _CREATE: Op
     _LOOKUP: Op
     _DELETE: Op
+    _KIND: str  # "dict", "queue" or "volume": its entry in the homes registry (_runtime/homes.py)
 
     def __init__(self, name: str, host: str | None = None) -> None:
         self.name = name
@@ -101,8 +104,33 @@ class NamedObject(abc.ABC, Generic[Op]):
         return self
 
     def _call(self, op: Op, **fields: Any):
-        """One request to the host's agent; a missing store raises ``NotFoundError``."""
-        return self._send(storage_connection(self.host).client(), op, fields)
+        """One request to the agent of the object's home; a missing store raises ``NotFoundError``."""
+        conn = self._connection()
+        reply = self._send(conn.client(), op, fields)
+        if not in_container():
+            if op in (self._CREATE, self._LOOKUP):
+                # Made here: this is its home. Found here: its home unless one was recorded (a host that
+                # knows the home elsewhere relays to it, so finding it through that host says nothing new).
+                if getattr(reply, "created", False) or homes.home_of(self._KIND, self.name) is None:
+                    homes.record(self._KIND, self.name, conn.name)
+                    _push_homes()
+            elif op == self._DELETE and homes.home_of(self._KIND, self.name) is not None:
+                homes.forget(self._KIND, self.name)
+                _forget_everywhere(self._KIND, self.name)  # hosts this client relays for forget it too
+        return reply
+
+    def _connection(self):
+        """Where the object lives: inside a container, the container's own agent (which relays to the home);
+        in the notebook, ``host=``, else the home this client recorded for the name, else the default host."""
+        if in_container() or self.host:
+            return storage_connection(self.host)
+        home = homes.home_of(self._KIND, self.name)
+        if home:
+            try:
+                return connection(home)
+            except HostError:  # its host was removed from the config (`host rm` forgets its homes too)
+                pass
+        return storage_connection(None)
 
     @abc.abstractmethod
     def _send(self, client, op: Op, fields: dict[str, Any]):
@@ -114,6 +142,18 @@ class NamedObject(abc.ABC, Generic[Op]):
 
     def __repr__(self) -> str:
         return f"<nbmodal.{type(self).__name__} {self.name!r}{f' on {self.host}' if self.host else ''}>"
+
+
+def _push_homes() -> None:
+    from nbmodal._runtime.store_relay import push_homes
+
+    push_homes()
+
+
+def _forget_everywhere(kind: str, name: str) -> None:
+    from nbmodal._runtime.store_relay import forget_everywhere
+
+    forget_everywhere(kind, name)
 
 
 class Ephemeral:

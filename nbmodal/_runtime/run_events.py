@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from nbmodal.output import OutputSink
@@ -34,10 +34,15 @@ def _new_decoder() -> codecs.IncrementalDecoder:
 class RunEvents:
     """Feeds one run's events, in seq order, to a sink; spans reconnects and resumed streams."""
 
-    def __init__(self, sink: OutputSink, last_seq: int = 0) -> None:
+    def __init__(self, sink: OutputSink, last_seq: int = 0,
+                 on_input: Callable[[int, pb.InputRequest], bool] | None = None) -> None:
         self.sink = sink
         self.last_seq = last_seq
         self._decoders: dict[int, codecs.IncrementalDecoder] = {}
+        # Answers a stdin request (seq, request) here and says whether it did (stdin_answers.py); a request
+        # it didn't answer shows as its prompt, and its answer, when it comes, as the line typed.
+        self.on_input = on_input
+        self._answered_here: set[int] = set()
 
     def consume(self, events: Iterable[pb.RunEvent]) -> pb.RunFinished | None:
         """Dispatch events until the run's ``finished`` event (returned) or the stream's end (None)."""
@@ -64,6 +69,11 @@ class RunEvents:
             self._optional("input_started", event.input_started.index)
         elif kind == "started":
             self._optional("started", event.started)
+        elif kind == "input_request":
+            self._input_request(event.seq, event.input_request)
+        elif kind == "input_answered":
+            if event.input_answered.request_seq not in self._answered_here:  # typed here: shown already
+                self._output(pb.STDOUT, event.input_answered.text.encode() + b"\n")
         elif kind == "finished":
             self.flush()
             self._optional("finished", event.finished)
@@ -90,6 +100,19 @@ class RunEvents:
         text = decoder.decode(data)
         if text:
             self.sink.output(stream, text)
+
+    def _input_request(self, seq: int, request: pb.InputRequest) -> None:
+        if self.on_input is not None:
+            try:
+                answered = self.on_input(seq, request)
+            except BaseException:
+                self.last_seq = seq - 1  # not answered (a dropped link): a resumed stream asks again
+                raise
+            if answered:
+                self._answered_here.add(seq)
+                return
+        self._output(pb.STDOUT, request.prompt.encode())
+        self._optional("input_request", seq, request)
 
     def _optional(self, method: str, *args) -> None:
         handler = getattr(self.sink, method, None)

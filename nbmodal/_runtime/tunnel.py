@@ -23,12 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class LocalForwarder:
-    def __init__(self, open_channel: Callable[[], paramiko.Channel], label: str) -> None:
+    def __init__(self, open_channel: Callable[[], paramiko.Channel], label: str, port: int = 0) -> None:
+        """Listens on 127.0.0.1:``port`` (0: a free one; ``nbmodal forward --local-port`` names one)."""
         self._open_channel = open_channel
         self._label = label
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
+        if port:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", port))
+        self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
         self._closed = False
         self._pairs: list[tuple[socket.socket, paramiko.Channel]] = []

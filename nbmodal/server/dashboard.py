@@ -16,9 +16,12 @@ checks each against that file.
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 from nbmodal._runtime.client import iterate_events
@@ -49,7 +52,8 @@ class Dashboard:
     def overview(self) -> dict[str, Any]:
         """Every host's agent, GPUs, containers, runs, volumes, Dicts, Queues and images."""
         view: dict[str, list] = {key: [] for key in
-                                 ("hosts", "gpus", "containers", "runs", "volumes", "dicts", "queues", "images")}
+                                 ("hosts", "gpus", "containers", "runs", "volumes", "dicts", "queues", "images",
+                                  "endpoints", "apps")}
         for name in [LOCAL, *load_hosts()]:
             future = self._in_flight.get(name)
             if future is None or future.done():
@@ -65,7 +69,8 @@ class Dashboard:
                 continue
             for key, rows in host_view.items():
                 view[key].extend(rows)
-        view["runs"].sort(key=lambda run: run["created"], reverse=True)
+        view["runs"] = merge_cluster_runs(view["runs"])  # newest first
+        view["volumes"] = merge_volume_copies(view["volumes"])
         return {**view, "time": time.time()}
 
     def _host_view(self, name: str) -> dict[str, list]:
@@ -80,6 +85,8 @@ class Dashboard:
             "dicts": [store_row(name, s) for s in client.dict_call(pb.DictRequest(op=pb.LIST)).stores],
             "queues": [store_row(name, s) for s in client.queue_call(pb.QueueRequest(op=pb.LIST)).stores],
             "images": [image_row(name, i) for i in client.image_call(pb.ImageRequest(op=pb.IMAGE_LIST)).images],
+            "endpoints": [endpoint_row(name, t) for t in _tunnels(client, now)],
+            "apps": [app_row(name, a) for a in _apps(client)],
         }
 
     @staticmethod
@@ -99,7 +106,7 @@ class Dashboard:
         # The state is read before the events: a run that had ended then has all its events in the reply,
         # so the page can release a character left unfinished, and "done" never skips events.
         info = client.get_run(run_id)
-        ended = info.state not in (pb.PENDING, pb.RUNNING)
+        ended = info.state not in (pb.PENDING, pb.RUNNING, pb.WAITING_FOR_DEBUGGER)
         events = iterate_events(client.attach(run_id, after_seq, follow=False, timeout=10), client)
         page = read_log_page(events, after_seq, final=ended)  # its last_seq stops before a split character
         if page.done and not ended:
@@ -142,6 +149,11 @@ class Dashboard:
             return {"items": peek(store, n)}
         except Exception as exc:  # e.g. a value of a class only the notebook has
             return {"items": [], "error": f"can't show its items here: {type(exc).__name__}: {exc}"}
+
+    def stop_app(self, host: str, name: str) -> dict[str, Any]:
+        """Un-deploy an app on one host (its schedules and warm containers stop; its history stays)."""
+        info = self.client(host).app_call(pb.APP_STOP, name).apps[0]
+        return {"stopped": name, "version": info.version}
 
     def image_log(self, host: str, image_id: str) -> dict[str, Any]:
         reply = self.client(host).image_call(pb.ImageRequest(op=pb.IMAGE_LOG, name_or_id=image_id))
@@ -188,25 +200,68 @@ def container_row(host: str, container: pb.ContainerInfo, now: float) -> dict[st
             "state": container_state_word(container.state), "image": container.spec.image,
             "gpus": list(container.gpus), "session": container.session, "run_id": container.run_id,
             "created": container.created, "idle_since": container.idle_since,
-            "idle_left_s": max(0.0, window - (now - container.idle_since)) if idle else None}
+            "idle_left_s": max(0.0, window - (now - container.idle_since)) if idle else None,
+            "kind": container.kind or "function", "sandbox_id": container.sandbox_id,
+            "shell_command": shell_command(host, container.container_id)}
+
+
+def shell_command(host: str, container_id: str) -> str:
+    """The command line the sidebar's Open terminal types: ``nbmodal shell`` of this server's nbmodal."""
+    script = Path(sys.executable).parent / "nbmodal"
+    nbmodal = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m nbmodal.cli"
+    return f"{nbmodal} shell --host {shlex.quote(host)} {shlex.quote(container_id)}"
 
 
 def run_row(host: str, run: pb.RunInfo, now: float | None = None) -> dict[str, Any]:
     """``RunInfo``: its state's name, and how long it ran (or has run so far); None before it started."""
     end = run.finished or ((now or time.time()) if run.started else 0)
-    return {"host": host, "run_id": run.run_id, "label": run.label, "state": run_state_word(run.state),
-            "created": run.created, "started": run.started, "finished": run.finished,
-            "duration_s": round(end - run.started, 3) if run.started else None}
+    row = {"host": host, "run_id": run.run_id, "label": run.label, "state": run_state_word(run.state),
+           "created": run.created, "started": run.started, "finished": run.finished,
+           "duration_s": round(end - run.started, 3) if run.started else None}
+    if run.cluster_id:  # a rank of a multi-node gang: merge_cluster_runs makes the gang one row
+        row.update(cluster_id=run.cluster_id, members=[{"host": host, "run_id": run.run_id, "rank": run.cluster_rank,
+                                                        "state": row["state"]}])
+    return row
+
+
+def merge_cluster_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per multi-node gang (its lowest rank's, usually rank 0), its ranks in ``members``."""
+    gangs: dict[str, dict[str, Any]] = {}
+    merged = []
+    for row in sorted(rows, key=lambda r: r["members"][0]["rank"] if r.get("cluster_id") else 0):
+        gang = gangs.get(row.get("cluster_id", ""))
+        if gang is None:
+            merged.append(row)
+            if row.get("cluster_id"):
+                gangs[row["cluster_id"]] = row
+        else:
+            gang["members"].extend(row["members"])
+    return sorted(merged, key=lambda run: run["created"], reverse=True)
 
 
 def volume_row(host: str, store: pb.StoreInfo) -> dict[str, Any]:
-    """``VolumeInfo``: a volume and the bytes it holds."""
-    return {"host": host, "name": store.name, "size": store.length}
+    """``VolumeInfo``: a volume's copy on ``host`` (home or replica), its bytes and committed version."""
+    return {"host": host, "name": store.name, "size": store.length, "home": store.home or host,
+            "role": store.role or "home", "version": store.version, "pending": store.pending, "replicas": []}
+
+
+def merge_volume_copies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per volume at its home, its replicas (``VolumeReplica``) inside; a replica whose home
+    didn't answer keeps a row of its own."""
+    homes = {(row["name"], row["host"]): row for row in rows if row["role"] == "home"}
+    merged = []
+    for row in rows:
+        home = homes.get((row["name"], row["home"])) if row["role"] == "replica" else None
+        if home is None:
+            merged.append(row)
+        else:
+            home["replicas"].append({"host": row["host"], "version": row["version"], "pending": row["pending"]})
+    return merged
 
 
 def store_row(host: str, store: pb.StoreInfo) -> dict[str, Any]:
-    """``CollectionInfo``: a Dict or a Queue and its length."""
-    return {"host": host, "name": store.name, "length": store.length}
+    """``CollectionInfo``: a Dict or a Queue and its length, at its home host (the one store of its name)."""
+    return {"host": host, "name": store.name, "length": store.length, "home": host}
 
 
 def image_row(host: str, image: pb.ImageInfo) -> dict[str, Any]:
@@ -223,3 +278,55 @@ _ENTRY_TYPES = {"file": "file", "directory": "dir", "symlink": "symlink"}
 def volume_entry_row(path: str, kind: str, size: int, mtime: float) -> dict[str, Any]:
     """``VolumeEntry``: one file, directory or symlink of a volume listing."""
     return {"path": path, "type": _ENTRY_TYPES.get(kind, kind), "size": size, "mtime": mtime}
+
+
+# Ended endpoints stay listed this long (so a row that stopped says so before it goes).
+ENDED_SHOWN_S = 120.0
+
+
+def _tunnels(client, now: float) -> list[pb.TunnelInfo]:
+    """Live tunnels and those ended recently; none from an agent too old to have them."""
+    from nbmodal.exceptions import AgentError
+
+    try:
+        tunnels = client.tunnel_call(pb.TunnelRequest(op=pb.TUNNEL_LIST)).tunnels
+    except AgentError as exc:  # an agent without TunnelCall: no endpoints, the rest of its view stays
+        if "UNIMPLEMENTED" in str(exc):
+            return []
+        raise
+    return [t for t in tunnels if t.live or now - t.created < ENDED_SHOWN_S]
+
+
+def endpoint_row(host: str, tunnel: pb.TunnelInfo) -> dict[str, Any]:
+    """``EndpointInfo``: a port served from a container (forward, web endpoint) and its proxy path."""
+    return {"host": host, "tunnel_id": tunnel.tunnel_id, "name": tunnel.name, "label": tunnel.label or tunnel.run_label,
+            "kind": tunnel.kind, "port": tunnel.port, "run_id": tunnel.run_id, "container_id": tunnel.container_id,
+            "state": "serving" if tunnel.live else "ended", "ended": tunnel.ended, "created": tunnel.created,
+            "path": f"nbmodal/proxy/{host}/{tunnel.name}/"}
+
+
+def _apps(client) -> list[pb.AppInfo]:
+    """The apps deployed (or stopped) on an agent; none from an agent too old to have them."""
+    from nbmodal.exceptions import AgentError
+
+    try:
+        return list(client.app_call(pb.APP_LIST).apps)
+    except AgentError as exc:
+        if "UNIMPLEMENTED" in str(exc):
+            return []
+        raise
+
+
+def app_row(host: str, app: pb.AppInfo) -> dict[str, Any]:
+    """``AppInfo``: a deployed app, its functions with their schedules, next and last runs."""
+    return {"host": host, "name": app.name, "version": app.version, "deployed": app.deployed,
+            "deployed_at": app.deployed_at, "stopped_at": app.stopped_at,
+            "functions": [app_function_row(f) for f in app.functions]}
+
+
+def app_function_row(function: pb.AppFunctionInfo) -> dict[str, Any]:
+    """``AppFunctionInfo``: one function or class of a deployed app."""
+    return {"name": function.name, "kind": "class" if function.is_class else "function",
+            "schedule": function.schedule, "next_run": function.next_run, "last_run_id": function.last_run_id,
+            "last_run_state": _STATES[function.last_run_state] if function.last_run_id else "",
+            "last_run_time": function.last_run_time}

@@ -16,6 +16,7 @@ from tornado.ioloop import IOLoop
 
 from nbmodal.exceptions import NotFoundError
 from nbmodal.server.dashboard import Dashboard, HostUnavailable
+from nbmodal.server.proxy import setup_proxy
 
 _NAME = r"([^/]+)"
 
@@ -57,6 +58,12 @@ class RunStopHandler(_Handler):
     @web.authenticated
     async def post(self, host: str, run_id: str) -> None:
         await self.answer(self.dashboard.stop_run, host, run_id)
+
+
+class AppStopHandler(_Handler):
+    @web.authenticated
+    async def post(self, host: str, name: str) -> None:
+        await self.answer(self.dashboard.stop_app, host, name)
 
 
 class ContainerStopHandler(_Handler):
@@ -123,6 +130,7 @@ def setup_handlers(web_app) -> None:
         (rf"/runs/{_NAME}/{_NAME}/log", RunLogHandler),
         (rf"/runs/{_NAME}/{_NAME}/stop", RunStopHandler),
         (rf"/containers/{_NAME}/{_NAME}/stop", ContainerStopHandler),
+        (rf"/apps/{_NAME}/{_NAME}/stop", AppStopHandler),
         (rf"/volumes/{_NAME}/{_NAME}/download", VolumeDownloadHandler),
         (rf"/volumes/{_NAME}/{_NAME}", VolumeHandler),
         (rf"/(dicts|queues)/{_NAME}/{_NAME}/peek", PeekHandler),
@@ -131,3 +139,4 @@ def setup_handlers(web_app) -> None:
         (rf"/images/{_NAME}/{_NAME}", ImageHandler),
     ]
     web_app.add_handlers(".*$", [(base + pattern, handler, {"dashboard": dashboard}) for pattern, handler in routes])
+    setup_proxy(web_app)  # <base_url>nbmodal/proxy/<host>/<name>/: ports served from containers

@@ -44,6 +44,11 @@ class AgentStub:
                 request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
                 response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
                 _registered_method=True)
+        self.RunStream = channel.stream_stream(
+                '/nbmodal.agent.v1.Agent/RunStream',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
+                _registered_method=True)
         self.Submit = channel.unary_unary(
                 '/nbmodal.agent.v1.Agent/Submit',
                 request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
@@ -144,6 +149,11 @@ class AgentStub:
                 request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.SerializeToString,
                 response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.FromString,
                 _registered_method=True)
+        self.ReplicaRoutes = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/ReplicaRoutes',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ReplicaRoutesRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ReplicaRoutesReply.FromString,
+                _registered_method=True)
         self.BuildImage = channel.unary_stream(
                 '/nbmodal.agent.v1.Agent/BuildImage',
                 request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageSpec.SerializeToString,
@@ -164,6 +174,81 @@ class AgentStub:
                 request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.SerializeToString,
                 response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.Deploy = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/Deploy',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.DeployRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.DeployReply.FromString,
+                _registered_method=True)
+        self.AppCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/AppCall',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppReply.FromString,
+                _registered_method=True)
+        self.AppLogs = channel.unary_stream(
+                '/nbmodal.agent.v1.Agent/AppLogs',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppLogLine.FromString,
+                _registered_method=True)
+        self.TunnelCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/TunnelCall',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.TunnelRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.TunnelReply.FromString,
+                _registered_method=True)
+        self.InputAnswer = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/InputAnswer',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.InputAnswerRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SecretCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/SecretCall',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SecretRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SecretReply.FromString,
+                _registered_method=True)
+        self.ContainerLogs = channel.unary_stream(
+                '/nbmodal.agent.v1.Agent/ContainerLogs',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecLogsRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                _registered_method=True)
+        self.SandboxCreate = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/SandboxCreate',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxCreateRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxInfo.FromString,
+                _registered_method=True)
+        self.SandboxCall = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/SandboxCall',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxReply.FromString,
+                _registered_method=True)
+        self.SandboxExec = channel.stream_stream(
+                '/nbmodal.agent.v1.Agent/SandboxExec',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.SandboxOutput = channel.unary_stream(
+                '/nbmodal.agent.v1.Agent/SandboxOutput',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxOutputRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+                _registered_method=True)
+        self.SandboxStdin = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/SandboxStdin',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxStdinRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ClusterStatus = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/ClusterStatus',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ClusterStatusRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ClusterStatusReply.FromString,
+                _registered_method=True)
+        self.ClusterGo = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/ClusterGo',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ClusterGoRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SandboxFile = channel.unary_unary(
+                '/nbmodal.agent.v1.Agent/SandboxFile',
+                request_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxFileRequest.SerializeToString,
+                response_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxFileReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -179,6 +264,15 @@ class AgentServicer:
     def Run(self, request, context):
         """Start a run and follow its events until it ends (the attached path). The
         stream leaves out the first event (RunStarted): the client chose the run id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunStream(self, request_iterator, context):
+        """Runs one after another on one long-lived stream (a client's fast path for warm calls): each
+        RunRequest is answered as Run answers it, its `finished` event last; the client sends the next
+        request after that. A stream that ends without a `finished` event lost its run, as Run's would.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +410,15 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicaRoutes(self, request, context):
+        """One object across hosts (remote_agent/replicas.py, store_routes.py): the client tells an agent its
+        own host name, how to reach the other hosts' agents (ports the client forwards back to them) and
+        where each named object lives; the reply lists the objects whose home is this host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BuildImage(self, request, context):
         """Images (remote_agent/images.py): build an image's layers on this host,
         streaming the build log; a cached image ends the stream at once.
@@ -345,6 +448,109 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deploy(self, request, context):
+        """Deployed apps (remote_agent/deployments.py): register a new version of an app's functions and
+        classes on this host (replacing the previous one atomically); list, look up, stop, history, logs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppCall(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TunnelCall(self, request, context):
+        """Ports served from containers (nbmodal.forward, web endpoints): a container opens and closes its own
+        with its scoped token; clients list them (the Jupyter proxy, `nbmodal forward`, the sidebar).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InputAnswer(self, request, context):
+        """Answer a run's pending InputRequest (its container's stdin: a debugger's prompt, input()).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SecretCall(self, request, context):
+        """Named secrets on this host (remote_agent/secrets.py): create, list (names, keys, creation
+        times; never values), delete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerLogs(self, request, context):
+        """A container's log (its worker's own log file), from the start; with `follow`, until it has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SandboxCreate(self, request, context):
+        """Sandboxes (remote_agent/sandboxes.py): a container that runs commands, not Python runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SandboxCall(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SandboxExec(self, request_iterator, context):
+        """A process in a sandbox: ContainerExec with ExecStart.container_id naming the sandbox.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SandboxOutput(self, request, context):
+        """The entrypoint's stdout or stderr from `offset`; with `follow`, until the entrypoint has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SandboxStdin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClusterStatus(self, request, context):
+        """Multi-node gangs (remote_agent/gangs.py): where each member run stands, and the go that starts them all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClusterGo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SandboxFile(self, request, context):
+        """Files in the sandbox's view (run inside it), confined to its own directories.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -355,6 +561,11 @@ def add_AgentServicer_to_server(servicer, server):
             ),
             'Run': grpc.unary_stream_rpc_method_handler(
                     servicer.Run,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.SerializeToString,
+            ),
+            'RunStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.RunStream,
                     request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.FromString,
                     response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.SerializeToString,
             ),
@@ -458,6 +669,11 @@ def add_AgentServicer_to_server(servicer, server):
                     request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeRequest.FromString,
                     response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.VolumeChunk.SerializeToString,
             ),
+            'ReplicaRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicaRoutes,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ReplicaRoutesRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ReplicaRoutesReply.SerializeToString,
+            ),
             'BuildImage': grpc.unary_stream_rpc_method_handler(
                     servicer.BuildImage,
                     request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ImageSpec.FromString,
@@ -477,6 +693,81 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ContainerExec,
                     request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.FromString,
                     response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'Deploy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deploy,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.DeployRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.DeployReply.SerializeToString,
+            ),
+            'AppCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppCall,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppReply.SerializeToString,
+            ),
+            'AppLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.AppLogs,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.AppLogLine.SerializeToString,
+            ),
+            'TunnelCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.TunnelCall,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.TunnelRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.TunnelReply.SerializeToString,
+            ),
+            'InputAnswer': grpc.unary_unary_rpc_method_handler(
+                    servicer.InputAnswer,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.InputAnswerRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            ),
+            'SecretCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecretCall,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SecretRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SecretReply.SerializeToString,
+            ),
+            'ContainerLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.ContainerLogs,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecLogsRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            ),
+            'SandboxCreate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SandboxCreate,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxCreateRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxInfo.SerializeToString,
+            ),
+            'SandboxCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.SandboxCall,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxReply.SerializeToString,
+            ),
+            'SandboxExec': grpc.stream_stream_rpc_method_handler(
+                    servicer.SandboxExec,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'SandboxOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.SandboxOutput,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxOutputRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.SerializeToString,
+            ),
+            'SandboxStdin': grpc.unary_unary_rpc_method_handler(
+                    servicer.SandboxStdin,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxStdinRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            ),
+            'ClusterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterStatus,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ClusterStatusRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.ClusterStatusReply.SerializeToString,
+            ),
+            'ClusterGo': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterGo,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.ClusterGoRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.Empty.SerializeToString,
+            ),
+            'SandboxFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.SandboxFile,
+                    request_deserializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxFileRequest.FromString,
+                    response_serializer=nbmodal__wire_dot_proto_dot_agent__pb2.SandboxFileReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +822,33 @@ class Agent:
             request,
             target,
             '/nbmodal.agent.v1.Agent/Run',
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/nbmodal.agent.v1.Agent/RunStream',
             nbmodal__wire_dot_proto_dot_agent__pb2.RunRequest.SerializeToString,
             nbmodal__wire_dot_proto_dot_agent__pb2.RunEvent.FromString,
             options,
@@ -1084,6 +1402,33 @@ class Agent:
             _registered_method=True)
 
     @staticmethod
+    def ReplicaRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/ReplicaRoutes',
+            nbmodal__wire_dot_proto_dot_agent__pb2.ReplicaRoutesRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ReplicaRoutesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def BuildImage(request,
             target,
             options=(),
@@ -1181,6 +1526,411 @@ class Agent:
             '/nbmodal.agent.v1.Agent/ContainerExec',
             nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.SerializeToString,
             nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deploy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/Deploy',
+            nbmodal__wire_dot_proto_dot_agent__pb2.DeployRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.DeployReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/AppCall',
+            nbmodal__wire_dot_proto_dot_agent__pb2.AppRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.AppReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/AppLogs',
+            nbmodal__wire_dot_proto_dot_agent__pb2.AppRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.AppLogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TunnelCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/TunnelCall',
+            nbmodal__wire_dot_proto_dot_agent__pb2.TunnelRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.TunnelReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InputAnswer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/InputAnswer',
+            nbmodal__wire_dot_proto_dot_agent__pb2.InputAnswerRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecretCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/SecretCall',
+            nbmodal__wire_dot_proto_dot_agent__pb2.SecretRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.SecretReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/ContainerLogs',
+            nbmodal__wire_dot_proto_dot_agent__pb2.ExecLogsRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SandboxCreate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/SandboxCreate',
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxCreateRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SandboxCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/SandboxCall',
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SandboxExec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/nbmodal.agent.v1.Agent/SandboxExec',
+            nbmodal__wire_dot_proto_dot_agent__pb2.ExecInput.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SandboxOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/SandboxOutput',
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxOutputRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.BlobChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SandboxStdin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/SandboxStdin',
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxStdinRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/ClusterStatus',
+            nbmodal__wire_dot_proto_dot_agent__pb2.ClusterStatusRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.ClusterStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterGo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/ClusterGo',
+            nbmodal__wire_dot_proto_dot_agent__pb2.ClusterGoRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SandboxFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbmodal.agent.v1.Agent/SandboxFile',
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxFileRequest.SerializeToString,
+            nbmodal__wire_dot_proto_dot_agent__pb2.SandboxFileReply.FromString,
             options,
             channel_credentials,
             insecure,

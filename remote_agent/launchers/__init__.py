@@ -28,6 +28,7 @@ from nbmodal_wire import pb
 from remote_agent.allocator import Allocation
 from remote_agent.launch import LaunchPlan
 from remote_agent.limits import MemoryLimitExceeded
+from remote_agent.process_limits import ProcessLimitExceeded
 
 Notify = Callable[[str], None]
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -99,6 +100,10 @@ class ContainerProcess(ABC):
         """Set when it was ended for going over its ``memory=(request, limit)`` limit (remote_agent/limits.py)."""
         return None  # a backend that enforces no limits itself never ends a container for one
 
+    def process_limit_exceeded(self) -> ProcessLimitExceeded | None:
+        """Set once it reached its process limit (remote_agent/process_limits.py): it is then killed."""
+        return None  # a backend without a per-container process limit never reaches one
+
 
 class Launcher(ABC):
     """One way of starting containers (see the module docstring)."""
@@ -113,6 +118,9 @@ class Launcher(ABC):
     cancel_start_with_run: bool = False
     # Appended to "cancelled before it started": what cancelling did in this backend.
     cancelled_start_note: str = ""
+    # Whether its containers' processes are this host's, with the pids the agent sees (a Slurm job's are
+    # another node's): processes exec'd into a killed container are then cleaned up by the agent.
+    processes_here: bool = True
 
     async def start(self) -> None:
         """Get ready to launch (listen for dial-backs, …)."""

@@ -22,23 +22,28 @@ from pathlib import Path
 
 from nbmodal_wire import pb
 from remote_agent import sandbox
+from remote_agent.exit_status import describe_exit
 from remote_agent.images import ImageStore
 from remote_agent.launch import MPL_BACKEND, LaunchPlan, SandboxConfig, plan_container
 from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams
 from remote_agent.limits import ContainerLimits, Enforcer, MemoryLimitExceeded, choose_enforcer
+from remote_agent.process_limits import PidsCgroup, ProcessLimitExceeded, choose_process_limiter
 from remote_agent.zygote import Zygote
 
 log = logging.getLogger(__name__)
+
+PIDS_WATCH_S = 0.25  # how often containers' process limits are checked
 
 
 class LocalProcess(ContainerProcess):
     """A worker process on this host (a zygote's child, or the agent's), and its socket."""
 
     def __init__(self, process, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 limits: ContainerLimits | None = None) -> None:
+                 limits: ContainerLimits | None = None, pids: PidsCgroup | None = None) -> None:
         self._process = process  # asyncio.subprocess.Process or zygote.ForkedProcess
         self._streams = (reader, writer)
         self._limits = limits
+        self._pids = pids  # its process limit (remote_agent/process_limits.py)
 
     @property
     def pid(self) -> int:
@@ -62,6 +67,11 @@ class LocalProcess(ContainerProcess):
         _signal_group(self.worker_pid or self.pid, signal.SIGKILL)
         if self.worker_pid and self.worker_pid != self.pid:  # the sandbox around it
             _signal_group(self.pid, signal.SIGKILL)
+        if self._pids is not None:  # and what left its process groups (a fork bomb's children do)
+            self._pids.kill_all()
+
+    def process_limit_exceeded(self) -> ProcessLimitExceeded | None:
+        return self._pids.exceeded() if self._pids is not None else None
 
     def memory_limit_exceeded(self) -> MemoryLimitExceeded | None:
         return self._limits.exceeded() if self._limits is not None else None
@@ -70,13 +80,15 @@ class LocalProcess(ContainerProcess):
         exceeded = self.memory_limit_exceeded()
         if exceeded is not None:
             return f"container {container_id} (pid {self.pid}) {exceeded.summary()}"
+        forks = self.process_limit_exceeded()
+        if forks is not None:
+            return f"container {container_id} (pid {self.pid}): {forks.message()}"
         code = self.returncode
         if code is None:
             return f"container {container_id} lost its connection to the agent"
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            return f"container {container_id} (pid {self.pid}) was killed by {name}"
-        return f"container {container_id} (pid {self.pid}) exited with code {code}"
+        # Under bubblewrap the worker is bwrap's child: bwrap exits with 128 + the signal that ended it.
+        sandboxed = bool(self.worker_pid) and self.worker_pid != self.pid
+        return f"container {container_id} (pid {self.pid}) {describe_exit(code, sandboxed)}"
 
 
 def _signal_group(group: int, signum: int) -> None:
@@ -102,6 +114,10 @@ class LocalLauncher(Launcher):
         # How memory and CPU limits are held to here (a cgroup per container, or the watchdog).
         self.enforcer = enforcer or choose_enforcer(use_cgroups=os.environ.get("NBMODAL_CGROUPS", "1") != "0")
         self._limits: dict[str, ContainerLimits] = {}
+        # A process limit per container (a fork bomb ends its own run), and a watch on each one.
+        self.process_limiter = choose_process_limiter(getattr(self.enforcer, "parent", None))
+        self._pids: dict[str, tuple[PidsCgroup, LocalProcess]] = {}
+        self._pids_watch: asyncio.Task | None = None
 
     async def plan(self, spec: pb.ContainerSpec, container_id: str) -> LaunchPlan:
         plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
@@ -119,6 +135,7 @@ class LocalLauncher(Launcher):
         limits = self.enforcer.for_container(request.container_id, request.spec)
         if limits is not None:
             self._limits[request.container_id] = limits
+        pids = self.process_limiter.for_container(request.container_id) if self.process_limiter else None
         try:
             with open(request.log_path, "ab") as log_file:
                 if plan.zygote is not None:
@@ -135,29 +152,57 @@ class LocalLauncher(Launcher):
                     command = [*plan.outer_argv, *argv]
                     if limits is not None:
                         command = limits.wrap_argv(command)
+                    if pids is not None:
+                        command = pids.wrap_argv(command)
                     process = await asyncio.create_subprocess_exec(
                         *command, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
                         stdout=log_file, stderr=log_file, env=env, start_new_session=True)
         except BaseException:
             parent.close()
+            if pids is not None:
+                pids.close()
             raise
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        local = LocalProcess(process, reader, writer, limits)
+        local = LocalProcess(process, reader, writer, limits, pids)
         if limits is not None:
             limits.started(local.pid, local.kill)
+        if pids is not None:
+            pids.join(local.pid)  # a forked container; a spawned one joined through wrap_argv
+            self._pids[request.container_id] = (pids, local)
+            if self._pids_watch is None or self._pids_watch.done():
+                self._pids_watch = asyncio.create_task(self._watch_process_limits(), name="process-limits")
         return local
+
+    async def _watch_process_limits(self) -> None:
+        """Kill a container as soon as its process limit refuses a fork: a fork bomb may never end by itself."""
+        while self._pids:
+            for container_id, (pids, local) in list(self._pids.items()):
+                if local.returncode is None and pids.exceeded() is not None:
+                    log.warning("container %s reached its limit of %d processes: killing it", container_id,
+                                pids.limit)
+                    local.kill()
+            await asyncio.sleep(PIDS_WATCH_S)
 
     def forget(self, container_id: str) -> None:
         shutil.rmtree(self.scratch_dir / container_id, ignore_errors=True)
         limits = self._limits.pop(container_id, None)
         if limits is not None:
             limits.close()
+        pids = self._pids.pop(container_id, None)
+        if pids is not None:
+            pids[0].close()
 
     async def close(self) -> None:
         for zygote in self._zygotes.values():
             await zygote.stop()
+        if self._pids_watch is not None:
+            self._pids_watch.cancel()
+        for pids, _ in self._pids.values():
+            pids.close()
+        if self.process_limiter is not None:
+            self.process_limiter.close()
         self.enforcer.close()
 
     async def _zygote_for(self, plan: LaunchPlan) -> Zygote:

@@ -10,9 +10,13 @@ cancelled while its job waits in Slurm's queue scancels the job.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from nbmodal_wire import pb
 from remote_agent.images import ImageStore
@@ -20,6 +24,7 @@ from remote_agent.launch import LaunchPlan
 from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams
 from remote_agent.sandbox import MountError
 from remote_agent.slurm import ContainerListener, SlurmConfig, SlurmJob, cluster_gpus
+from remote_agent.worker import volume_links
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,10 @@ class SlurmLauncher(Launcher):
     prewarms = False
     cancel_start_with_run = True
     cancelled_start_note = " (its Slurm job was cancelled with scancel)"
+    processes_here = False  # a job's processes are on its node
+
+    # -> the host dir of a volume (the agent sets it: volumes in jobs are linked from the shared filesystem)
+    volume_dir: Callable[[str], Path] | None = None
 
     def __init__(self, config: SlurmConfig, images: ImageStore) -> None:
         self.config = config
@@ -95,10 +104,12 @@ class SlurmLauncher(Launcher):
     async def plan(self, spec: pb.ContainerSpec, container_id: str) -> LaunchPlan:
         """The image's Python from the shared filesystem; no sandbox or mounts of this host's (the job is
         on another node)."""
-        if spec.volumes or spec.local_mounts:
-            raise MountError("volumes and add_local_* mounts aren't available in Slurm jobs yet; read and write "
+        if spec.local_mounts:
+            raise MountError("add_local_* mounts aren't available in Slurm jobs yet; read and write "
                              "files on the cluster's shared filesystem instead")
         plan = LaunchPlan(python=sys.executable)
+        if spec.volumes:  # the job links them from the shared filesystem (remote_agent/worker/volume_links.py)
+            plan.env[volume_links.ENV] = json.dumps(self._volume_links(spec))
         if spec.image:
             image = self.images.get(spec.image)
             self.images.touch(image)
@@ -109,6 +120,18 @@ class SlurmLauncher(Launcher):
             plan.imports = image.imports
         plan.cwd = spec.workdir or None
         return plan
+
+    def _volume_links(self, spec: pb.ContainerSpec) -> list[tuple[str, str, str]]:
+        if self.volume_dir is None:
+            raise MountError("this agent's Slurm launcher was started without its volumes")
+        links = []
+        for mount in spec.volumes:
+            host_dir = self.volume_dir(mount.volume)
+            marker = host_dir.parent / volume_links.MARKER
+            if not marker.exists():  # what a job checks to know it sees this very directory
+                marker.write_text(secrets.token_hex(16))
+            links.append((str(host_dir), mount.path, marker.read_text()))
+        return links
 
     async def launch(self, request: LaunchRequest) -> ContainerProcess:
         connected = self.listener.expect(request.token)

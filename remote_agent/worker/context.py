@@ -16,6 +16,7 @@ from contextvars import ContextVar
 
 _run_id = ""
 _input_index: ContextVar[int] = ContextVar("nbmodal_input_index", default=0)
+_in_batch: ContextVar[bool] = ContextVar("nbmodal_in_batch", default=False)  # a map's input runs here
 
 
 def begin_run(run_id: str) -> None:
@@ -23,11 +24,18 @@ def begin_run(run_id: str) -> None:
     global _run_id
     _run_id = run_id
     _input_index.set(0)
+    _in_batch.set(False)
 
 
 def begin_input(index: int) -> None:
     """Input ``index`` of the current run (a map's batch) starts on this thread."""
     _input_index.set(index)
+    _in_batch.set(True)
+
+
+def map_input_index() -> int | None:
+    """The index of the map input running on this thread; None outside a map's batch."""
+    return _input_index.get() if _in_batch.get() else None
 
 
 def in_container() -> bool:

@@ -28,6 +28,7 @@ from nbmodal_wire.cellcode import names_assigned, parse_cell, split_last_express
 from remote_agent.worker import context as worker_context
 from remote_agent.worker import display as display_module
 from remote_agent.worker import event_loop
+from remote_agent.worker.stdin import end_debugging, explain_debugger_quit, remember_sources
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Interrupts:
     def stop(self) -> None:
         self.executing = False
         signal.setitimer(signal.ITIMER_REAL, 0)
+        end_debugging()
 
 
 def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts,
@@ -104,6 +106,7 @@ def execute(request: pb.Execute, session: Session | None, interrupts: Interrupts
     if image_import_error is not None:
         return _outcome_of(image_import_error)
     interrupts.pending = False  # a SIGINT from here on is meant for this run
+    remember_sources(request.debug_sources)  # pdb shows the lines of code whose file isn't on this host
     if request.cwd and os.path.isdir(request.cwd):
         _enter_directory(request.cwd)
     try:
@@ -268,6 +271,7 @@ def _store_blob(encoded: blobs.Encoded) -> str:
 
 
 def error_info(exc: BaseException) -> pb.ErrorInfo:
+    explain_debugger_quit(exc)
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next

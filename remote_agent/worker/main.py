@@ -22,11 +22,14 @@ from typing import NoReturn
 
 from nbmodal_wire import pb
 from nbmodal_wire.frames import FrameSocket
-from remote_agent.worker import batch, display
+from remote_agent.worker import batch, cluster_net, display, shell_lines
 from remote_agent.worker.classes import run_exit_hooks
+from remote_agent.worker.exec_server import ExecServer
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
 from remote_agent.worker.inbox import Inbox
 from remote_agent.worker.output import FdCapture
+from remote_agent.worker.stdin import StdinChannel
+from remote_agent.worker.stdin import install as install_stdin
 
 log = logging.getLogger("remote_agent.worker")
 
@@ -51,6 +54,10 @@ def main() -> None:
         layout = json.loads(layout_json)
         mounts.enter(layout)
         enter_workdir(layout.get("workdir"))
+    if os.environ.get("NBMODAL_VOLUME_LINKS"):  # a Slurm job's volumes, on the shared filesystem
+        from remote_agent.worker import volume_links
+
+        volume_links.link_from_env()
     serve(args.fd, args.session)
 
 
@@ -121,20 +128,33 @@ def serve(fd: int, session: bool) -> NoReturn:
 
     busy = threading.Event()  # a run is executing on the main thread
     inbox = Inbox(channel, busy)
+    processes = ExecServer(channel.send)  # `nbmodal container exec`, shells, Sandbox.exec: beside the runs
+    inbox.on("exec", processes.handle)
+    stdin_channel = StdinChannel(channel.send, capture.sync)  # breakpoint(), input(): answered from the notebook
+    inbox.on("input_answer", stdin_channel.on_answer)
+    install_stdin(stdin_channel)
+    builtins._nbmodal_shell = shell_lines  # type: ignore[attr-defined]  # a %%remote cell's !cmd lines call it
     inbox.start()
-    channel.send(pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)))
+    ready = pb.ContainerReady(pid=os.getpid(), python=PYTHON_VERSION)
+    if cluster_net.is_member():  # a gang member: rank 0's address and port come from here (gangs.py)
+        ready.cluster_addresses[:] = cluster_net.interface_addresses()
+        ready.cluster_free_port, ready.cluster_host_name = cluster_net.free_port(), socket.gethostname()
+    channel.send(pb.FromContainer(ready=ready))
     log.info("ready (pid %d, python %s)", os.getpid(), PYTHON_VERSION)
 
     while True:
         message = inbox.next_for_main()
         if message is None:
             log.info("agent closed the channel; exiting")
+            processes.kill_all()
             run_exit_hooks()
             os._exit(0)  # without waiting for threads the user's code left behind
         if message.HasField("execute"):
             busy.set()
             inputs.reset()
+            stdin_channel.new_run()
             request = message.execute
+            os.environ.update(request.cluster_env)  # a gang member's MASTER_ADDR, RANK…: before its code runs
             finished = execute(request, namespace, interrupts, emit_item=send_item)
             capture.sync()
             channel.send(pb.FromContainer(finished=finished))

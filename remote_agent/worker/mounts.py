@@ -36,6 +36,7 @@ from nbmodal_wire.names import MountError
 
 # <linux/sched.h>, <linux/mount.h>, <linux/prctl.h>, <linux/capability.h>
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWUSER = 0x10000000
 _MS_RDONLY = 1
 _MS_NOSUID = 2
 _MS_NODEV = 4
@@ -97,6 +98,7 @@ def enter(layout: dict[str, Any]) -> None:
     finally:
         for source, *_ in binds:
             os.close(source)
+    _own_user_namespace(libc)
     _drop_capabilities(libc)
 
 
@@ -165,6 +167,29 @@ def _hide_gpus(libc: ctypes.CDLL, allowed: set[int]) -> None:
     for name in hidden:
         _check(libc.mount(denied.encode(), f"/dev/{name}".encode(), None, _MS_BIND, None), f"hiding /dev/{name}")
     _check(libc.umount2(b"/tmp", _MNT_DETACH), "unmounting the scratch /tmp")  # the binds keep the file
+
+
+def _own_user_namespace(libc: ctypes.CDLL) -> None:
+    """A user namespace of this container's own, below the sandbox's, mapping only its own ids.
+
+    Containers forked from one image's zygote share the zygote's user namespace, and the kernel lets a
+    process of a namespace read a sibling's ``/proc/PID/root`` (its private /tmp), ``environ`` and
+    ``mem`` when its capabilities are no fewer. From a namespace of its own it needs CAP_SYS_PTRACE in
+    the sibling's, which it never has. A host that refuses a nested namespace (an AppArmor policy on
+    bubblewrap's children) keeps the shared one, said once in the container's log.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(_CLONE_NEWUSER) != 0:
+        code = ctypes.get_errno()
+        os.write(2, f"nbmodal: this container shares its image's user namespace with the image's other "
+                    f"containers (unshare(CLONE_NEWUSER): {os.strerror(code)})\n".encode())
+        return
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        except FileNotFoundError:  # setgroups: a kernel older than 3.19 has none
+            continue
 
 
 def _drop_capabilities(libc: ctypes.CDLL) -> None:

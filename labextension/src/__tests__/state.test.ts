@@ -63,6 +63,7 @@ function overview(parts: Partial<Overview> = {}): Overview {
     dicts: [],
     queues: [],
     images: [],
+    endpoints: [],
     time: 1000,
     ...parts
   };

@@ -71,7 +71,7 @@ const CollectionRow = React.memo(function CollectionRow({
       >
         <Caret.react tag="span" className="nbmodal-caret" />
         <span className="nbmodal-name nbmodal-ellipsis">{item.name}</span>
-        <span className="nbmodal-muted">{item.host}</span>
+        <span className="nbmodal-muted" title={`home host: ${item.home}`}>{item.host}</span>
         <span className="nbmodal-muted nbmodal-right" title={kind === 'dicts' ? 'keys' : 'items'}>
           {item.length}
         </span>

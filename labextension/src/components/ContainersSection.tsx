@@ -5,6 +5,7 @@ import { useActions } from '../actions';
 import { formatDuration, shortId } from '../format';
 import type { ContainerInfo } from '../types';
 import { StateBadge } from './Bar';
+import { TerminalButton } from './TerminalButton';
 import { Empty, Section } from './Section';
 
 function serving(container: ContainerInfo): string {
@@ -50,6 +51,7 @@ const ContainerRow = React.memo(function ContainerRow({
         <span className="nbmodal-name nbmodal-ellipsis" title={container.image}>
           {container.image || 'default image'}
         </span>
+        <TerminalButton container={container} />
         <button
           className="nbmodal-stop jp-mod-styled"
           title="Stop this container"

@@ -71,6 +71,16 @@ const RunRow = React.memo(function RunRow({
       </div>
       <div className="nbmodal-details">
         <span>{run.host}</span>
+        {run.members ? (
+          <span
+            className="nbmodal-run-members"
+            title={run.members
+              .map(m => `rank ${m.rank}: ${m.host} ${m.run_id} ${m.state}`)
+              .join('\n')}
+          >
+            {run.members.length} nodes
+          </span>
+        ) : null}
         <span>{shortId(run.run_id)}</span>
         <span title="duration">{run.started ? formatDuration(run.duration_s) : 'not started'}</span>
       </div>

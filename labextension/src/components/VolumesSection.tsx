@@ -14,6 +14,7 @@ import { errorMessage, listVolume } from '../api';
 import { basename, formatBytes } from '../format';
 import type { VolumeEntry, VolumeInfo } from '../types';
 import { Empty, Section } from './Section';
+import { VolumeCopies } from './VolumeCopies';
 
 /** A volume's root, as the agent's listdir takes it. */
 const ROOT = '/';
@@ -147,6 +148,7 @@ const VolumeRow = React.memo(function VolumeRow({ volume }: { volume: VolumeInfo
         <Caret.react tag="span" className="nbmodal-caret" />
         <span className="nbmodal-name nbmodal-ellipsis">{volume.name}</span>
         <span className="nbmodal-muted">{volume.host}</span>
+        <VolumeCopies volume={volume} />
         <span className="nbmodal-muted nbmodal-right">{formatBytes(volume.size)}</span>
       </div>
       {open && (
