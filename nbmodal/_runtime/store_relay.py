@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import selectors
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from nbmodal._runtime import homes
+from nbmodal._runtime.tunnel import pump_between
 from nbmodal.hosts import load_hosts
 from nbmodal_wire import pb
 
@@ -180,22 +180,4 @@ def _pump_to(other: str, channel) -> None:
         return
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ, channel)
-    selector.register(channel, selectors.EVENT_READ, sock)
-    try:
-        while True:
-            for key, _ in selector.select(timeout=1.0):
-                source, sink = cast(Any, key.fileobj), key.data
-                data = source.recv(1 << 16)
-                if not data:
-                    return
-                sink.sendall(data)
-            if channel.closed:
-                return
-    except OSError:
-        pass
-    finally:
-        selector.close()
-        sock.close()
-        channel.close()
+    pump_between(sock, channel)

@@ -57,25 +57,9 @@ class LocalForwarder:
                              daemon=True).start()
 
     def _pump(self, client: socket.socket, channel: paramiko.Channel) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(client, selectors.EVENT_READ, channel)
-        selector.register(channel, selectors.EVENT_READ, client)
         try:
-            while True:
-                for key, _ in selector.select(timeout=1.0):
-                    source, sink = cast(Any, key.fileobj), key.data
-                    data = source.recv(1 << 16)
-                    if not data:
-                        return
-                    sink.sendall(data)
-                if channel.closed:
-                    return
-        except OSError:
-            pass
+            pump_between(client, channel)
         finally:
-            selector.close()
-            client.close()
-            channel.close()
             with self._lock:
                 if (client, channel) in self._pairs:
                     self._pairs.remove((client, channel))
@@ -92,3 +76,26 @@ class LocalForwarder:
         self._closed = True
         self._listener.close()
         self.drop_connections()
+
+
+def pump_between(sock: socket.socket, channel: paramiko.Channel) -> None:
+    """Copy bytes both ways between a local socket and an SSH channel until either side closes; close both."""
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ, channel)
+    selector.register(channel, selectors.EVENT_READ, sock)
+    try:
+        while True:
+            for key, _ in selector.select(timeout=1.0):
+                source, sink = cast(Any, key.fileobj), key.data
+                data = source.recv(1 << 16)
+                if not data:
+                    return
+                sink.sendall(data)
+            if channel.closed:
+                return
+    except OSError:
+        pass
+    finally:
+        selector.close()
+        sock.close()
+        channel.close()

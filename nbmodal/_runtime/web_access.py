@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nbmodal_wire import pb
+from nbmodal_wire.pids import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def running_servers(runtime_dir: str | None = None) -> list[dict[str, Any]]:
             mtime = path.stat().st_mtime
         except (OSError, ValueError):  # being written, or just removed
             continue
-        if isinstance(info, dict) and _alive(int(info.get("pid", 0))) and info.get("url"):
+        if isinstance(info, dict) and pid_alive(int(info.get("pid", 0))) and info.get("url"):
             found.append((mtime, info))
     return [info for _, info in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
@@ -103,16 +104,6 @@ def _url(info: dict[str, Any]) -> str:
     return str(info["url"]).rstrip("/") + "/"
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ancestors() -> list[int]:
