@@ -528,7 +528,7 @@ async def _refusals_as_status(context) -> AsyncIterator[None]:
 # calls: the run calls check the scope, run_scopes.py); never listings of runs, sessions or containers.
 CONTAINER_METHODS = frozenset(f"/nbmodal.agent.v1.Agent/{name}" for name in (
     "Hello", "DictCall", "QueueCall", "VolumeCall", "VolumeUpload", "VolumeDownload",
-    "Run", "Submit", "Attach", "Cancel", "GetRun", "InputAnswer", "PutBlob", "GetBlob",
+    "Run", "RunStream", "Submit", "Attach", "Cancel", "GetRun", "InputAnswer", "PutBlob", "GetBlob",
     "BuildImage", "PutImageFile", "ImageCall", "AppCall", "TunnelCall"))
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from nbmodal._runtime import homes
-from nbmodal._runtime.tunnel import pump_between
 from nbmodal.hosts import load_hosts
 from nbmodal_wire import pb
 
@@ -180,4 +179,6 @@ def _pump_to(other: str, channel) -> None:
         return
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    from nbmodal._runtime.tunnel import pump_between  # paramiko: never imported in containers
+
     pump_between(sock, channel)
