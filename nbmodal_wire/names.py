@@ -38,6 +38,8 @@ def check_name(kind: str, name: str) -> None:
     """Refuse a name that is not ``NAME_RULE``; ``kind`` ("Dict", "volume") names the thing in the error."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidNameError(f"{kind} name {shown(name)} is not allowed: use {NAME_RULE}")
+    if name in (".", ".."):  # a volume's directory would be its parent: deleting it would delete the state dir
+        raise InvalidNameError(f"{kind} name {name!r} is not allowed: it names a directory, not a {kind}")
 
 
 def shown(value: object, limit: int = 80) -> str:

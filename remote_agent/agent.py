@@ -17,6 +17,7 @@ from nbmodal_wire import blobs, pb
 from remote_agent import request_errors, sandboxes, supervision
 from remote_agent.allocator import Allocator, GpuUnsatisfiable, Unsatisfiable
 from remote_agent.blobstore import BlobStore
+from remote_agent.container_slots import NoContainerSlot
 from remote_agent.containers import Container, ContainerDied, ContainerPool
 from remote_agent.deployments import DeploymentStore
 from remote_agent.gangs import Gangs
@@ -62,6 +63,7 @@ _NO_CONTAINER: tuple[tuple[_ExceptionTypes, pb.RunState, str | None, pb.ErrorKin
     (GpuRequestError, pb.FAILED, "nbmodal.GpuUnavailable", pb.ERROR_GPU_UNAVAILABLE),
     (ImageError, pb.FAILED, "nbmodal.ImageBuildError", pb.ERROR_IMAGE_BUILD),  # its image was removed meanwhile
     (LaunchRefused, pb.FAILED, None, pb.ERROR_LAUNCH_REFUSED),  # refused, or it can never start as asked
+    (NoContainerSlot, pb.FAILED, "nbmodal.ResourcesUnavailable", pb.ERROR_RESOURCES_UNAVAILABLE),  # the cap
     ((StoreError, MountError), pb.FAILED, "nbmodal.MountError", pb.ERROR_MOUNT),  # an unknown volume, a bad path
     (SecretError, pb.FAILED, "nbmodal.NotFoundError", pb.ERROR_SECRET),  # an unknown secret, a missing key
 )
@@ -184,7 +186,7 @@ class Agent:
             for mount in request.spec.volumes:
                 mount.path = check_mount_path(mount.volume, mount.path)
             await self.replicas.before_run(list(request.spec.volumes), notify)  # replicas at the latest version
-            container, _ = await self.pool.acquire(request.spec, request.session, notify=notify)
+            container, _ = await self.pool.acquire(request.spec, request.session, notify=notify, run_id=run.id)
         except asyncio.CancelledError:
             run.finish(pb.RunFinished(state=pb.CANCELLED, error=_error(
                 "KeyboardInterrupt", f"cancelled before it started{self.launcher.cancelled_start_note}",

@@ -33,7 +33,7 @@ _LOG_POLL_S = 0.2  # how often a followed log is looked at for more
 # Output the client has taken is acknowledged to the container in steps of this (its window, 1 MiB, is
 # remote_agent/worker/exec_server.py's OUTPUT_WINDOW_BYTES; a step must be well under it).
 ACK_STEP_BYTES = 128 << 10
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # bounded: a longer name is no file name
 _ids = itertools.count(1)
 
 

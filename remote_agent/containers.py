@@ -26,6 +26,7 @@ from nbmodal_wire.frames import read_frame, write_frame
 from remote_agent.admission import AdmissionQueue
 from remote_agent.allocator import Allocation, Allocator
 from remote_agent.container_exec import ExecStreams
+from remote_agent.container_slots import ContainerSlots, limit_setting
 from remote_agent.launch import MPL_BACKEND, LaunchPlan
 from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest
 from remote_agent.redaction import Redactor, StreamRedactor
@@ -356,7 +357,7 @@ class ContainerPool:
     """Places runs on containers: warm ones, admitted ones, sessions' own; starts and forgets them."""
 
     def __init__(self, logs_dir: Path, blob_dir: Path, scaledown_window_s: float, allocator: Allocator,
-                 launcher: Launcher, clock: Callable[[], float] = time.time) -> None:
+                 launcher: Launcher, clock: Callable[[], float] = time.time, max_containers: int | None = None) -> None:
         self.logs_dir = logs_dir
         self.blob_dir = blob_dir
         self.launcher = launcher
@@ -370,6 +371,14 @@ class ContainerPool:
         self._watchers: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
         self.warm = WarmPool(scaledown_window_s, self._start, self.release, self.containers, self._reserves, clock)
+        # The cap on live containers (remote_agent/container_slots.py): every start below holds a slot. A Slurm
+        # agent's containers are the cluster's jobs, bounded by its scheduler unless the cap is set explicitly.
+        if max_containers is None:
+            max_containers = limit_setting(default=None if launcher.processes_here else 0)
+        self.slots = ContainerSlots(max_containers, self.warm.take, self.release, self._reclaim_idle)
+        log.info("at most %s live containers (NBMODAL_MAX_CONTAINERS)", max_containers or "any number of")
+        self.warm.take_slot = self._take_free_slot
+        self.warm.slot_unused = self._slot_unused
         self.admission = AdmissionQueue(allocator, self.warm, self.release)
         self.session_slots = Sessions(self._start_for_session)
         # Supervisors for containers whose runs last, so they outlive this agent (set by the agent: supervision.py).
@@ -387,24 +396,29 @@ class ContainerPool:
     # -- placement ---------------------------------------------------------
 
     async def acquire(self, spec: pb.ContainerSpec, session: str = "",
-                      notify: Notify | None = None) -> tuple[Container, bool]:
-        """A container for one run; the bool says whether it was started for it.
+                      notify: Notify | None = None, run_id: str = "") -> tuple[Container, bool]:
+        """A container for one run (``run_id``); the bool says whether it was started for it.
 
         A run that asks for GPUs, cores or memory waits in a fair queue until a
-        warm container of its spec or enough free resources are there; ``notify``
-        hears why it waits.
+        warm container of its spec or enough free resources are there; one that
+        needs a new container when every container slot is held waits for a slot
+        (container_slots.py); ``notify`` hears why it waits.
         """
         if session:
             return await self.session_slots.acquire(spec, session, notify)
         if self._reserves(spec):
-            return await self._acquire_reserved(spec, notify)
+            return await self._acquire_reserved(spec, notify, run_id=run_id)
         container = self.warm.take(spec)
         if container is not None:
             return container, False
         starting = self.warm.take_starting(spec)
         if starting is not None:  # a warm-up already under way: take it
             return await self._container_of(starting), True
-        return await self._start_for_run(spec, notify=notify), True
+        container_id = self._new_id()
+        warm = await self.slots.wait(container_id, spec, notify, run_id=run_id, take_warm=True)
+        if warm is not None:  # an idle container of its spec came before a slot
+            return warm, False
+        return await self._container_of(self._start_task(spec, container_id, notify=notify)), True
 
     def release(self, container: Container) -> None:
         """A run is done with its container: a session's takes the next turn, others wait warm."""
@@ -416,28 +430,33 @@ class ContainerPool:
             return
         self.warm.put(container)
         self.admission.serve()
+        self.slots.container_idle()
 
-    async def _acquire_reserved(self, spec: pb.ContainerSpec, notify: Notify | None,
-                                session: str = "") -> tuple[Container, bool]:
+    async def _acquire_reserved(self, spec: pb.ContainerSpec, notify: Notify | None, session: str = "",
+                                run_id: str = "", slot_timeout_s: float | None = None) -> tuple[Container, bool]:
         grant = await self.admission.admit(spec, notify, session)
         if grant.container is not None:
             return grant.container, False
         try:
-            return await self._start_for_run(spec, session, allocation=grant.allocation), True
+            return await self._start_for_run(spec, session, allocation=grant.allocation, notify=notify,
+                                             run_id=run_id, slot_timeout_s=slot_timeout_s, notify_start=False), True
         except BaseException:
             self.admission.give_back(grant)
             raise
 
-    async def _start_for_session(self, spec: pb.ContainerSpec, session: str, notify: Notify | None) -> Container:
+    async def _start_for_session(self, spec: pb.ContainerSpec, session: str, notify: Notify | None,
+                                 slot_timeout_s: float | None = None) -> Container:
         if self._reserves(spec):
-            container, _ = await self._acquire_reserved(spec, notify, session)
+            container, _ = await self._acquire_reserved(spec, notify, session, slot_timeout_s=slot_timeout_s)
             return container
-        return await self._start_for_run(spec, session, notify=notify)
+        return await self._start_for_run(spec, session, notify=notify, slot_timeout_s=slot_timeout_s)
 
-    async def start_dedicated(self, spec: pb.ContainerSpec, notify: Notify | None = None) -> Container:
+    async def start_dedicated(self, spec: pb.ContainerSpec, notify: Notify | None = None,
+                              slot_timeout_s: float | None = None) -> Container:
         """A container of one user's own (a Sandbox: remote_agent/sandboxes.py): admitted like a run's when it
-        reserves GPUs, cores or memory, never pooled or reused; what it holds is released when it is killed."""
-        return await self._start_for_session(spec, "", notify)
+        reserves GPUs, cores or memory, never pooled or reused; what it holds is released when it is killed.
+        Past the cap on live containers it waits for a slot, at most ``slot_timeout_s`` (NoContainerSlot)."""
+        return await self._start_for_session(spec, "", notify, slot_timeout_s)
 
     def prewarm(self, spec: pb.ContainerSpec) -> None:
         """Start a container in the background for the next run with this spec."""
@@ -454,8 +473,42 @@ class ContainerPool:
             self.prewarm(container.spec)
 
     async def _start_for_run(self, spec: pb.ContainerSpec, session: str = "", allocation: Allocation | None = None,
-                             notify: Notify | None = None) -> Container:
-        return await self._container_of(asyncio.create_task(self._start(spec, session, allocation, notify)))
+                             notify: Notify | None = None, run_id: str = "",
+                             slot_timeout_s: float | None = None, notify_start: bool = True) -> Container:
+        """Wait for a container slot (``notify`` hears why), then start a container in it; with ``notify_start``
+        ``notify`` also hears how the start goes (a run admitted for reserved resources doesn't)."""
+        container_id = self._new_id()
+        await self.slots.wait(container_id, spec, notify, run_id=run_id, timeout_s=slot_timeout_s)
+        start_notify = notify if notify_start else None
+        return await self._container_of(self._start_task(spec, container_id, session, allocation, start_notify))
+
+    def _new_id(self) -> str:
+        self._counter += 1
+        return f"c-{os.getpid()}-{self._counter}"
+
+    def _start_task(self, spec: pb.ContainerSpec, container_id: str, session: str = "",
+                    allocation: Allocation | None = None, notify: Notify | None = None) -> asyncio.Task:
+        """Start a container whose slot is held for ``container_id``; the slot is freed if it never begins."""
+        task = asyncio.create_task(self._start(spec, container_id, session, allocation, notify))
+        task.add_done_callback(lambda t: self._slot_unused(container_id) if t.cancelled() else None)
+        return task
+
+    def _take_free_slot(self) -> str | None:
+        """A container id holding a free slot for a speculative start, or None (the warm pool's ``take_slot``)."""
+        container_id = self._new_id()
+        return container_id if self.slots.try_take(container_id) else None
+
+    def _slot_unused(self, container_id: str) -> None:
+        if container_id not in self._containers:  # its container never began (else it frees it on exit)
+            self.slots.release(container_id)
+
+    def _reclaim_idle(self, stopping: set[str]) -> str | None:
+        """Stop the least recently used idle container that may go, for a run waiting for a slot."""
+        container = self.warm.reclaim_idle(stopping)
+        if container is None:
+            return None
+        container.retire(grace_s=2.0)
+        return container.id
 
     async def _container_of(self, start: asyncio.Task) -> Container:
         """Wait for a container start on behalf of a run.
@@ -483,11 +536,14 @@ class ContainerPool:
         else:
             self.release(container)
 
-    async def _start(self, spec: pb.ContainerSpec, session: str = "",
+    async def _start(self, spec: pb.ContainerSpec, container_id: str, session: str = "",
                      allocation: Allocation | None = None, notify: Notify | None = None) -> Container:
-        self._counter += 1
-        container_id = f"c-{os.getpid()}-{self._counter}"
-        plan = await self.launcher.plan(spec, container_id)
+        """Launch a container; a container slot is already held for ``container_id``."""
+        try:
+            plan = await self.launcher.plan(spec, container_id)
+        except BaseException:
+            self.slots.release(container_id)
+            raise
         container = Container(container_id, spec, self.logs_dir, self.blob_dir, self.launcher, session, plan)
         container.set_secret_env(self.secret_environments(spec))
         container.agent_port = self.agent_port
@@ -516,6 +572,7 @@ class ContainerPool:
         """A container of an earlier agent, taken back with ``run`` in progress (remote_agent/supervision.py)."""
         container.supervision = self.supervision
         self._containers[container.id] = container
+        self.slots.force(container.id)  # it is live already: it counts, whatever the cap
         self.container_tokens[container.token] = container  # its Dicts, Queues and Volumes keep working
         container.resume(reader, writer, run)
         watcher = asyncio.create_task(self._forget_when_exited(container))
@@ -528,6 +585,7 @@ class ContainerPool:
         if container.alive:
             return
         self.container_tokens.pop(container.token, None)
+        self.slots.release(container.id)  # its process has exited: the next run may have its slot
         if container.supervision is not None:
             container.supervision.forget(container)
         self.launcher.forget(container.id)

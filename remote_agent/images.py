@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -48,6 +49,10 @@ STEP_KINDS = {"python", "pip", "requirements", "run", "env", "workdir", "apt", "
 # What the container's worker needs from the agent's own environment.
 RUNTIME_PACKAGES = ("grpcio", "protobuf", "cloudpickle")
 _COMPLETE = ".complete"
+
+
+# What an image id may look like (they are 32 hex digits: image_key); anything else is refused before it is a path.
+_IMAGE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
 class ImageError(RequestError):
@@ -220,6 +225,8 @@ class ImageStore:
     # -- lookups -------------------------------------------------------------
 
     def get(self, image_id: str) -> BuiltImage:
+        if not _IMAGE_ID.fullmatch(image_id):  # never a path: no '/', '..', NUL or a name too long for one
+            raise ImageNotFound(f"{image_id[:80]!r} is not an image id (`nbmodal image list` shows them)")
         path = self.records / f"{image_id}.json"
         try:
             return BuiltImage(**json.loads(path.read_text()))

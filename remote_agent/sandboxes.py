@@ -42,6 +42,8 @@ RETURNCODE_TERMINATED = 137
 OUTPUT_KEPT_BYTES = 64 << 20  # of each entrypoint stream; older output is dropped beyond it
 _OUTPUT_CHUNK = 1 << 20
 ENDED_KEPT = 200  # ended sandboxes remembered (for from_id, wait, list)
+# A create call with a deadline stops waiting for a container slot this long before it, to answer why.
+SLOT_WAIT_MARGIN_S = 0.5
 _FILE_OPS = {pb.SANDBOX_FILE_READ: "read", pb.SANDBOX_FILE_WRITE: "write", pb.SANDBOX_FILE_LS: "ls",
              pb.SANDBOX_FILE_MKDIR: "mkdir", pb.SANDBOX_FILE_RM: "rm", pb.SANDBOX_FILE_STAT: "stat"}
 _ENDED_WORDS: dict[int, str] = {pb.SANDBOX_FINISHED: "finished", pb.SANDBOX_TERMINATED: "was terminated",
@@ -116,6 +118,7 @@ class Sandbox:
         self.terminate_requested = asyncio.Event()
         self.changed = asyncio.Event()  # activity: the idle deadline moves
         self.scratch: Path | None = None  # its working directory on the host, when it has no root of its own
+        self.slot_timeout_s: float | None = None  # how long it may wait for a container slot (container_slots.py)
 
     @property
     def timeout_s(self) -> float:
@@ -172,8 +175,12 @@ class SandboxManager:
 
     # -- create and end -------------------------------------------------------
 
-    async def create(self, request: pb.SandboxCreateRequest) -> pb.SandboxInfo:
+    async def create(self, request: pb.SandboxCreateRequest, deadline_s: float | None = None) -> pb.SandboxInfo:
         """Start a sandbox; returns once its container runs (and its entrypoint has been started).
+
+        Past the agent's cap on live containers it waits for a container slot (remote_agent/container_slots.py)
+        for at most its own ``timeout``, and, when the caller gave the call a deadline (``deadline_s`` from now),
+        until shortly before it, so that the caller hears why rather than a bare deadline.
 
         Raises RequestError for bad input, and when its container can't start (the sandbox is then
         listed as failed)."""
@@ -200,6 +207,9 @@ class SandboxManager:
         workdir = spec.workdir or self._image_workdir(spec.image)
         sandbox = Sandbox(sandbox_id, request, spec, workdir, self._hostname)
         sandbox.scratch = scratch
+        sandbox.slot_timeout_s = sandbox.timeout_s
+        if deadline_s is not None:
+            sandbox.slot_timeout_s = max(0.1, min(sandbox.timeout_s, deadline_s - SLOT_WAIT_MARGIN_S))
         self._sandboxes[sandbox_id] = sandbox
         self._forget_old()
         task = asyncio.create_task(self._lifecycle(sandbox), name=f"sandbox-{sandbox_id}")
@@ -217,7 +227,7 @@ class SandboxManager:
 
     async def _lifecycle(self, sandbox: Sandbox) -> None:
         try:
-            sandbox.container = await self._pool.start_dedicated(sandbox.spec)
+            sandbox.container = await self._pool.start_dedicated(sandbox.spec, slot_timeout_s=sandbox.slot_timeout_s)
         except BaseException as exc:
             self._end(sandbox, pb.SANDBOX_FAILED, 1, str(exc) or type(exc).__name__)
             if not sandbox.started.done():

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 import grpc
 
 from nbmodal_wire import PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, pb
+from nbmodal_wire.names import shown
 from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
 from remote_agent import container_exec, replica_calls, request_errors, runs
 from remote_agent.agent import CONTAINER_PYTHON, Agent, Draining
@@ -52,8 +53,9 @@ class AgentService(pb_grpc.AgentServicer):
     async def Run(self, request: pb.RunRequest, context) -> AsyncIterator[pb.RunEvent]:
         # The run belongs to the agent: a client that goes away doesn't stop it.
         run = await self._submit(request, context, caller_waits=True)
-        async for event in run.follow(after_seq=1):  # the client knows the id already
-            yield event
+        with self._slot_lent(context, run):  # a calling container lends its slot meanwhile (container_slots.py)
+            async for event in run.follow(after_seq=1):  # the client knows the id already
+                yield event
 
     async def RunStream(self, requests: AsyncIterator[pb.RunRequest], context) -> AsyncIterator[pb.RunEvent]:
         # Run's answer to each request in turn, on one stream: a warm call costs a message each way,
@@ -61,9 +63,10 @@ class AgentService(pb_grpc.AgentServicer):
         async for request in requests:
             run = await self._submit(request, context, caller_waits=True)
             finished = False
-            async for event in run.follow(after_seq=1):
-                finished = event.HasField("finished")
-                yield event
+            with self._slot_lent(context, run):
+                async for event in run.follow(after_seq=1):
+                    finished = event.HasField("finished")
+                    yield event
             if not finished:  # lost: end the stream, as Run's would end, so its client asks what happened
                 return
 
@@ -94,8 +97,9 @@ class AgentService(pb_grpc.AgentServicer):
     async def Attach(self, request: pb.AttachRequest, context) -> AsyncIterator[pb.RunEvent]:
         async with _refusals_as_status(context):
             run = await self._scoped_run(request.run_id, context)
-            async for event in run.follow(request.after_seq, request.follow):
-                yield event
+            with self._slot_lent(context, run if request.follow else None):
+                async for event in run.follow(request.after_seq, request.follow):
+                    yield event
 
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.RunInfo:
         async with _refusals_as_status(context):
@@ -172,7 +176,7 @@ class AgentService(pb_grpc.AgentServicer):
 
     async def SandboxCreate(self, request: pb.SandboxCreateRequest, context) -> pb.SandboxInfo:
         async with _refusals_as_status(context):
-            return await self.agent.sandboxes.create(request)
+            return await self.agent.sandboxes.create(request, deadline_s=context.time_remaining())
 
     async def SandboxCall(self, request: pb.SandboxRequest, context) -> pb.SandboxReply:
         async with _refusals_as_status(context):
@@ -452,10 +456,16 @@ class AgentService(pb_grpc.AgentServicer):
     def _run(self, run_id: str) -> runs.Run:
         run = self.agent.runs.get(run_id)
         if run is None:
-            raise RequestError(f"no run {run_id!r} on this agent", request_errors.NOT_FOUND)
+            raise RequestError(f"no run {shown(run_id)} on this agent", request_errors.NOT_FOUND)  # a bounded quote
         return run
 
     # -- container tokens: nested calls ----------------------------------------
+
+    def _slot_lent(self, context, run):
+        """While a container waits on ``run`` (a nested call), its container slot is lent to it, so that the
+        run never waits for slots its own callers hold (remote_agent/container_slots.py)."""
+        caller = self._calling_container(context) if run is not None else None
+        return self.agent.pool.slots.lent(caller.id if caller is not None else "", run.id if run is not None else "")
 
     def _calling_container(self, context):
         """The container whose token made this call (None for the agent's token)."""

@@ -46,6 +46,7 @@ class VolumeStore:
 
     def volume_dir(self, name: str) -> Path:
         check_name("volume", name)
+        _check_not_internal(name)
         path = self.root / name
         if not path.is_dir():
             existing = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -55,6 +56,7 @@ class VolumeStore:
 
     def create(self, name: str) -> bool:
         check_name("volume", name)
+        _check_not_internal(name)
         path = self.root / name
         if path.is_dir():
             return False
@@ -68,6 +70,7 @@ class VolumeStore:
     def rename(self, name: str, new_name: str) -> None:
         source = self.volume_dir(name)
         check_name("volume", new_name)
+        _check_not_internal(new_name)
         if (self.root / new_name).exists():
             raise StoreError("invalid", f"a volume named {new_name!r} already exists")
         source.rename(self.root / new_name)
@@ -190,3 +193,9 @@ class VolumeStore:
         info = real.stat()
         self._checksums[(str(real), info.st_size, info.st_mtime_ns)] = sha256
 
+
+def _check_not_internal(name: str) -> None:
+    """Names starting with '.' are the store's own directories (``.partial``), never a volume."""
+    if name.startswith("."):
+        raise StoreError("invalid", f"volume name {name!r} is not allowed: names starting with '.' are reserved "
+                                    f"for the volume store's own directories")

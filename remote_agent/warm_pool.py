@@ -35,11 +35,12 @@ def spec_key(spec: pb.ContainerSpec) -> bytes:
 class WarmPool:
     """Idle containers by spec, containers being warmed up, and the scale-down and standing rules."""
 
-    def __init__(self, scaledown_window_s: float, start: Callable[[pb.ContainerSpec], Coroutine[Any, Any, Container]],
+    def __init__(self, scaledown_window_s: float,
+                 start: Callable[[pb.ContainerSpec, str], Coroutine[Any, Any, Container]],
                  release: Callable[[Container], None], containers: Callable[[], Iterable[Container]],
                  reserves: Callable[[pb.ContainerSpec], bool], clock: Callable[[], float] = time.time) -> None:
         self.scaledown_window_s = scaledown_window_s
-        self._start = start            # a new container of a spec, started
+        self._start = start            # a new container of a spec (with the id its slot is held for), started
         self._release = release        # a container that has nothing to do now (the pool's release)
         self._containers = containers  # every container of the pool (sessions' too)
         self._reserves = reserves      # whether a spec's containers hold reserved resources
@@ -47,6 +48,10 @@ class WarmPool:
         self._idle: dict[bytes, list[Container]] = {}
         self._starting: dict[bytes, list[asyncio.Task]] = {}
         self._standing: dict[bytes, pb.ContainerSpec] = {}  # specs with min/buffer containers
+        # A container id holding a free container slot for a speculative start (container_slots.py), or None
+        # when every slot is taken or a run waits for one: prewarming never makes a run wait.
+        self.take_slot: Callable[[], str | None] = lambda: ""
+        self.slot_unused: Callable[[str], None] = lambda holder: None  # a start cancelled before it began
 
     # -- idle containers ---------------------------------------------------
 
@@ -84,15 +89,33 @@ class WarmPool:
         for containers in list(self._idle.values()):
             yield from list(containers)
 
+    def reclaim_idle(self, stopping: set[str]) -> Container | None:
+        """The least recently used idle container that may stop to free a container slot (container_slots.py),
+        out of the pool; never one that keeps its spec at ``min_containers`` (those in ``stopping`` are
+        already going, so they don't count toward it). None if there is none."""
+        for container in sorted(self.idle_containers(), key=lambda c: c.idle_since):
+            key = spec_key(container.spec)
+            going = sum(1 for c in self._containers() if c.id in stopping and spec_key(c.spec) == key)
+            if self._count(container.spec) - going > container.spec.min_containers:
+                self.remove(container)
+                return container
+        return None
+
     # -- warming up --------------------------------------------------------
 
     def prewarm(self, spec: pb.ContainerSpec) -> None:
-        """Start a container in the background for the next run with this spec."""
+        """Start a container in the background for the next run with this spec (if a container slot is free)."""
+        holder = self.take_slot()
+        if holder is None:
+            log.debug("not prewarming: every container slot is taken or awaited")
+            return
         key = spec_key(spec)
-        task = asyncio.create_task(self._start(spec))
+        task = asyncio.create_task(self._start(spec, holder))
         self._starting.setdefault(key, []).append(task)
 
         def settle(t: asyncio.Task) -> None:
+            if t.cancelled():
+                self.slot_unused(holder)
             if task in self._starting.get(key, []):
                 self._starting[key].remove(task)
                 if not t.cancelled() and t.exception() is None:
