@@ -5,17 +5,21 @@ Uses the test suite's own fixtures: two real sshd hosts in network namespaces jo
 (tests/sshhosts.py, as tests/test_cluster_ssh.py does) and a real two-node Slurm cluster
 (tests/slurmpair.py) with its login host. Each gang's ranks print the wall-clock time their code began
 (one machine: one clock); the figure is the later of the two minus the moment ``.remote()`` was called.
-Every gang starts fresh containers (a gang's are never reused), so each run is a cold start of the gang;
-the hosts' agents are installed and warm before the first.
+``gang_assembled_s`` is when the client, asking the agents, saw every rank's container ready (the go is
+sent then; measured from the gang's start, just after placement). Every gang starts fresh containers (a
+gang's are never reused), so each run is a cold start of the gang; the hosts' agents are installed and
+warm before the first.
 Run as root: .venv/bin/python bench/bench_cluster.py [--runs 5] [--skip-slurm]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--skip-slurm", action="store_true")
     args = parser.parse_args()
     os.environ["NBMODAL_HOME"] = tempfile.mkdtemp(prefix="nbm-bench-cluster-")
+    atexit.register(shutil.rmtree, os.environ["NBMODAL_HOME"], ignore_errors=True)
     from sshhosts import SshClient, cleanup_stale
 
     import nbmodal
@@ -50,20 +55,36 @@ def main() -> None:
 
         return stamp
 
+    import logging
+
+    assembled: list[float] = []  # when the client saw every rank ready and sent the go (its own log line)
+
+    class Assembled(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.msg.startswith("gang %s assembled in"):
+                assembled.append(float(record.args[1]))  # type: ignore[index]
+
+    gang_log = logging.getLogger("nbmodal._runtime.gang")
+    gang_log.setLevel(logging.INFO)
+    gang_log.addHandler(Assembled())
+
     def measure(function) -> dict:
         samples, totals = [], []
+        assembled.clear()
         for _ in range(args.runs + 1):  # the first warms the hosts' image and agent paths
             started = time.time()
-            function.remote()
+            with contextlib.redirect_stdout(sys.stderr):  # rank 0's output: stdout is the JSON only
+                function.remote()
             total = time.time() - started
             run = nbmodal.last_cluster_run()
             assert run is not None
             began = [float(run.logs(rank).split("began ")[1].split()[0]) for rank in range(run.size)]
             samples.append(max(began) - started)
             totals.append(total)
-        samples, totals = samples[1:], totals[1:]
+        samples, totals, ready = samples[1:], totals[1:], assembled[1:]
         return {"all_ranks_running_s_median": round(statistics.median(samples), 3),
                 "all_ranks_running_s": [round(s, 3) for s in samples],
+                "gang_assembled_s_median": round(statistics.median(ready), 3) if ready else None,
                 "call_total_s_median": round(statistics.median(totals), 3)}
 
     results: dict[str, dict] = {}

@@ -6,9 +6,10 @@ The client (nbmodal/_runtime/gang.py) starts them all; on each agent a member
 run goes through two phases:
 
 1. **Reserve.** It is admitted like any run that asks for GPUs, cores or
-   memory (the fair queue: remote_agent/admission.py) and its own container is
-   started (never a warm one, never kept afterwards: its environment is the
-   gang's). Its container reports its addresses and a free port
+   memory (the fair queue: remote_agent/admission.py), its volumes' replicas
+   are synced (remote_agent/replicas.py; its writes are committed when it ends,
+   as any run's), and its own container is started (never a warm one, never
+   kept afterwards: its environment is the gang's). Its container reports its addresses and a free port
    (remote_agent/worker/cluster_net.py). The member is then *ready* and holds
    what it reserved; ``ClusterStatus`` says so, or why it waits.
 2. **Go.** Once every member is ready the client sends ``ClusterGo`` with the
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nbmodal_wire import blobs, pb
 from remote_agent import request_errors
+from remote_agent.container_slots import ENV as MAX_CONTAINERS_ENV
+from remote_agent.container_slots import NoContainerSlot
 from remote_agent.containers import Container, ContainerDied
 from remote_agent.request_errors import RequestError
 from remote_agent.sandbox import check_mount_path
@@ -95,11 +97,17 @@ class Gangs:
         spec.CopyFrom(request.spec)
         spec.env[CLUSTER_ID_ENV] = request.cluster.cluster_id  # the worker reports its addresses (cluster_net)
         here = request.cluster.ranks_here or 1  # the ranks this agent starts together
+        limit = self.agent.pool.slots.limit
+        if limit and here > limit:  # its ranks would hold every slot waiting for one more: refused, not left to hang
+            return no_container_result(NoContainerSlot(
+                f"this gang starts {here} containers on this host at once, but its agent keeps at most {limit} "
+                f"live; raise {MAX_CONTAINERS_ENV} on the agent's host, or place fewer ranks here"))
         spec.env[GANG_RANK_ENV], spec.env[GANG_SIZE_ENV] = str(request.cluster.index_here), str(here)
         try:
             for mount in spec.volumes:
                 mount.path = check_mount_path(mount.volume, mount.path)
-                await self.agent.in_io_thread(self.agent.volumes.volume_dir, mount.volume)
+            # As for any run (agent.py): a replica is brought to its home's latest version first.
+            await self.agent.replicas.before_run(list(spec.volumes), notify)
             container = await self.agent.pool.start_dedicated(spec, notify)
         except asyncio.CancelledError:
             return pb.RunFinished(state=pb.CANCELLED, error=_error(
@@ -151,8 +159,11 @@ class Gangs:
         finally:
             if payload_path is not None:
                 payload_path.unlink(missing_ok=True)
-            if request.spec.volumes:
-                await self.agent.in_io_thread(os.sync)
+            if request.spec.volumes:  # commit on exit, as for any run: the home's next version
+                def notify(text: str) -> None:
+                    run.emit(notice=pb.Notice(text=text))
+
+                await self.agent.replicas.after_run(list(request.spec.volumes), notify)
 
     def status(self, run_ids: list[str]) -> list[pb.ClusterMemberStatus]:
         """Where each member stands: ready (with its container's addresses and free port), waiting, or done."""

@@ -7,13 +7,13 @@ to the home that the client keeps up (``store_routes.py``):
 
 * **sync** (before a run that mounts the volume, ``reload()``): ask the home for its
   latest version's manifest (path, SHA-256, size); fetch only files whose content this
-  replica lacks (content found elsewhere in the replica is copied locally); remove files
+  replica lacks, a few at once (content found elsewhere in the replica is copied locally); remove files
   the home removed. Downloads land in ``.partial/<volume>/<sha256>`` first, resume from
   what is there after a cut, and are checked against the home's SHA-256 before they
   are renamed into place. Files written here and not committed yet are kept.
 * **commit** (``commit()``, the end of every run that mounted it): upload the changed
-  files' content to the home, staged by SHA-256 (resumable, checksummed, skipped when the
-  home has it), then ask the home to apply them as its next version, then sync. Last
+  files' content to the home, a few at once, staged by SHA-256 (resumable, checksummed, skipped
+  when the home has it), then ask the home to apply them as its next version, then sync. Last
   commit wins per file; the home keeps what a commit replaced until its next version.
 
 When the home can't be reached, a run starts on the replica's last synced version (the
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -45,6 +46,8 @@ from remote_agent.volumes import CHUNK_BYTES, VolumeStore
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str], None]
+# Files a sync downloads, or a commit uploads, at once (each its own stream through the relay).
+PARALLEL_DOWNLOADS = 4
 
 
 class Replicas:
@@ -126,6 +129,7 @@ class Replicas:
         stub, metadata = self.routes.peer(home, f"volume {name!r}")
         by_content = {v[0]: p for p, v in now.items()}
         files: dict[str, list] = {}
+        missing: list[pb.VolumeChange] = []
         for change in reply.manifest:
             files[change.path] = [change.sha256, change.size]
             if change.path in changed_here or now.get(change.path, [None])[0] == change.sha256:
@@ -133,8 +137,19 @@ class Replicas:
             if change.sha256 in by_content:
                 await self._io(self._copy_within, name, by_content[change.sha256], change.path)
             else:
-                sha256, size = await self._download(stub, metadata, name, change)
-                files[change.path] = [sha256, size]
+                missing.append(change)
+        # A few files at once: one stream at a time leaves the relay's links idle between chunks. Each content
+        # is downloaded once (its partial file is named by its SHA-256); other paths with it are copies.
+        first: dict[str, pb.VolumeChange] = {}
+        for change in missing:
+            first.setdefault(change.sha256, change)
+        async def fetch(change: pb.VolumeChange) -> None:
+            files[change.path] = list(await self._download(stub, metadata, name, change))
+
+        await _a_few_at_once([functools.partial(fetch, change) for change in first.values()])
+        for change in missing:
+            if first[change.sha256] is not change:
+                await self._io(self._copy_within, name, first[change.sha256].path, change.path)
         for path in copy.files:
             if path not in files and path in now and path not in changed_here:
                 await self._io(self._remove, name, path)  # removed at the home
@@ -219,9 +234,10 @@ class Replicas:
             return
         what = f"volume {name!r}"
         stub, metadata = self.routes.peer(home, what)
-        for change in changes:
-            if not change.deleted:
-                await self._stage(stub, metadata, name, change)
+        # Each content once (the home stages it under its SHA-256), a few at a time, as a sync downloads.
+        contents = {change.sha256: change for change in changes if not change.deleted}
+        await _a_few_at_once([functools.partial(self._stage, stub, metadata, name, change)
+                              for change in contents.values()])
         reply = await self.routes.relay(home, "VolumeCall", pb.VolumeRequest(
             op=pb.VOLUME_APPLY, name=name, base_version=copy.version, changes=changes,
             from_host=self.routes.self_name), what)
@@ -259,6 +275,23 @@ class Replicas:
         if info.role == HOME:
             info.home = self.routes.self_name
         return info
+
+
+async def _a_few_at_once(transfers: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run the transfers, PARALLEL_DOWNLOADS at a time; the first failure stops the others (what arrived is
+    kept: transfers resume) and is raised."""
+    streams = asyncio.Semaphore(PARALLEL_DOWNLOADS)
+
+    async def one(transfer: Callable[[], Awaitable[None]]) -> None:
+        async with streams:
+            await transfer()
+
+    tasks = [asyncio.ensure_future(one(transfer)) for transfer in transfers]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 @contextlib.contextmanager

@@ -3,12 +3,12 @@
 # tests/sshhosts.py run real OpenSSH servers inside network namespaces; the
 # sidebar's browser test drives Debian's chromium with Playwright; the
 # slurm_cluster fixture in tests/slurmcluster.py runs a real single-node Slurm
-# with its own munged).
+# with its own munged; bench/bench_replicas.py compares with rsync).
 # Idempotent and quiet: exits at once when everything is already installed.
 # When something is missing and we are not root, lists it and exits 1.
 set -euo pipefail
 
-PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap chromium slurmctld slurmd slurm-client munge)
+PACKAGES=(openssh-server openssh-client iproute2 python3-venv bubblewrap chromium slurmctld slurmd slurm-client munge rsync)
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

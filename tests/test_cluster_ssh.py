@@ -4,14 +4,16 @@ both, and a gang waiting for a card that is taken on one host.
 
 alpha and beta are offline and, as the session made them, reach only the root namespace; this module adds
 a route between them (and IP forwarding in the root namespace) for its tests and removes both afterwards.
-No torch here (a CPU wheel is ~200 MB, and its index isn't reachable from this machine): the all-reduce is
-a socket-level one of the same shape (tests/allreduce.py), between the ranks at MASTER_ADDR:MASTER_PORT,
-and ``procs_per_node`` runs a torchrun stand-in (tests/faketorch) that starts processes as torchrun does.
+The all-reduce runs twice: socket-level (tests/allreduce.py, between the ranks at MASTER_ADDR:MASTER_PORT,
+no dependencies) and with real ``torch.distributed`` over gloo, from a CPU build of torch installed once per
+machine (tests/cputorch.py; skipped, saying so, where pip finds none). ``procs_per_node`` runs under a
+torchrun stand-in (tests/faketorch: cheap, checks each process's environment) and under the real torchrun.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from allreduce import all_reduce
+from cputorch import CPU_TORCH, cpu_torch
 from kernels import kernel
 from waiting import wait_for
 
@@ -90,6 +93,95 @@ def test_a_two_node_all_reduce_with_each_ranks_environment_and_cluster_info(pair
         run.cluster_id, 1, 2, pb.SUCCEEDED)
 
 
+def test_each_rank_sees_the_volume_at_its_latest_version_and_its_writes_are_committed(pair, tmp_path):
+    name = f"gang-vol-{os.getpid()}"
+    vol = nbmodal.Volume.from_name(name, create_if_missing=True, host="alpha")  # alpha is its home
+    try:
+        (tmp_path / "data.txt").write_text("shard list")
+        with vol.batch_upload() as batch:
+            batch.put_file(tmp_path / "data.txt", "/data.txt")
+
+        @nbmodal.App("cluster-ssh").function(timeout=60, volumes={"/v": name})
+        @nbmodal.clustered(size=2)
+        def write_rank() -> str:
+            rank = nbmodal.get_cluster_info().rank
+            print(f"rank {rank} sees {open('/v/data.txt').read()!r}", flush=True)
+            with open(f"/v/rank{rank}.txt", "w") as f:
+                f.write(f"written by rank {rank}")
+            return "done"
+
+        assert write_rank.remote() == "done"
+        run = nbmodal.last_cluster_run()
+        assert run is not None and run.hosts == ["alpha", "beta"]
+        assert "rank 1 sees 'shard list'" in run.logs(rank=1)  # beta's replica synced before rank 1 started
+        for rank in (0, 1):  # beta's write reached the home when its rank ended
+            assert b"".join(vol.read_file(f"/rank{rank}.txt")) == f"written by rank {rank}".encode()
+    finally:
+        nbmodal.Volume.delete(name, allow_missing=True)
+
+
+def test_a_real_torch_distributed_all_reduce_with_gloo_across_the_two_hosts(pair):
+    torch_path = cpu_torch()
+    if torch_path is None:
+        pytest.skip(f"no CPU build of torch (torch=={CPU_TORCH}) installs here; the socket-level all-reduce ran")
+    # torch from the shared directory; gloo on the hosts' own interface (their hostname resolves elsewhere)
+    with_torch = nbmodal.Secret.from_dict({"PYTHONPATH": str(torch_path), "GLOO_SOCKET_IFNAME": "eth0"})
+
+    @nbmodal.App("cluster-ssh").function(timeout=120, secrets=[with_torch])
+    @nbmodal.clustered(size=2)
+    def gloo_all_reduce() -> dict:
+        import os
+
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")  # env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE from the gang
+        try:
+            tensor = torch.full((4,), float(dist.get_rank() + 1))
+            dist.all_reduce(tensor)
+            print(f"torch rank {dist.get_rank()} of {dist.get_world_size()}: {tensor.tolist()}", flush=True)
+            return {"rank": dist.get_rank(), "world": dist.get_world_size(), "sum": tensor.tolist(),
+                    "master": os.environ["MASTER_ADDR"], "cluster_rank": nbmodal.get_cluster_info().rank}
+        finally:
+            dist.destroy_process_group()
+
+    alpha, _ = pair
+    assert gloo_all_reduce.remote() == {"rank": 0, "world": 2, "sum": [3.0] * 4, "master": alpha.address,
+                                        "cluster_rank": 0}
+    run = nbmodal.last_cluster_run()
+    assert run is not None and run.hosts == ["alpha", "beta"]
+    assert "torch rank 1 of 2: [3.0, 3.0, 3.0, 3.0]" in run.logs(rank=1)
+
+
+def test_procs_per_node_under_the_real_torchrun_all_reduces_over_every_process(pair):
+    torch_path = cpu_torch()
+    if torch_path is None:
+        pytest.skip(f"no CPU build of torch (torch=={CPU_TORCH}) installs here; tests/faketorch's torchrun ran")
+    with_torch = nbmodal.Secret.from_dict({"PYTHONPATH": str(torch_path), "GLOO_SOCKET_IFNAME": "eth0"})
+
+    @nbmodal.App("cluster-ssh").function(timeout=120, secrets=[with_torch])
+    @nbmodal.clustered(size=2, procs_per_node=2)
+    def per_process() -> list:
+        import os
+
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")  # torchrun's own RANK, LOCAL_RANK, WORLD_SIZE for this process
+        try:
+            tensor = torch.full((2,), float(dist.get_rank()))
+            dist.all_reduce(tensor)
+            print(f"process {dist.get_rank()} (local {os.environ['LOCAL_RANK']}): {tensor.tolist()}", flush=True)
+            return [dist.get_rank(), dist.get_world_size(), tensor.tolist()]
+        finally:
+            dist.destroy_process_group()
+
+    assert per_process.remote() == [0, 4, [6.0, 6.0]]  # 0+1+2+3 over the 4 processes of the 2 nodes
+    run = nbmodal.last_cluster_run()
+    assert run is not None
+    assert "process 2 (local 0): [6.0, 6.0]" in run.logs(rank=1) and "process 3 (local 1)" in run.logs(rank=1)
+
+
 @pytest.fixture()
 def fake_torch():
     """tests/faketorch (a torchrun stand-in) in a directory the hosts' users read, for the containers' PYTHONPATH."""
@@ -157,6 +249,11 @@ def test_retries_relaunch_the_whole_gang(pair):
             with open(os.path.join(folder, f"rank{rank}"), "a") as runs:
                 runs.write("ran\n")
             if rank == 1 and not os.path.exists(os.path.join(folder, "failed-once")):
+                import time
+
+                deadline = time.monotonic() + 30  # fail once rank 0 has run too (else it may be stopped first)
+                while not os.path.exists(os.path.join(folder, "rank0")) and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 open(os.path.join(folder, "failed-once"), "w").close()
                 raise RuntimeError("first attempt fails")
             return rank

@@ -178,3 +178,33 @@ def test_a_slurm_gang_is_one_allocation_of_n_nodes_with_one_task_each():
     script = gang_script("/py", "login1:4000")
     assert script.startswith("#!/bin/bash\nexec srun --kill-on-bad-exit=1 --export=ALL bash -c ")
     assert "${tokens[$SLURM_PROCID]}" in script and "-m remote_agent.worker --connect login1:4000" in script
+
+
+def test_procs_per_node_runs_the_function_or_the_cell_in_each_of_torchruns_processes(tmp_path, monkeypatch):
+    """With the torchrun stand-in (tests/faketorch) on the path: K processes on this node, each with its own
+    RANK; the function's result is global rank 0's, a cell sees the notebook's values, a failure is named."""
+    import os
+    from pathlib import Path
+
+    from remote_agent.worker.torchrun import run_cell_under_torchrun, run_under_torchrun
+
+    tests = Path(__file__).parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tests / "faketorch"), str(tests.parent)]))
+    for key, value in {"NBMODAL_CLUSTER_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "NODE_RANK": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+
+    def which_rank(offset: int) -> int:
+        import os
+
+        return int(os.environ["RANK"]) + offset
+
+    assert run_under_torchrun(which_rank, (100,), {}) is None  # node 1: ranks 2 and 3; none is global rank 0
+    monkeypatch.setenv("NODE_RANK", "0")
+    assert run_under_torchrun(which_rank, (100,), {}) == 100  # global rank 0's result
+    cell = "import os\nopen(os.path.join(out, 'rank' + os.environ['RANK']), 'w').write(f'{__name__} {value}')\n"
+    run_cell_under_torchrun(cell, "<cell>", {"out": str(tmp_path), "value": 42})
+    assert sorted(p.read_text() for p in tmp_path.iterdir()) == ["__main__ 42", "__main__ 42"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0", "rank1"]
+    with pytest.raises(ChildProcessError, match="torchrun exited with status 1 on node 0"):
+        run_cell_under_torchrun("raise SystemExit(1)", "<cell>", {})

@@ -166,3 +166,167 @@ def test_a_slurm_job_that_doesnt_see_the_login_nodes_volumes_says_how_to_fix_it(
     monkeypatch.setenv(volume_links.ENV, f'[["{volumes / "ckpt"}", "{mount}", "the agent\'s"]]')
     volume_links.link_from_env()
     assert mount.resolve() == (volumes / "ckpt").resolve()
+
+
+class _Home:
+    """A home's VolumeDownload, in process: ``content`` from the asked offset in 3-byte chunks, then its
+    file record (whose SHA-256 is ``claimed``, the content's own unless told)."""
+
+    def __init__(self, content: bytes, claimed: str = "") -> None:
+        self.content = content
+        self.claimed = claimed or hashlib.sha256(content).hexdigest()
+        self.offsets: list[int] = []
+
+    async def VolumeDownload(self, request: pb.VolumeRequest, metadata=()):  # noqa: N802 — the gRPC name
+        self.offsets.append(request.offset)
+        for start in range(request.offset, len(self.content), 3):
+            yield pb.VolumeChunk(data=self.content[start:start + 3])
+        yield pb.VolumeChunk(file=pb.VolumeFile(path=request.path, size=len(self.content), sha256=self.claimed))
+
+
+def _replica(tmp_path):
+    from remote_agent.replicas import Replicas
+
+    volumes = VolumeStore(tmp_path / "replica")
+    volumes.create("ckpt")
+
+    async def in_io_thread(fn, *args):
+        return fn(*args)
+
+    return Replicas(volumes, VolumeVersions(volumes), StoreRoutes(), in_io_thread)
+
+
+def test_a_replicas_download_resumes_from_what_arrived_and_is_checked_before_it_replaces_anything(tmp_path):
+    replica = _replica(tmp_path)
+    content = b"the new weights, version 2"
+    change = pb.VolumeChange(path="/w.bin", sha256=hashlib.sha256(content).hexdigest(), size=len(content))
+    target = replica.volumes.root / "ckpt" / "w.bin"
+    target.write_bytes(b"version 1")
+    # A cut left the first 10 bytes: only the rest moves.
+    replica.volumes.partial_path("ckpt", change.sha256).write_bytes(content[:10])
+    home = _Home(content)
+    assert asyncio.run(replica._download(home, (), "ckpt", change)) == (change.sha256, len(content))
+    assert home.offsets == [10] and target.read_bytes() == content
+    assert not replica.volumes.partial_path("ckpt", change.sha256).exists()
+    # A damaged prefix: the checksum fails, the download starts over once, and succeeds.
+    replica.volumes.partial_path("ckpt", change.sha256).write_bytes(b"XXXXXXXX")
+    target.write_bytes(b"version 1")
+    home = _Home(content)
+    asyncio.run(replica._download(home, (), "ckpt", change))
+    assert home.offsets == [8, 0] and target.read_bytes() == content
+    # Content that arrives damaged every time replaces nothing.
+    target.write_bytes(b"version 1")
+    home = _Home(b"flipped bits in transit!!!", claimed=change.sha256)
+    with pytest.raises(StoreError, match="arrived damaged .* nothing was replaced"):
+        asyncio.run(replica._download(home, (), "ckpt", change))
+    assert target.read_bytes() == b"version 1"
+
+
+class _HomeVolume:
+    """A home's manifest and downloads by path (``relay`` and ``peer`` as StoreRoutes has them)."""
+
+    def __init__(self, version: int, files: dict[str, bytes]) -> None:
+        self.version, self.files, self.downloads = version, files, []
+        self.active = self.most_at_once = 0
+
+    async def relay(self, host, method, request, what, deadline=None, context=None):
+        assert (host, method, request.op) == ("alpha", "VolumeCall", pb.VOLUME_MANIFEST)
+        return pb.VolumeReply(version=self.version, manifest=[
+            pb.VolumeChange(path=p, sha256=hashlib.sha256(d).hexdigest(), size=len(d)) for p, d in self.files.items()])
+
+    def peer(self, host, what):
+        return self, ()
+
+    async def VolumeDownload(self, request: pb.VolumeRequest, metadata=()):  # noqa: N802 — the gRPC name
+        self.downloads.append(request.path)
+        self.active += 1
+        self.most_at_once = max(self.most_at_once, self.active)
+        data = self.files[request.path]
+        for start in range(request.offset, len(data), 4):
+            await asyncio.sleep(0)  # let the other streams run between chunks
+            yield pb.VolumeChunk(data=data[start:start + 4])
+        self.active -= 1
+        yield pb.VolumeChunk(file=pb.VolumeFile(path=request.path, size=len(data),
+                                                sha256=hashlib.sha256(data).hexdigest()))
+
+
+def test_a_sync_fetches_each_missing_content_once_several_at_a_time_and_keeps_what_is_here(tmp_path):
+    from remote_agent.replicas import PARALLEL_DOWNLOADS
+    from remote_agent.volume_versions import Copy
+
+    replica = _replica(tmp_path)
+    root = replica.volumes.root / "ckpt"
+    (root / "kept.bin").write_bytes(b"already here")
+    files = {f"/part-{i}.bin": f"content {i}".encode() * 3 for i in range(6)}
+    files.update({"/copy-of-0.bin": files["/part-0.bin"], "/kept.bin": b"already here",
+                  "/moved.bin": b"already here"})
+    home = _HomeVolume(7, files)
+    replica.routes = home  # type: ignore[assignment]
+    copy = Copy(role="replica", home="alpha")
+    assert asyncio.run(replica._pull("ckpt", copy, "alpha")) == 7
+    assert sorted(home.downloads) == sorted(f"/part-{i}.bin" for i in range(6))  # each content once
+    assert home.most_at_once == PARALLEL_DOWNLOADS
+    for path, data in files.items():
+        assert (root / path.lstrip("/")).read_bytes() == data, path
+    assert copy.version == 7 and set(copy.files) == set(files)
+    assert not any((replica.volumes.partials / "ckpt").iterdir())  # every download renamed into place
+
+
+class _HomeStaging:
+    """A home that stages uploaded content (VOLUME_STAT, VolumeUpload) and applies a commit (``relay``)."""
+
+    self_name = "beta"  # the replica's host, as its routes know it
+
+    def __init__(self) -> None:
+        self.staged: dict[str, bytes] = {}
+        self.applied: list[pb.VolumeRequest] = []
+        self.active = self.most_at_once = 0
+
+    def peer(self, host, what):
+        return self, ()
+
+    async def VolumeCall(self, request: pb.VolumeRequest, metadata=()):  # noqa: N802 — the gRPC name
+        assert request.op == pb.VOLUME_STAT
+        return pb.VolumeReply(file=pb.VolumeFile(exists=request.sha256 in self.staged))
+
+    async def VolumeUpload(self, chunks, metadata=()):  # noqa: N802 — the gRPC name
+        self.active += 1
+        self.most_at_once = max(self.most_at_once, self.active)
+        header, data = None, b""
+        async for chunk in chunks:
+            await asyncio.sleep(0)  # let the other streams run between chunks
+            if chunk.HasField("file"):
+                header = chunk.file
+            else:
+                data += chunk.data
+        assert header is not None and header.stage and hashlib.sha256(data).hexdigest() == header.sha256
+        self.staged[header.sha256] = data
+        self.active -= 1
+        return pb.VolumeReply()
+
+    async def relay(self, host, method, request, what, deadline=None, context=None):
+        assert (host, method, request.op) == ("alpha", "VolumeCall", pb.VOLUME_APPLY)
+        self.applied.append(request)
+        return pb.VolumeReply(version=request.base_version + 1)
+
+
+def test_a_commit_uploads_each_changed_content_once_several_at_a_time_then_asks_the_home_to_apply(tmp_path):
+    from remote_agent.replicas import PARALLEL_DOWNLOADS
+    from remote_agent.volume_versions import Copy
+
+    replica = _replica(tmp_path)
+    root = replica.volumes.root / "ckpt"
+    written = {f"shard-{i}.pt": f"weights {i}".encode() for i in range(6)}
+    written["shard-0-again.pt"] = written["shard-0.pt"]
+    for path, data in written.items():
+        (root / path).write_bytes(data)
+    home = _HomeStaging()
+    replica.routes = home  # type: ignore[assignment]
+    copy = Copy(role="replica", home="alpha", version=3)
+    asyncio.run(replica._push("ckpt", copy, "alpha"))
+    assert sorted(home.staged.values()) == sorted(set(written.values()))  # each content once
+    assert home.most_at_once == PARALLEL_DOWNLOADS
+    [apply] = home.applied
+    assert apply.base_version == 3 and apply.from_host == "beta"
+    assert sorted(c.path for c in apply.changes) == sorted("/" + p for p in written)
+    assert set(copy.files) == {"/" + p for p in written} and not copy.pending

@@ -37,7 +37,8 @@ def both(ssh_hosts):
         host.restore()
     for name in (CKPT, TRAIN, SHARED):
         nbmodal.Volume.delete(name, allow_missing=True)
-    for kind, name in ((nbmodal.Dict, f"{TAG}-d"), (nbmodal.Queue, f"{TAG}-q"), (nbmodal.Dict, f"{TAG}-gate")):
+    for kind, name in ((nbmodal.Dict, f"{TAG}-d"), (nbmodal.Queue, f"{TAG}-q"), (nbmodal.Dict, f"{TAG}-gate"),
+                       (nbmodal.Dict, f"{TAG}-gate2")):
         kind.delete(name, allow_missing=True)
     for host in ssh_hosts:
         connections.forget(host.name)
@@ -147,15 +148,52 @@ def put_on_beta(name: str) -> str:
 
 def test_a_checkpoint_committed_on_one_host_is_read_by_a_run_on_the_other(both):
     vol = nbmodal.Volume.from_name(CKPT, create_if_missing=True, host="alpha")
+    write_on_alpha.remote("/ckpt/config.json", "{}")
     write_on_alpha.remote("/ckpt/step-1.pt", "weights v1")  # committed when the run ends
     assert read_on_beta.remote("/ckpt/step-1.pt") == "weights v1"
+    replica = both.beta.home / ".nbmodal" / "agent" / "volumes" / CKPT
+    unchanged, changed = (replica / "config.json").stat().st_ino, (replica / "step-1.pt").stat().st_ino
     write_on_alpha.remote("/ckpt/step-1.pt", "weights v2")
-    assert read_on_beta.remote("/ckpt/step-1.pt") == "weights v2"  # only the changed file moved
+    assert read_on_beta.remote("/ckpt/step-1.pt") == "weights v2"
+    # Only the changed file moved (a file that arrives is renamed into place: a new inode).
+    assert (replica / "config.json").stat().st_ino == unchanged
+    assert (replica / "step-1.pt").stat().st_ino != changed
     copies = vol.versions()
     assert copies["alpha"]["role"] == "home" and copies["beta"]["role"] == "replica", copies
     assert copies["alpha"]["version"] == copies["beta"]["version"] >= 2, copies
     listing = commands.volume_command(_args("ls", CKPT))
     assert "alpha" in listing and "replica" in listing and "step-1.pt" in listing, listing
+
+
+def _commit_then_reload(gate_name: str) -> str | None:
+    """In a run on the replica's host: commit() sends this run's write to the home at once; reload() later
+    brings in what the home committed meanwhile."""
+    import time
+
+    vol, gate = nbmodal.Volume.from_name(CKPT), nbmodal.Dict.from_name(gate_name)
+    _write("/ckpt/mid-run.txt", "committed before the run ended")
+    vol.commit()
+    gate["committed"] = True
+    while not gate.get("alpha-wrote"):
+        time.sleep(0.05)
+    before = _read("/ckpt/fresh.txt")
+    vol.reload()
+    return f"{before} -> {_read('/ckpt/fresh.txt')}"
+
+
+commit_then_reload_on_beta = app.function(host="beta", volumes={"/ckpt": CKPT},
+                                          name="commit_then_reload_on_beta")(_commit_then_reload)
+
+
+def test_commit_and_reload_inside_a_run_on_a_replica(both):
+    vol = nbmodal.Volume.from_name(CKPT, create_if_missing=True, host="alpha")
+    gate = nbmodal.Dict.from_name(f"{TAG}-gate2", create_if_missing=True, host="alpha")
+    call = commit_then_reload_on_beta.spawn(gate.name)
+    wait_for(lambda: gate.get("committed"), 90, "the run on beta to commit")
+    assert b"".join(vol.read_file("/mid-run.txt")) == b"committed before the run ended"  # at the home already
+    write_on_alpha.remote("/ckpt/fresh.txt", "committed at the home")
+    gate["alpha-wrote"] = True
+    assert call.get(timeout=60) == "None -> committed at the home"
 
 
 def test_a_resumed_training_moves_hosts_between_its_halves(both, tmp_path):
