@@ -15,6 +15,15 @@ kernel killed at the end, whatever happens. ``--quick`` cuts every count
 down for a smoke test; its figures are not for comparison.
 
 ``--cold-once`` is internal: one cold start in a fresh interpreter.
+
+``--only NAME[,NAME]`` runs only those sections (cold, rtt, map, cells, containers, stream, arrays).
+
+Bytecode: every process measured (this one, the cold-start children, the agent, its containers, the
+kernel) reads compiled bytecode from a private ``PYTHONPYCACHEPREFIX``, filled before the first
+measurement, as an installed package (and each peer's site-packages) has it. An environment with
+``PYTHONDONTWRITEBYTECODE=1`` and an editable install would otherwise compile every nbmodal module
+in every new process, and the cold start would measure the compiler. ``--no-bytecode-cache`` measures
+that way; the JSON says which (``bytecode``).
 """
 
 from __future__ import annotations
@@ -525,9 +534,47 @@ def measure_arrays(fns: dict, counts: Counts) -> dict:
 # ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
-def run_section(name: str, fn, res: dict, errors: list[str]) -> None:
+SECTIONS = ("cold", "rtt", "map", "cells", "containers", "stream", "arrays")
+
+
+def selected_sections(argv: list[str]) -> set[str]:
+    """The sections ``--only a,b`` names (all without it); a name that isn't one is an error."""
+    if "--only" not in argv:
+        return set(SECTIONS)
+    index = argv.index("--only")
+    names = set(argv[index + 1].split(",")) if index + 1 < len(argv) else set()
+    unknown = names - set(SECTIONS)
+    if not names or unknown:
+        raise SystemExit(f"--only takes a comma-separated list of {', '.join(SECTIONS)}; got {sorted(unknown)}")
+    return names
+
+
+def cache_bytecode(workdir: str) -> dict:
+    """Point this process and every child at a private bytecode cache and fill it (see the docstring)."""
+    import compileall
+    import subprocess
+
+    prefix = os.path.join(workdir, "pycache")
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+    t = time.perf_counter()
+    root = Path(__file__).resolve().parents[1]
+    for package in ("nbmodal", "remote_agent", "nbmodal_wire"):
+        compileall.compile_dir(str(root / package), quiet=1)
+    # The standard library and site-packages modules the client, the agent and a container import.
+    warm = ("import nbmodal, IPython, ipykernel.kernelapp, jupyter_client, grpc, remote_agent.daemon, "
+            "remote_agent.agent, remote_agent.service, remote_agent.worker.main, remote_agent.worker.zygote")
+    subprocess.run([sys.executable, "-c", warm], check=False, capture_output=True, timeout=120)
+    return {"bytecode": f"cached ({prefix})", "bytecode_fill_s": C.r(time.perf_counter() - t, 1)}
+
+
+def run_section(name: str, fn, res: dict, errors: list[str], only: set[str] | None = None,
+                key: str = "") -> None:
     """Run one measurement; a failure is recorded and the next section still runs
-    (the deadline and Ctrl-C still stop everything)."""
+    (the deadline and Ctrl-C still stop everything). A section ``--only`` left out is skipped."""
+    if only is not None and key not in only:
+        return
     C.log(f"[nbmodal] {name}")
     t = time.perf_counter()
     try:
@@ -540,7 +587,7 @@ def run_section(name: str, fn, res: dict, errors: list[str]) -> None:
     res.setdefault("section_s", {})[name] = C.r(time.perf_counter() - t, 1)
 
 
-def bench(counts: Counts, quick: bool) -> None:
+def bench(counts: Counts, quick: bool, only: set[str] | None = None, bytecode_cache: bool = True) -> None:
     t_script = time.perf_counter()
     tag = C.push_tag()
     res: dict = {
@@ -559,8 +606,9 @@ def bench(counts: Counts, quick: bool) -> None:
     os.environ["NBMODAL_HOME"] = os.path.join(workdir, "home")  # before nbmodal is imported
     os.environ["NBMODAL_FAKE_GPUS"] = "H100:8"  # a declared inventory, for the gpu= container start
     try:
+        res.update(cache_bytecode(workdir) if bytecode_cache else {"bytecode": "compiled in each process"})
         # cold starts first, while no agent of ours runs (fresh interpreters, own homes)
-        run_section("cold start", lambda: measure_cold_starts(counts.cold_starts, errors), res, errors)
+        run_section("cold start", lambda: measure_cold_starts(counts.cold_starts, errors), res, errors, only, "cold")
 
         import nbmodal
         from nbmodal._runtime.connection import get_client
@@ -571,12 +619,12 @@ def bench(counts: Counts, quick: bool) -> None:
         fns = {f.__name__: app.function()(f) for f in (trivial, ident, printer, same)}
         assert fns["trivial"].remote() == 1  # starts this run's agent
         res["agent_pid"] = get_client().address.pid
-        run_section("rtt", lambda: measure_rtt(fns, counts), res, errors)
-        run_section("map", lambda: measure_map(fns), res, errors)
-        run_section("cells", lambda: measure_cells(counts, os.path.join(workdir, "kernel")), res, errors)
-        run_section("containers", lambda: measure_containers(counts), res, errors)
-        run_section("stream", lambda: measure_stream(fns, counts), res, errors)
-        run_section("arrays", lambda: measure_arrays(fns, counts), res, errors)
+        run_section("rtt", lambda: measure_rtt(fns, counts), res, errors, only, "rtt")
+        run_section("map", lambda: measure_map(fns), res, errors, only, "map")
+        run_section("cells", lambda: measure_cells(counts, os.path.join(workdir, "kernel")), res, errors, only, "cells")
+        run_section("containers", lambda: measure_containers(counts), res, errors, only, "containers")
+        run_section("stream", lambda: measure_stream(fns, counts), res, errors, only, "stream")
+        run_section("arrays", lambda: measure_arrays(fns, counts), res, errors, only, "arrays")
     except BaseException as exc:  # noqa: BLE001  (incl. Deadline)
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:
@@ -601,7 +649,7 @@ def main() -> None:
         return
     C.install_deadline()  # the peers' 225 s: the whole script stays under 4 min
     quick = "--quick" in sys.argv
-    bench(QUICK if quick else FULL, quick)
+    bench(QUICK if quick else FULL, quick, selected_sections(sys.argv), "--no-bytecode-cache" not in sys.argv)
 
 
 if __name__ == "__main__":

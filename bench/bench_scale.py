@@ -169,6 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced counts: a smoke test")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of the curves here")
+    parser.add_argument("--max-runs", type=int, default=10**5,
+                        help="the history's last stop (default 10^5; lower it where that takes too long)")
+    parser.add_argument("--max-map", type=int, default=10**6, help="the largest map (default 10^6)")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="nbmodal-bench-scale-")
     os.environ["NBMODAL_HOME"] = home
@@ -181,8 +184,8 @@ def main() -> None:
     assert fns["trivial"].remote() == 1
     agent_pid = get_client().address.pid
     calls_each = {1: 2000, 4: 500, 16: 125} if not args.quick else {1: 200, 4: 50, 16: 13}
-    maps = [10**3, 10**4, 10**5, 10**6] if not args.quick else [10**3, 10**4]
-    stops = [10**2, 10**3, 10**4, 10**5] if not args.quick else [10**2, 10**3]
+    maps = [n for n in ([10**3, 10**4, 10**5, 10**6] if not args.quick else [10**3, 10**4]) if n <= args.max_map]
+    stops = [n for n in ([10**2, 10**3, 10**4, 10**5] if not args.quick else [10**2, 10**3]) if n <= args.max_runs]
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
                     "machine": f"{os.cpu_count()} cores", "loadavg_start": os.getloadavg()[0]}
     try:

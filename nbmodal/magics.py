@@ -85,8 +85,8 @@ class RemoteMagics(Magics):
             %%remote session=train timeout=600
             model = fit(data)
         """
-        args = parse_argstring(self.remote, line)
-        options = parse_cell_options(args.options, args.detach)
+        tokens, detach = self._remote_line(line)
+        options = parse_cell_options(list(tokens), detach)
         if options.image:
             options.image = self._image_named(options.image, "%%remote")
         if options.map:
@@ -101,6 +101,12 @@ class RemoteMagics(Magics):
             if options.session or options.detach:
                 raise UsageError("%%remote: map= runs many containers at once: it can't use session= or --detach")
         return run_cell(self.shell, cell, options)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019  (one magics object per shell; a few distinct lines)
+    def _remote_line(self, line: str) -> tuple[tuple[str, ...], bool]:
+        # The same line parsed once: argparse costs a warm empty cell a fair share of its local overhead.
+        args = parse_argstring(self.remote, line)
+        return tuple(args.options), args.detach
 
     @property
     def _user_ns(self) -> dict[str, Any]:

@@ -75,5 +75,9 @@ async def read_frame(reader: asyncio.StreamReader, message_type: type[M]) -> M |
 
 def write_frame(writer: asyncio.StreamWriter, message: Message) -> None:
     body = message.SerializeToString()
-    writer.write(_HEADER.pack(len(body)))
-    writer.write(body)
+    if len(body) < 65536:
+        # One write, so one send(): two would wake the reader for the header alone, then again for the body.
+        writer.write(_HEADER.pack(len(body)) + body)
+    else:  # don't copy a large body just to prepend four bytes
+        writer.write(_HEADER.pack(len(body)))
+        writer.write(body)

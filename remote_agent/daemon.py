@@ -96,6 +96,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     from nbmodal_wire import MESSAGE_SIZE_OPTIONS
     from nbmodal_wire.proto import agent_pb2_grpc as pb_grpc
     from remote_agent.agent import Agent
+    from remote_agent.local_runs import close_local_runs, serve_local_runs
     from remote_agent.service import AgentService, TokenInterceptor
 
     token = secrets.token_urlsafe(32)
@@ -107,6 +108,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     await server.start()
     agent.pool.agent_port = port  # containers reach their host's storage here, with their own token
     await agent.start()
+    local_runs = await serve_local_runs(state_dir, agent, token)  # warm local runs without gRPC (local_runs.py)
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -134,6 +136,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     StopDeadline(state_dir).start()  # whatever blocks below, the process ends in bounded time
     for signum in (signal.SIGTERM, signal.SIGINT):  # asked again while stopping: stop now
         loop.add_signal_handler(signum, _exit_now, state_dir, f"signal {signal.Signals(signum).name}")
+    close_local_runs(local_runs, state_dir)
     await server.stop(grace=1.0)
     shutdown_wait = min(SHUTDOWN_WAIT_S, stop_deadline_s() * 0.8)
     try:

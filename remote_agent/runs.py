@@ -16,7 +16,6 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from nbmodal_wire.pids import pid_alive
 from remote_agent import request_errors
 from remote_agent.output_limits import OUTPUT_LOG, OutputGate, append_rotating, output_cap_bytes, output_log_bytes
 from remote_agent.request_errors import RequestError
+from remote_agent.run_log_writer import RunLogWriter
 from remote_agent.storage import disk_full, no_space_message
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Run:
     def durable(self, durable: bool) -> None:
         if durable and not self._durable:
             self.flush()
-            _writer.submit(lambda: None).result()  # what was handed to the writer comes first in the log
+            _writer.barrier()  # what was handed to the writer comes first in the log
         self._durable = durable
 
     @property
@@ -231,7 +231,7 @@ class Run:
         if self._durable:
             _append_to_run_dir(self.dir, events, info, output)
         else:
-            _writer.submit(_append_to_run_dir, self.dir, events, info, output)
+            _writer.append(self.dir, events, info, output)
 
     # -- following ---------------------------------------------------------
 
@@ -360,7 +360,7 @@ class RunRegistry:
         """Write everything out and wait for it (at shutdown)."""
         for run in self._runs.values():
             run.flush()
-        _writer.submit(lambda: None).result()
+        _writer.barrier()
 
     def _prune(self) -> None:
         # In batches, so that not every new run pays for sorting the registry.
@@ -369,11 +369,7 @@ class RunRegistry:
         finished = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.info.created)
         for run in finished[: len(self._runs) - self.keep]:
             del self._runs[run.id]
-            _writer.submit(_remove_run_dir, run.dir)
-
-
-# One thread does the run logs' file I/O, in order, off the event loop.
-_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-log-writer")
+            _writer.remove(run.dir)
 
 
 class _Backlog:
@@ -475,3 +471,8 @@ def read_event_log(path: Path):
             break  # a torn last frame from a crash
         yield pb.RunEvent.FromString(data[offset: offset + length])
         offset += length
+
+
+# One thread does the run logs' file I/O, in order per run, off the event loop; work that waits for it is
+# merged per run (run_log_writer.py), so a burst of short runs can't outrun a slow disk without bound.
+_writer = RunLogWriter(write=_write_run_dir, remove=_remove_run_dir, written=lambda n: _backlog.add(-n))

@@ -67,7 +67,7 @@ def test_a_run_shows_output_up_to_its_cap_then_markers_and_keeps_it_all_on_disk(
     events = asyncio.run(scenario())
     from remote_agent import runs
 
-    runs._writer.submit(lambda: None).result()
+    runs._writer.barrier()
     outputs = [event.output for event in events if event.HasField("output")]
     shown = b"".join(o.data for o in outputs if o.stream == pb.STDOUT)
     assert shown == b"z" * 2000  # twenty chunks fit in 2 KiB; the rest is left out

@@ -13,6 +13,7 @@ import grpc
 import grpc.experimental
 
 from nbmodal._runtime.local_agent import AgentAddress
+from nbmodal._runtime.local_runs import LocalRuns
 from nbmodal._runtime.run_stream import RunStream
 from nbmodal.exceptions import AgentError, AgentLostError, NotFoundError, VersionMismatchError
 from nbmodal_wire import MESSAGE_SIZE_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA_KEY, __version__, pb
@@ -32,8 +33,10 @@ class AgentClient:
         self._stub = AgentStub(self._channel)
         self._metadata = ((TOKEN_METADATA_KEY, address.token),)
         self.hello = self._hello()
-        # Attached runs go one after another on one long-lived stream (run_stream.py), else a Run call each.
+        # Attached runs go one after another on one long-lived stream (run_stream.py), else a Run call each;
+        # on this machine's own agent, first on its Unix socket (local_runs.py), gRPC's cost left out.
         self._run_stream = RunStream(self._stub.RunStream, self._stub.Run, self._metadata)
+        self._local_runs = LocalRuns.for_agent(address.state_dir, address.token, self.hello.pid)
 
     def _hello(self) -> pb.HelloReply:
         try:
@@ -55,7 +58,9 @@ class AgentClient:
 
     def run(self, request: pb.RunRequest) -> grpc.Call:
         """Start a run; iterate the returned call for its events, ``.cancel()`` to stop following."""
-        streamed = self._run_stream.start(request)
+        streamed: grpc.Call | None = self._local_runs.start(request) if self._local_runs is not None else None
+        if streamed is None:
+            streamed = self._run_stream.start(request)
         return streamed if streamed is not None else self._stub.Run(request, metadata=self._metadata)
 
     def submit(self, request: pb.RunRequest) -> pb.RunInfo:
@@ -221,6 +226,8 @@ class AgentClient:
         self._unary(self._stub.Shutdown, pb.Empty())
 
     def close(self) -> None:
+        if self._local_runs is not None:
+            self._local_runs.close()
         self._run_stream.close()
         self._channel.close()
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 
 from nbmodal._runtime.client import AgentClient
 from nbmodal._runtime.local_agent import AgentAddress, ensure_local_agent, read_agent_json, stuck_agent_message
+from nbmodal._runtime.recent_runs import RecentRuns
 from nbmodal.exceptions import AgentError, AgentLostError, GpuUnavailableError, NotFoundError
 from nbmodal.hosts import LOCAL, HostError, get_host, load_hosts
 from nbmodal_wire import pb
@@ -244,7 +245,7 @@ Connection = LocalConnection | HostConnection | ContainerConnection
 _connections: dict[str, Connection] = {}
 _registry_lock = threading.Lock()
 # Where runs and sessions started from this kernel live.
-run_hosts: dict[str, str] = {}
+run_hosts: dict[str, str] = RecentRuns()  # the newest runs only (recent_runs.py); locate_run finds the others
 session_hosts: dict[str, str] = {}
 
 
