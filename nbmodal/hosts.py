@@ -152,7 +152,9 @@ def _toml_value(value) -> str:
     return _toml_str(str(value))
 
 
-SLURM_KEYS = ("partition", "account", "qos", "time", "sbatch_flags", "gres_types", "callback_host", "slurm_env")
+SLURM_KEYS = ("partition", "account", "qos", "time", "sbatch_flags", "gres_types", "callback_host", "slurm_env",
+              "job_volumes")
+JOB_VOLUMES = ("auto", "shared", "copy")  # volumes in jobs: see remote_agent/worker/volume_links.py
 
 
 def slurm_settings(host: Host) -> dict | None:
@@ -164,6 +166,11 @@ def slurm_settings(host: Host) -> dict | None:
     settings["sbatch_flags"] = shlex.split(extra.get("sbatch_flags", ""))
     settings["gres_types"] = _pairs(host.name, "gres_types", extra.get("gres_types", ""), ",")
     settings["env"] = _pairs(host.name, "slurm_env", extra.get("slurm_env", ""), None)
+    job_volumes = extra.get("job_volumes") or "auto"
+    if job_volumes not in JOB_VOLUMES:
+        raise HostError(f"host {host.name!r}: job_volumes {job_volumes!r} must be one of {', '.join(JOB_VOLUMES)}")
+    if job_volumes != "auto":  # the agent's default: slurm.json stays as it was for hosts that don't set it
+        settings["job_volumes"] = job_volumes
     return settings
 
 

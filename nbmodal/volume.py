@@ -36,7 +36,7 @@ from nbmodal._aio import WithAio, call_in_thread
 from nbmodal._runtime import homes
 from nbmodal._runtime.connection import in_container
 from nbmodal._runtime.named import Ephemeral, NamedObject, warn_cloud_only
-from nbmodal_wire import pb
+from nbmodal_wire import node_copies, pb
 
 CHUNK_BYTES = 4 << 20
 
@@ -189,6 +189,9 @@ class Volume(NamedObject[pb.VolumeOp]):
 
             vol.commit()
         """
+        if node_copies.is_node_copy(self.name):  # in a Slurm job with this volume copied to its node
+            node_copies.commit(self.name)
+            return
         self._call(pb.VOLUME_COMMIT)
 
     @WithAio
@@ -199,6 +202,9 @@ class Volume(NamedObject[pb.VolumeOp]):
 
             vol.reload()
         """
+        if node_copies.is_node_copy(self.name):  # in a Slurm job: the agent's copy, then this node's
+            node_copies.reload(self.name)
+            return
         self._call(pb.VOLUME_MANIFEST)
 
     def versions(self) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,7 @@ from remote_agent.container_slots import ContainerSlots, limit_setting
 from remote_agent.launch import MPL_BACKEND, LaunchPlan
 from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest
 from remote_agent.redaction import Redactor, StreamRedactor
+from remote_agent.sandbox import MountError
 from remote_agent.session_slots import Sessions, SessionSlot
 from remote_agent.warm_pool import WarmPool
 
@@ -141,11 +142,13 @@ class Container:
             ready = await asyncio.wait_for(read_frame(reader, pb.FromContainer), CONTAINER_START_TIMEOUT_S)
         except asyncio.TimeoutError:
             ready = None
-        if ready is None or not ready.HasField("ready"):
+        if ready is None or not ready.HasField("ready") or ready.ready.mount_error:
             self.kill()
             await self.process.wait()
             self._exited.set()  # so the pool frees what was reserved for it
             self._writer.close()
+            if ready is not None and ready.ready.mount_error:  # a Slurm job's volumes on its node
+                raise MountError(ready.ready.mount_error)
             raise RuntimeError(f"{self.exit_description()} before it was ready; see {self.log_path}")
         self.python = ready.ready.python
         self.ready_info = ready.ready  # a gang member's addresses and free port (remote_agent/gangs.py)

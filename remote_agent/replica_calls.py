@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING
 
 from nbmodal_wire import pb
+from remote_agent import job_copies
 from remote_agent.request_errors import NOT_FOUND
 from remote_agent.storage import StoreError
 from remote_agent.store_routes import RELAY_DEADLINE_S, RELAYED_KEY, queue_deadline
@@ -58,6 +59,8 @@ async def volume_call(agent: Agent, request: pb.VolumeRequest, context) -> pb.Vo
             info.length, info.created = used, created
             infos.append(info)
         return pb.VolumeReply(stores=infos)
+    if request.job_copy:  # a Slurm job's node-local copy syncs from and commits to this host's copy
+        return await job_copies.call(agent, request)
     relayed = _relayed(context.invocation_metadata())
     home = "" if relayed else await io(replicas.home_of, name)
     what = f"volume {name!r}"

@@ -64,6 +64,10 @@ class Replicas:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
+    def lock(self, name: str) -> asyncio.Lock:
+        """Held while a sync or commit changes this replica (a Slurm job's commit places files under it)."""
+        return self._lock(name)
+
     def home_of(self, name: str) -> str:
         """The other host that is this volume's home; "" when this host is (or the volume is unknown)."""
         if self.versions.exists(name):

@@ -8,6 +8,10 @@ own token, then speaks the same frames as a local container. Slurm does the sche
 reason; an interrupt is ``scancel --signal=INT``, a kill ``scancel``. A warm job serves the next run of
 its spec until the scale-down window retires it, which ends the job and frees its allocation.
 
+The same port carries a running job's calls to the agent's API (which listens on loopback only): a
+connection that opens with ``grpc TOKEN`` (a live job's token) is piped to the agent's gRPC port
+(``remote_agent/worker/agent_tunnel.py`` is the job's end); the agent checks the token on every call.
+
 The launcher built on these is remote_agent/launchers/slurm.py.
 """
 
@@ -33,6 +37,7 @@ from remote_agent.launchers import LaunchRefused
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "slurm.json"
+TUNNEL_PREFIX = "grpc "  # a dial-back line "grpc TOKEN": a job's tunnel to the agent's API, not its worker
 POLL_S = 1.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0  # one Slurm command; a slurmctld that went away never answers
 # Pending reasons that mean the job can never start as asked: fail at once with Slurm's words.
@@ -59,6 +64,9 @@ class SlurmConfig:
     gres_types: dict[str, str] = field(default_factory=dict)  # nbmodal GPU name -> the cluster's GRES type
     callback_host: str = ""                # the address compute nodes reach the agent at (default: hostname)
     env: dict[str, str] = field(default_factory=dict)  # for sbatch/squeue/scancel (e.g. SLURM_CONF)
+    # Volumes in jobs: "shared" (linked from the shared filesystem), "copy" (a node-local copy, synced from
+    # and committed to the agent's), "auto" (linked where the job sees the agent's state dir, else copied).
+    job_volumes: str = "auto"
 
     @classmethod
     def load(cls, state_dir: Path) -> SlurmConfig | None:
@@ -114,8 +122,11 @@ class ContainerListener:
     def __init__(self, config: SlurmConfig) -> None:
         self.config = config
         self._waiting: dict[str, asyncio.Future] = {}
+        self._live: set[str] = set()  # tokens of jobs that dialed back and haven't ended: they may tunnel
+        self._tunnels: set[asyncio.Task] = set()
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
+        self.agent_port = 0  # the agent's gRPC port on this node's loopback (what a job's tunnel reaches)
 
     async def start(self) -> None:
         # Compute nodes are other machines: listen beyond loopback. A connection that doesn't open
@@ -136,6 +147,7 @@ class ContainerListener:
 
     def forget(self, token: str) -> None:
         self._waiting.pop(token, None)
+        self._live.discard(token)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -143,15 +155,55 @@ class ContainerListener:
         except (asyncio.TimeoutError, ConnectionError):
             writer.close()
             return
-        future = self._waiting.pop(line.strip().decode(errors="replace"), None)
+        text = line.strip().decode(errors="replace")
+        if text.startswith(TUNNEL_PREFIX):  # a running job's connection to the agent's API (agent_tunnel.py)
+            await self._tunnel(text[len(TUNNEL_PREFIX):], reader, writer)
+            return
+        future = self._waiting.pop(text, None)
         if future is None or future.done():
             writer.close()
             return
+        self._live.add(text)
         future.set_result((reader, writer))
+
+    async def _tunnel(self, token: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Carry a job's gRPC connection to the agent's loopback port: only for a live job's token (the agent
+        still checks the token on every call, and opens only a container's calls to it)."""
+        if token not in self._live or not self.agent_port:
+            writer.close()
+            return
+        try:
+            agent_reader, agent_writer = await asyncio.open_connection("127.0.0.1", self.agent_port)
+        except OSError as exc:
+            log.warning("a job's tunnel to the agent's port %d failed: %s", self.agent_port, exc)
+            writer.close()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tunnels.add(task)
+        try:
+            await asyncio.gather(_pump(reader, agent_writer), _pump(agent_reader, writer))
+        finally:
+            if task is not None:
+                self._tunnels.discard(task)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in list(self._tunnels):
+            task.cancel()
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy bytes one way until either side closes; then close the writing side."""
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
 
 
 class SlurmJob:

@@ -12,7 +12,9 @@
   doesn't do otherwise), each node with 2 CPUs and one fake ``gpu:h100`` GRES.
 
 Jobs started by its slurmds run in their node's namespace, so a job's addresses
-are its node's. Crashed sessions' leftovers (namespaces, bridge, daemons) are
+are its node's. With ``private_mounts=True`` each slurmd (and so its jobs) also has a mount namespace of
+its own, where ``hide(path)`` puts an empty tmpfs over a directory: a node that doesn't share it with the
+login node. Crashed sessions' leftovers (namespaces, bridge, daemons) are
 removed at the next start. The single-node ``slurm_cluster`` (tests/slurmcluster.py)
 is left alone: its daemons carry another ``SLURM_CONF``.
 """
@@ -69,6 +71,7 @@ class TwoNodeSlurm:
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _links: list[str] = field(default_factory=list, repr=False)
     _namespaces: list[str] = field(default_factory=list, repr=False)
+    private_mounts: bool = False    # each slurmd (and so its jobs) in a mount namespace of its own: see hide()
 
     def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout,
@@ -132,10 +135,22 @@ class TwoNodeSlurm:
         for node in NODES:
             # nsenter joins the namespace's network only (`ip netns exec` would also remount /sys, hiding the
             # cgroup filesystem slurmd checks for).
+            # private_mounts: a mount namespace of the node's own, so that hide() changes what its jobs see only.
+            private = ([shutil.which("unshare", path=_SEARCH_PATH) or "unshare", "--mount", "--propagation", "private"]
+                       if self.private_mounts else [])
             self._spawn(f"slurmd-{node}", [shutil.which("nsenter", path=_SEARCH_PATH) or "nsenter",
-                                           f"--net=/run/netns/{_netns(pid, node)}", DAEMONS["slurmd"], "-D", "-N",
-                                           node, "-f", str(self.conf)])
+                                           f"--net=/run/netns/{_netns(pid, node)}", *private, DAEMONS["slurmd"], "-D",
+                                           "-N", node, "-f", str(self.conf)])
         self._wait(lambda: self.idle_nodes() == list(NODES), 30, "both nodes idle")
+
+    def hide(self, path: Path) -> None:
+        """Make ``path`` an empty directory on every node (a tmpfs over it in the node's mount namespace), as on
+        a compute node that doesn't share that directory with the login node. Needs ``private_mounts``."""
+        assert self.private_mounts, "hide() needs TwoNodeSlurm.session(private_mounts=True)"
+        for node in NODES:
+            subprocess.run([shutil.which("nsenter", path=_SEARCH_PATH) or "nsenter",
+                            f"--mount=/proc/{self._procs[f'slurmd-{node}'].pid}/ns/mnt", "mount", "-t", "tmpfs",
+                            "-o", "size=1m", "tmpfs", str(path)], check=True, capture_output=True, timeout=10)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -153,7 +168,7 @@ class TwoNodeSlurm:
 
     @classmethod
     @contextlib.contextmanager
-    def session(cls) -> Iterator[TwoNodeSlurm]:
+    def session(cls, private_mounts: bool = False) -> Iterator[TwoNodeSlurm]:
         cleanup_stale_pairs()
         pid = os.getpid()
         root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{pid}-pair-"))
@@ -176,7 +191,7 @@ class TwoNodeSlurm:
         prefixes = ("SLURM_", "SBATCH_", "SALLOC_", "SRUN_", "SQUEUE_", "SINFO_", "SCONTROL_")
         env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
         env.update(SLURM_CONF=str(conf), PATH=_SEARCH_PATH, **{TAG_ENV: f"{PREFIX}-{pid}"})
-        cluster = cls(root, conf, gateway, addresses, env)
+        cluster = cls(root, conf, gateway, addresses, env, private_mounts=private_mounts)
         try:
             cluster.start()
             yield cluster

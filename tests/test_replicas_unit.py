@@ -160,11 +160,12 @@ def test_a_slurm_job_that_doesnt_see_the_login_nodes_volumes_says_how_to_fix_it(
     (volumes / volume_links.MARKER).write_text("the agent's")
     mount = tmp_path / "mnt"
     monkeypatch.setenv(volume_links.ENV, f'[["{volumes / "ckpt"}", "{mount}", "another agent\'s"]]')
+    monkeypatch.setenv(volume_links.MODE_ENV, "shared")  # "auto" would copy it to the node instead
     with pytest.raises(MountError, match="doesn't see the login node's .* on a shared filesystem"):
         volume_links.link_from_env()
     assert not mount.exists()
     monkeypatch.setenv(volume_links.ENV, f'[["{volumes / "ckpt"}", "{mount}", "the agent\'s"]]')
-    volume_links.link_from_env()
+    volume_links.link_from_env()  # "auto" (the default): seen, so linked
     assert mount.resolve() == (volumes / "ckpt").resolve()
 
 

@@ -38,6 +38,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--callback-host", default="",
                      help="--slurm: the login node's address as compute nodes reach it (default: its FQDN)")
     add.add_argument("--slurm-env", default="", help="--slurm: environment for sbatch/squeue, e.g. 'SLURM_CONF=/x'")
+    add.add_argument("--job-volumes", default="", choices=["", "auto", "shared", "copy"],
+                     help="--slurm: volumes in jobs: linked from the shared filesystem (shared), copied to the "
+                          "job's node (copy), or linked where the node sees the agent's state dir, else copied "
+                          "(auto, the default)")
     add.set_defaults(handler=_add)
     verbs.add_parser("ls", aliases=["list"], help="configured hosts, with each one's health (checked in parallel)") \
         .set_defaults(handler=_list)
@@ -74,7 +78,7 @@ def host_add(name: str, target: str, ssh_config: str = "", accept_new_host_key: 
              check: bool = True, python: str = "", slurm: dict | None = None) -> str:
     """Add a host; by default connect once to check it (and accept a new host key if asked).
 
-    ``slurm`` (partition, account, qos, time, sbatch_flags, gres_types, callback_host, slurm_env) makes it
+    ``slurm`` (partition, account, qos, time, sbatch_flags, gres_types, callback_host, slurm_env, job_volumes) makes it
     a Slurm cluster's login node: its containers run as Slurm jobs.
     """
     from nbmodal import hosts

@@ -255,7 +255,7 @@ SANDBOX_FILE_RM: SandboxFileOp
 SANDBOX_FILE_STAT: SandboxFileOp
 
 class VolumeRequest(_message.Message):
-    __slots__ = ("op", "name", "path", "paths", "recursive", "new_name", "ephemeral", "sha256", "offset", "base_version", "changes", "from_host")
+    __slots__ = ("op", "name", "path", "paths", "recursive", "new_name", "ephemeral", "sha256", "offset", "base_version", "changes", "from_host", "job_copy")
     OP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,7 @@ class VolumeRequest(_message.Message):
     BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     FROM_HOST_FIELD_NUMBER: _ClassVar[int]
+    JOB_COPY_FIELD_NUMBER: _ClassVar[int]
     op: VolumeOp
     name: str
     path: str
@@ -280,7 +281,8 @@ class VolumeRequest(_message.Message):
     base_version: int
     changes: _containers.RepeatedCompositeFieldContainer[VolumeChange]
     from_host: str
-    def __init__(self, op: _Optional[_Union[VolumeOp, str]] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., recursive: _Optional[bool] = ..., new_name: _Optional[str] = ..., ephemeral: _Optional[bool] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., base_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[VolumeChange, _Mapping]]] = ..., from_host: _Optional[str] = ...) -> None: ...
+    job_copy: bool
+    def __init__(self, op: _Optional[_Union[VolumeOp, str]] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., recursive: _Optional[bool] = ..., new_name: _Optional[str] = ..., ephemeral: _Optional[bool] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., base_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[VolumeChange, _Mapping]]] = ..., from_host: _Optional[str] = ..., job_copy: _Optional[bool] = ...) -> None: ...
 
 class VolumeChange(_message.Message):
     __slots__ = ("path", "sha256", "size", "deleted", "version", "host")
@@ -1268,18 +1270,20 @@ class ToContainer(_message.Message):
     def __init__(self, execute: _Optional[_Union[Execute, _Mapping]] = ..., fetch_value: _Optional[_Union[FetchValue, _Mapping]] = ..., input_answer: _Optional[_Union[InputAnswer, _Mapping]] = ..., exec: _Optional[_Union[ExecToContainer, _Mapping]] = ...) -> None: ...
 
 class ContainerReady(_message.Message):
-    __slots__ = ("pid", "python", "cluster_addresses", "cluster_free_port", "cluster_host_name")
+    __slots__ = ("pid", "python", "cluster_addresses", "cluster_free_port", "cluster_host_name", "mount_error")
     PID_FIELD_NUMBER: _ClassVar[int]
     PYTHON_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FREE_PORT_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_HOST_NAME_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_ERROR_FIELD_NUMBER: _ClassVar[int]
     pid: int
     python: str
     cluster_addresses: _containers.RepeatedScalarFieldContainer[str]
     cluster_free_port: int
     cluster_host_name: str
-    def __init__(self, pid: _Optional[int] = ..., python: _Optional[str] = ..., cluster_addresses: _Optional[_Iterable[str]] = ..., cluster_free_port: _Optional[int] = ..., cluster_host_name: _Optional[str] = ...) -> None: ...
+    mount_error: str
+    def __init__(self, pid: _Optional[int] = ..., python: _Optional[str] = ..., cluster_addresses: _Optional[_Iterable[str]] = ..., cluster_free_port: _Optional[int] = ..., cluster_host_name: _Optional[str] = ..., mount_error: _Optional[str] = ...) -> None: ...
 
 class FromContainer(_message.Message):
     __slots__ = ("ready", "output", "display", "finished", "fetched", "item", "input_started", "input_request", "exec")

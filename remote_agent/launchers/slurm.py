@@ -59,7 +59,10 @@ class SlurmContainer(ContainerProcess):
         return self._connected.result()
 
     async def wait(self) -> int | None:
-        return await self.job.wait()
+        try:
+            return await self.job.wait()
+        finally:
+            self._listener.forget(self._token)  # an ended job's token opens no more tunnels
 
     def interrupt(self) -> None:
         self._scancel(signal.SIGINT)
@@ -85,7 +88,7 @@ class SlurmLauncher(Launcher):
     cancelled_start_note = " (its Slurm job was cancelled with scancel)"
     processes_here = False  # a job's processes are on its node
 
-    # -> the host dir of a volume (the agent sets it: volumes in jobs are linked from the shared filesystem)
+    # -> the host dir of a volume (the agent sets it: jobs link it from the shared filesystem, or copy it)
     volume_dir: Callable[[str], Path] | None = None
 
     def __init__(self, config: SlurmConfig, images: ImageStore) -> None:
@@ -108,8 +111,9 @@ class SlurmLauncher(Launcher):
             raise MountError("add_local_* mounts aren't available in Slurm jobs yet; read and write "
                              "files on the cluster's shared filesystem instead")
         plan = LaunchPlan(python=sys.executable)
-        if spec.volumes:  # the job links them from the shared filesystem (remote_agent/worker/volume_links.py)
+        if spec.volumes:  # linked from the shared filesystem, or node copies (remote_agent/worker/volume_links.py)
             plan.env[volume_links.ENV] = json.dumps(self._volume_links(spec))
+            plan.env[volume_links.MODE_ENV] = self.config.job_volumes
         if spec.image:
             image = self.images.get(spec.image)
             self.images.touch(image)
@@ -133,7 +137,12 @@ class SlurmLauncher(Launcher):
             links.append((str(host_dir), mount.path, marker.read_text()))
         return links
 
+    def note_agent_port(self, request: LaunchRequest) -> None:
+        """Where a job's tunnel reaches the agent's API (the port its containers are told)."""
+        self.listener.agent_port = int(request.env.get("NBMODAL_AGENT_PORT", "0") or 0) or self.listener.agent_port
+
     async def launch(self, request: LaunchRequest) -> ContainerProcess:
+        self.note_agent_port(request)
         connected = self.listener.expect(request.token)
         args = ["--connect", self.listener.address] + (["--session"] if request.session else [])
         try:

@@ -93,6 +93,7 @@ class SlurmGangLauncher(SlurmLauncher):
         size = int(request.env.get(GANG_SIZE_ENV, "1") or 1)
         if not gang or size <= 1:
             return await super().launch(request)
+        self.note_agent_port(request)
         rank = int(request.env.get(GANG_RANK_ENV, "0"))
         gathering = self._gathering.setdefault(gang, _Gathering(size))
         gathering.requests[rank] = request

@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from nbmodal_wire import pb
 from nbmodal_wire.frames import FrameSocket
-from remote_agent.worker import batch, cluster_net, display, shell_lines
+from remote_agent.worker import batch, cluster_net, display, node_volumes, shell_lines
 from remote_agent.worker.classes import run_exit_hooks
 from remote_agent.worker.exec_server import ExecServer
 from remote_agent.worker.execute import PYTHON_VERSION, Interrupts, Session, execute, fetch_value
@@ -44,6 +44,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.connect:
         args.fd = connect_to_agent(args.connect)
+        from remote_agent.worker import agent_tunnel
+
+        agent_tunnel.install(args.connect)  # the agent's API from this node (volume copies, Dicts, nested calls)
     pin_to_reserved_cores()
     if os.environ.pop("NBMODAL_OWN_PROCESS_GROUP", ""):
         os.setpgid(0, 0)  # in a sandbox: the agent signals this group, not bubblewrap's
@@ -54,10 +57,16 @@ def main() -> None:
         layout = json.loads(layout_json)
         mounts.enter(layout)
         enter_workdir(layout.get("workdir"))
-    if os.environ.get("NBMODAL_VOLUME_LINKS"):  # a Slurm job's volumes, on the shared filesystem
+    if os.environ.get("NBMODAL_VOLUME_LINKS"):  # a Slurm job's volumes: on the shared filesystem, or copied
+        from remote_agent.sandbox import MountError
         from remote_agent.worker import volume_links
 
-        volume_links.link_from_env()
+        try:
+            volume_links.link_from_env()
+        except MountError as exc:  # the job's output is /dev/null: tell the agent, which fails the run with it
+            FrameSocket(socket.socket(fileno=args.fd)).send(
+                pb.FromContainer(ready=pb.ContainerReady(pid=os.getpid(), mount_error=str(exc))))
+            raise SystemExit(1) from None
     serve(args.fd, args.session)
 
 
@@ -148,6 +157,7 @@ def serve(fd: int, session: bool) -> NoReturn:
             log.info("agent closed the channel; exiting")
             processes.kill_all()
             run_exit_hooks()
+            node_volumes.remove()
             os._exit(0)  # without waiting for threads the user's code left behind
         if message.HasField("execute"):
             busy.set()
@@ -155,7 +165,9 @@ def serve(fd: int, session: bool) -> NoReturn:
             stdin_channel.new_run()
             request = message.execute
             os.environ.update(request.cluster_env)  # a gang member's MASTER_ADDR, RANK…: before its code runs
+            node_volumes.before_run()
             finished = execute(request, namespace, interrupts, emit_item=send_item)
+            node_volumes.after_run()  # a job's node-local volume copies: committed before the run ends
             capture.sync()
             channel.send(pb.FromContainer(finished=finished))
             busy.clear()
