@@ -10,16 +10,32 @@ On the agent's own machine the notebook reads and writes these files
 directly; from another machine they are streamed in chunks (PutBlob/GetBlob).
 
 Layout: 8-byte little-endian header length, header (a pickle of the data
-length and the buffer lengths), the pickle data, each buffer.
+length and the buffer lengths, then zeros up to where the first buffer starts
+on a page, or on 2 MiB for a large blob), the pickle data, each buffer.
+
+Recycling: a fresh file's pages cost far more than the copy into them (the
+kernel allocates and zeroes each page; on a VM the host backs it too), so a
+blob that was consumed on this machine is not deleted but moved to the blob
+dir's ``.pool/`` (a few files at most, see ``recycle``), and the next writer
+overwrites one whose pages are still in memory. A pool file is reused only
+once nobody maps it any more: the writer takes a write lease on it, which
+the kernel refuses while another open file (a mapping holds one) refers to
+it. On a filesystem shared with other machines (whose mappings a lease can't
+see), or without leases, blobs are written fresh, as with ``NBMODAL_BLOB_POOL=0``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import functools
+import logging
 import mmap
 import os
 import pickle
 import re
 import secrets
+import socket
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,9 +44,23 @@ from typing import Any
 INLINE_LIMIT = 1 << 20
 CHUNK_BYTES = 4 << 20
 _LENGTH = struct.Struct("<Q")
+PAGE_ALIGN = 4096
+LARGE_ALIGN = 2 << 20  # a huge page
+LARGE_ALIGN_FROM = 64 << 20  # where the padding is under 3% of the blob
+POOL_DIR = ".pool"
+POOL_MAX_FILES = 4  # enough for a call's argument and result on each side
+POOL_MAX_BYTES = 2 << 30  # what idle pool files may hold, in all
+POOL_MIN_BYTES = 8 << 20  # below this a fresh file is cheap: not worth keeping
+MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14; Python's constant is newer
+
+log = logging.getLogger(__name__)
 
 
 BLOB_ID = re.compile(r"b-[0-9a-f]{16}")
+_PARTIAL = re.compile(r"b-[0-9a-f]{16}\.partial-([0-9]+)@(.*)")
+# Where a write lease sees every process that maps a file: filesystems of this machine alone. On a shared one
+# (NFS, Lustre: a Slurm job's blobs) a lease would miss the other nodes' mappings, so nothing is recycled there.
+LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs"})
 
 
 def new_blob_id() -> str:
@@ -61,6 +91,12 @@ class Encoded:
 
     def header(self) -> bytes:
         header = pickle.dumps((len(self.data), [b.raw().nbytes for b in self.buffers]))
+        if self.buffers:
+            # Zeros after the header's pickle (unpickling stops before them) put the first buffer on a page
+            # (a large one on a 2 MiB boundary): the page cache then keeps it in large folios, which map in
+            # whole, and an array backed by it is aligned.
+            align = LARGE_ALIGN if self.size >= LARGE_ALIGN_FROM else PAGE_ALIGN
+            header += bytes(-(_LENGTH.size + len(header) + len(self.data)) % align)
         return _LENGTH.pack(len(header)) + header
 
     def chunks(self) -> Iterator[memoryview | bytes]:
@@ -76,28 +112,183 @@ class Encoded:
 def encode(value: Any, dumps: Callable[..., bytes], inline_limit: int = INLINE_LIMIT) -> Encoded:
     """Pickle ``value``; small results stay inline, large ones become blob content."""
     buffers: list[pickle.PickleBuffer] = []
-    data = dumps(value, buffer_callback=buffers.append)
-    encoded = Encoded(data=data, buffers=buffers)
-    if encoded.size <= inline_limit:
-        return Encoded(inline=dumps(value) if buffers else data)
-    return encoded
+    in_band = 0
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        # Buffers stay in the pickle while they fit in an inline value (so a small one is pickled once);
+        # past that they go out of band, where a blob writes them without copying.
+        nonlocal in_band
+        nbytes = buffer.raw().nbytes
+        if not buffers and in_band + nbytes <= inline_limit:
+            in_band += nbytes
+            return True  # true: in band
+        buffers.append(buffer)
+        return False
+
+    data = dumps(value, buffer_callback=out_of_band)
+    if not buffers and len(data) <= inline_limit:
+        return Encoded(inline=data)
+    return Encoded(data=data, buffers=buffers)
+
+
+def pool_enabled() -> bool:
+    """Whether blobs reuse pool files and readers map them in at once (``NBMODAL_BLOB_POOL=0``: neither)."""
+    return os.environ.get("NBMODAL_BLOB_POOL", "1") != "0"
+
+
+def _pool_usable(blob_dir: Path) -> bool:
+    return pool_enabled() and filesystem_type(blob_dir) in LOCAL_FILESYSTEMS
+
+
+@functools.lru_cache(maxsize=16)
+def filesystem_type(directory: Path) -> str:
+    """The type of the filesystem ``directory`` is on ("ext4", "nfs"...), from /proc/self/mountinfo; "" if unknown."""
+    try:
+        target = os.path.realpath(directory)
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    best, fstype = -1, ""
+    for line in lines:
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= best:  # the last of equal mount points is the one on top
+            best, fstype = len(mount_point), fields[fields.index("-") + 1]
+    return fstype
 
 
 def write_blob(path: Path, encoded: Encoded) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        for chunk in encoded.chunks():
-            f.write(chunk)
-    os.replace(tmp, path)
+    """Write a blob file; it appears at ``path`` only once complete (over a pool file when one is free)."""
+    # Named by its writer, so that remove_orphans can tell a dead writer's (on a shared filesystem, this host's).
+    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}@{socket.gethostname()}")
+    f = None
+    if encoded.size >= POOL_MIN_BYTES and _pool_usable(path.parent):
+        f = _claim_pooled(path.parent, encoded.size, tmp)
+    try:
+        if f is None:
+            f = open(tmp, "wb")
+        with f:
+            for chunk in encoded.chunks():
+                f.write(chunk)
+            f.truncate()  # a pool file may have been longer
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _claim_pooled(blob_dir: Path, size: int, target: Path) -> Any:
+    """A pool file nobody maps any more, renamed to ``target`` and open for writing; None if there is none.
+
+    Renaming claims it (a concurrent writer's rename of the same file fails); the write lease then
+    proves no reader still maps it. Smallest fitting file first, else the largest (it grows).
+    """
+    try:
+        entries = [(e.stat().st_size, e.path) for e in os.scandir(blob_dir / POOL_DIR) if e.is_file()]
+    except OSError:
+        return None
+    entries.sort(key=lambda e: (e[0] < size, e[0] if e[0] >= size else -e[0]))
+    for _, pooled in entries:
+        try:
+            os.rename(pooled, target)
+        except OSError:
+            continue  # another writer took it
+        try:
+            f = open(target, "r+b")
+        except OSError:
+            target.unlink(missing_ok=True)
+            return None
+        try:
+            fcntl.fcntl(f.fileno(), fcntl.F_SETLEASE, fcntl.F_WRLCK)
+            fcntl.fcntl(f.fileno(), fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        except OSError as exc:
+            f.close()
+            target.unlink(missing_ok=True)  # its pages go when its last mapping does
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                continue  # still mapped by a reader
+            log.debug("no file leases in %s (%s): blobs are written fresh", blob_dir, exc)
+            return None
+        return f
+    return None
+
+
+def recycle(path: Path) -> None:
+    """Remove a consumed blob: into the pool while it has room (readers may still map it), else deleted."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size >= POOL_MIN_BYTES and _pool_usable(path.parent):
+        pool = path.parent / POOL_DIR
+        try:
+            pool.mkdir(mode=0o700, exist_ok=True)
+            pooled = [e.stat().st_size for e in os.scandir(pool) if e.is_file()]
+            if len(pooled) < POOL_MAX_FILES and sum(pooled) + size <= POOL_MAX_BYTES:
+                os.rename(path, pool / ("r-" + secrets.token_hex(8)))
+                return
+        except OSError:
+            pass  # raced or unwritable: deleting is always right
+    path.unlink(missing_ok=True)
+
+
+def remove_orphans(blob_dir: Path) -> int:
+    """Delete the half-written blobs of writers that died (a container killed mid-write); returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(blob_dir))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _PARTIAL.fullmatch(entry.name)
+        if match is None or match.group(2) != socket.gethostname() or _alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass  # finished or removed meanwhile
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
+def clear_pool(blob_dir: Path) -> None:
+    """Delete the pool's files (a new agent starts without one)."""
+    try:
+        for entry in os.scandir(blob_dir / POOL_DIR):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass  # claimed meanwhile
+    except OSError:
+        pass  # no pool
 
 
 def read_blob(path: Path, delete: bool = False) -> Any:
     """Unpickle a blob file, mapping its buffers instead of copying them."""
+    mapped: mmap.mmap | bytes = b""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
+        if size:
+            mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+            if pool_enabled():
+                try:  # one call maps every page in: cheaper than a fault per page when the value is used
+                    mapped.madvise(MADV_POPULATE_READ)
+                except OSError:
+                    pass  # before Linux 5.14: pages are mapped as they are touched
     if delete:
-        path.unlink(missing_ok=True)  # the mapping outlives the file
+        recycle(path)  # the mapping outlives the file; the pool reuses it only once unmapped
     return decode_blob_bytes(memoryview(mapped))
 
 

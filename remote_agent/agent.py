@@ -216,11 +216,12 @@ class Agent:
         except ContainerDied as died:
             finished = self._result_of_dead_container(run, request, container, died)
             self.pool.replace(container)
+            blobs.remove_orphans(self.blob_dir)  # a result it was writing when it died
         finally:
             run.container = None
             self.pool.release(container)
             if payload_path is not None:
-                payload_path.unlink(missing_ok=True)
+                blobs.recycle(payload_path)  # the container may still map it
         if request.spec.volumes:  # commit on exit: a new version at the home, or a replica's writes sent there
             await self.replicas.after_run(list(request.spec.volumes), notify)
         if request.session and finished.session_names:
@@ -391,3 +392,4 @@ class Agent:
         await self.sandboxes.shutdown()
         await self.pool.shutdown()
         self.runs.flush_all()
+        blobs.clear_pool(self.blob_dir)  # recycled blob files are a cache of this agent's alone

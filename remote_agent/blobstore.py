@@ -70,13 +70,18 @@ class BlobStore:
             while data := f.read(blobs.CHUNK_BYTES):
                 yield data
         if delete:
-            path.unlink(missing_ok=True)
+            blobs.recycle(path)
 
     def remove_stale(self) -> int:
-        """Remove blobs nobody fetched (a client that died, a detached run never attached) after a day."""
+        """Remove blobs nobody fetched (a client that died, a detached run never attached) after a day,
+        and the recycled files an earlier agent kept (``blobs.recycle``)."""
+        blobs.clear_pool(self.root)
+        blobs.remove_orphans(self.root)
         cutoff = time.time() - STALE_AFTER_S
         removed = 0
         for path in self.root.iterdir():
+            if path.name == blobs.POOL_DIR:
+                continue
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

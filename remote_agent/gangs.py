@@ -158,7 +158,7 @@ class Gangs:
             return self.agent._result_of_dead_container(run, request, container, died)
         finally:
             if payload_path is not None:
-                payload_path.unlink(missing_ok=True)
+                blobs.recycle(payload_path)  # the container may still map it
             if request.spec.volumes:  # commit on exit, as for any run: the home's next version
                 def notify(text: str) -> None:
                     run.emit(notice=pb.Notice(text=text))
