@@ -2,9 +2,11 @@
 
 Starts a private agent (fresh NBMODAL_HOME) and `jupyter server` with nbmodal's extension, serves a
 `@fastapi_endpoint` answering {"ok": true} with `with app.run():`, and measures for each path:
-p50/p90 latency of sequential GETs (one keep-alive connection) and requests per second with
+p50/p90 latency of sequential GETs (one keep-alive connection; in --rounds turns over all paths) and
+requests per second with
 `--concurrency` keep-alive connections. Paths: `direct` (the container's port on this machine's loopback),
-`jupyter-proxy` (<server>/nbmodal/proxy/local/<name>/ with Jupyter's token), `nbmodal-forward`
+`jupyter-proxy` (<server>/nbmodal/proxy/local/<name>/ with Jupyter's token), `jupyter-proxy-cookie` (the
+same with the login cookie a browser holds instead), `nbmodal-forward`
 (`nbmodal forward RUN PORT --local-port N`: on the local agent a relay through a local port, the code
 path an SSH host's forward takes minus SSH). Target (issue 15): jupyter-proxy p50 <= 2x direct.
 
@@ -48,6 +50,20 @@ def sequential(url: str, headers: dict[str, str], n: int) -> list[float]:
     return times
 
 
+def login_cookie(url: str, token: dict[str, str]) -> dict[str, str]:
+    """The ``Cookie`` header of a logged-in browser: what Jupyter sets on a token-authenticated request."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", parts.path, headers=token)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    cookies = [value.split(";", 1)[0] for key, value in response.getheaders() if key.lower() == "set-cookie"]
+    if not cookies:
+        raise RuntimeError(f"{url}: no login cookie set")
+    return {"Cookie": "; ".join(cookies)}
+
+
 def throughput(url: str, headers: dict[str, str], n: int, concurrency: int) -> float:
     """Requests per second of n GETs spread over `concurrency` keep-alive connections."""
     per_thread = max(1, n // concurrency)
@@ -71,18 +87,30 @@ def throughput(url: str, headers: dict[str, str], n: int, concurrency: int) -> f
     return per_thread * concurrency / elapsed
 
 
-def measure(url: str, headers: dict[str, str], requests: int, concurrency: int) -> dict:
-    sequential(url, headers, 20)  # warm-up: connections, imports, the proxy's tunnel list
-    latencies = sorted(sequential(url, headers, requests))
-    return {"p50_ms": round(statistics.median(latencies), 3),
-            "p90_ms": round(latencies[int(len(latencies) * 0.9)], 3),
-            "requests_per_s": round(throughput(url, headers, requests, concurrency), 1)}
+def measure(paths: dict[str, tuple[str, dict[str, str]]], requests: int, concurrency: int, rounds: int) -> dict:
+    """Per path: p50/p90 of `requests` sequential GETs, taken in `rounds` turns that go over every path (so
+    a load change on a shared machine weighs on all paths alike), then requests per second."""
+    latencies: dict[str, list[float]] = {name: [] for name in paths}
+    for url, headers in paths.values():
+        sequential(url, headers, 20)  # warm-up: connections, imports, the proxy's tunnel list
+    for turn in range(rounds):
+        for name, (url, headers) in paths.items():
+            latencies[name] += sequential(url, headers, requests // rounds + (turn < requests % rounds))
+    results = {}
+    for name, (url, headers) in paths.items():
+        ordered = sorted(latencies[name])
+        results[name] = {"p50_ms": round(statistics.median(ordered), 3),
+                         "p90_ms": round(ordered[int(len(ordered) * 0.9)], 3),
+                         "requests_per_s": round(throughput(url, headers, requests, concurrency), 1)}
+        print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="turns over all paths the sequential GETs take")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="nbm-bench-web-")
     os.environ["NBMODAL_HOME"] = home
@@ -101,7 +129,7 @@ def main() -> None:
         return {"ok": True}
 
     root = Path(tempfile.mkdtemp(prefix="nbm-bench-web-root-"))
-    results: dict = {"requests": args.requests, "concurrency": args.concurrency}
+    results: dict = {"requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds}
     forward = None
     try:
         with jupyter_server(root) as server:
@@ -117,16 +145,17 @@ def main() -> None:
                 while "until Ctrl-C" not in forward.stdout.readline():
                     if forward.poll() is not None:
                         raise RuntimeError("nbmodal forward exited")
+                token = {"Authorization": f"token {server.token}"}
                 paths = {
                     "direct": (f"http://127.0.0.1:{tunnel.port}/", {}),
-                    "jupyter-proxy": (ok.get_web_url(), {"Authorization": f"token {server.token}"}),
+                    "jupyter-proxy": (ok.get_web_url(), token),
+                    # As a browser calls it: Jupyter's login cookie instead of the token (cheaper for Jupyter).
+                    "jupyter-proxy-cookie": (ok.get_web_url(), login_cookie(server.url + "api/status", token)),
                     "nbmodal-forward": (f"http://127.0.0.1:{local_port}/", {}),
                     # What any request through this Jupyter server costs (its own API): the proxy's floor.
                     "jupyter-api-status": (f"{server.url}api/status", {"Authorization": f"token {server.token}"}),
                 }
-                for name, (url, headers) in paths.items():
-                    results[name] = measure(url, headers, args.requests, args.concurrency)
-                    print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
+                results.update(measure(paths, args.requests, args.concurrency, args.rounds))
     finally:
         if forward is not None:
             forward.terminate()
@@ -134,10 +163,11 @@ def main() -> None:
         stop_local_agent(Path(home) / "agent")
     direct = results["direct"]["p50_ms"]
     results["proxy_p50_over_direct"] = round(results["jupyter-proxy"]["p50_ms"] / direct, 2)
+    results["proxy_cookie_p50_over_direct"] = round(results["jupyter-proxy-cookie"]["p50_ms"] / direct, 2)
     results["forward_p50_over_direct"] = round(results["nbmodal-forward"]["p50_ms"] / direct, 2)
     print(json.dumps(results, indent=2))
     print("| path | p50 ms | p90 ms | req/s |\n|---|---|---|---|", file=sys.stderr)
-    for name in ("direct", "jupyter-proxy", "nbmodal-forward", "jupyter-api-status"):
+    for name in ("direct", "jupyter-proxy", "jupyter-proxy-cookie", "nbmodal-forward", "jupyter-api-status"):
         row = results[name]
         print(f"| {name} | {row['p50_ms']} | {row['p90_ms']} | {row['requests_per_s']} |", file=sys.stderr)
 

@@ -49,9 +49,11 @@ class Tunnel:
 
     ``url`` is where the browser reaches it: the Jupyter server's proxy when one serves this notebook,
     else ``http://127.0.0.1:PORT/`` (right on the local agent's machine; for an SSH host use
-    ``nbmodal forward RUN_ID PORT`` on your machine). ``host``/``port`` are that URL's, as Modal's
-    TLS endpoint; ``unencrypted_host``/``unencrypted_port`` are the raw TCP port on the container's host
-    (its loopback: containers share their host's network).
+    ``nbmodal forward RUN_ID PORT`` on your machine). On a JupyterHub (Binder) whose public address the
+    server doesn't know, it is relative to the notebook page's origin (``/user/alice/nbmodal/proxy/...``),
+    as links in the notebook resolve it. ``host``/``port`` are that URL's (``""``/``0`` for such a relative
+    one), as Modal's TLS endpoint; ``unencrypted_host``/``unencrypted_port`` are the raw TCP port on the
+    container's host (its loopback: containers share their host's network).
 
     Example::
 
@@ -145,8 +147,11 @@ def open_tunnel(port: int, *, kind: str, name: str = "", label: str = ""):
 def tunnel_of(info, unencrypted: bool = False) -> Tunnel:
     """The ``Tunnel`` of a ``pb.TunnelInfo``."""
     parts = urlsplit(info.url)
-    default_port = 443 if parts.scheme == "https" else 80
-    return Tunnel(host=parts.hostname or "127.0.0.1", port=parts.port or default_port,
+    if not parts.scheme:  # relative to the notebook page's origin (a JupyterHub whose public address is unknown)
+        host, port = "", 0
+    else:
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    return Tunnel(host=host, port=port,
                   unencrypted_host="127.0.0.1", unencrypted_port=info.port, url=info.url, tunnel_id=info.tunnel_id,
                   run_id=info.run_id, container_id=info.container_id, unencrypted=unencrypted)
 

@@ -37,16 +37,19 @@ class JupyterServer:
 
 
 @contextlib.contextmanager
-def jupyter_server(root: Path, app: str = "server"):
-    """``jupyter server`` (or ``app="lab"``) on a free loopback port, serving ``root``."""
+def jupyter_server(root: Path, app: str = "server", base_url: str = "/"):
+    """``jupyter server`` (or ``app="lab"``) on a free loopback port, serving ``root`` under ``base_url``
+    (JupyterHub's single-user servers: ``/user/<name>/``)."""
     port, token = free_port(), secrets.token_hex(16)
     log_path = root / f"jupyter-{app}.log"
     argv = [sys.executable, "-m", "jupyterlab" if app == "lab" else "jupyter_server", "--no-browser",
             f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            "--ServerApp.jpserver_extensions={'nbmodal.server': True}", "--allow-root"]
+            "--ServerApp.jpserver_extensions={'nbmodal.server': True}", "--allow-root",
+            f"--ServerApp.base_url={base_url}"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=root)
-    server = JupyterServer(f"http://127.0.0.1:{port}/", token, process, log_path)
+    path = f"/{base_url.strip('/')}/" if base_url.strip("/") else "/"
+    server = JupyterServer(f"http://127.0.0.1:{port}{path}", token, process, log_path)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -4,6 +4,7 @@ never opens, and ``nbmodal forward`` from the command line with a plain HTTP cli
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from jupyterserver import free_port, jupyter_server
@@ -213,3 +215,88 @@ def test_class_method_and_wsgi_endpoints_serve_while_the_app_runs(server):
             assert response.read() == b'{"y":42.0}'
         url = classic.get_web_url()
         assert _get(url + "some/path", server.token)[1:] == (url + "some/path", "wsgi saw /some/path")
+
+
+relay = nbmodal.App("webtests-relay")
+
+
+@relay.function()
+@nbmodal.asgi_app()
+def relayed():
+    # Starlette, not FastAPI: this module's annotations are strings FastAPI could not resolve.
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, RedirectResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def moved(request):
+        return RedirectResponse("/target?x=1", status_code=302)
+
+    async def echo(request):
+        body = await request.body()
+        return PlainTextResponse(f"{request.method} {body.decode()} prefix={request.headers['x-forwarded-prefix']}")
+
+    async def stream(request):
+        queue = nbmodal.Queue.from_name(request.query_params["queue"])
+
+        async def pieces():
+            yield "first;"
+            await asyncio.to_thread(queue.get, timeout=60)  # until the test has read the first piece
+            yield "second"
+
+        return StreamingResponse(pieces(), media_type="text/plain")
+
+    async def cut(request):
+        async def pieces():
+            yield b"abc"
+            raise RuntimeError("the server dies mid-answer")
+
+        return StreamingResponse(pieces(), headers={"Content-Length": "10"})
+
+    return Starlette(routes=[Route("/moved", moved), Route("/echo", echo, methods=["POST"]),
+                             Route("/stream", stream), Route("/cut", cut)])
+
+
+def _request(url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
+    """An http.client response to one request (redirects not followed), for reading piece by piece."""
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers or {})
+    return conn.getresponse()
+
+
+def test_the_proxy_keeps_redirects_under_its_prefix_relays_bodies_streams_and_checks_xsrf(server):
+    auth = {"Authorization": f"token {server.token}"}
+    with relay.run(), nbmodal.Queue.ephemeral() as queue:
+        url = relayed.get_web_url()
+        prefix = url.split("127.0.0.1", 1)[1].split("/", 1)[1].rstrip("/")  # nbmodal/proxy/local/<name>
+        moved = _request(url + "moved", headers=auth)
+        assert moved.status == 302 and moved.headers["Location"] == f"/{prefix}/target?x=1"
+
+        posted = _request(url + "echo", "POST", auth, b"payload")
+        assert (posted.status, posted.read()) == (200, f"POST payload prefix=/{prefix}".encode())
+
+        # A browser's POST (its login cookie, no token) needs Jupyter's XSRF token, as any request to Jupyter.
+        login = _request(url, headers=auth)
+        cookie = "; ".join(v.split(";", 1)[0] for k, v in login.getheaders() if k.lower() == "set-cookie")
+        assert cookie.startswith("username-")
+        refused = _request(url + "echo", "POST", {"Cookie": cookie}, b"payload")
+        assert refused.status == 403 and b"payload" not in refused.read()
+        xsrf = {"Cookie": f"{cookie}; _xsrf=abc123", "X-XSRFToken": "abc123"}
+        assert _request(url + "echo", "POST", xsrf, b"payload").read().startswith(b"POST payload")
+        assert _request(url + "echo", "POST", {}, b"payload").status == 403  # no login at all
+
+        # A plain streamed answer (not an event stream): its first piece arrives before the second exists.
+        streamed = _request(url + f"stream?queue={queue.name}", headers=auth)
+        assert streamed.status == 200 and streamed.read1(100) == b"first;"
+        queue.put("go on")
+        assert streamed.read() == b"second"
+
+        # An answer the server cuts off reaches the browser cut off too, never as if complete.
+        cut = _request(url + "cut", headers=auth)
+        assert cut.status == 200 and cut.headers["Content-Length"] == "10"
+        with pytest.raises(http.client.IncompleteRead):
+            cut.read()
+        assert _request(url + "echo", "POST", auth, b"again").read().startswith(b"POST again")

@@ -7,10 +7,16 @@ name and a slash. The Jupyter server is found, in this order:
 
 1. ``NBMODAL_WEB_BASE_URL`` (the server's URL as the browser sees it, e.g. on
    JupyterHub or Binder ``https://hub.example.org/user/alice/``);
-2. among running Jupyter servers (their ``jpserver-*.json`` in Jupyter's
+2. under JupyterHub (and so on Binder), whose single-user server's own URL
+   (``http://<pod>:8888/user/alice/``) is not what the browser reaches:
+   ``JUPYTERHUB_PUBLIC_URL`` (the server's public URL, set when the Hub knows
+   it), else ``JUPYTERHUB_SERVICE_PREFIX`` alone (``/user/alice/``): a URL
+   relative to the page's origin, which links in the notebook and the sidebar
+   resolve against the Hub's public address, whatever proxies sit in between;
+3. among running Jupyter servers (their ``jpserver-*.json`` in Jupyter's
    runtime directory), the one that started this kernel (``JPY_PARENT_PID``)
    or an ancestor process of this one;
-3. else the most recently started running server.
+4. else the most recently started running server.
 
 With none, the prefix is empty: a local agent's port is then reachable at
 ``http://127.0.0.1:PORT/``, an SSH host's with ``nbmodal forward``.
@@ -31,6 +37,9 @@ from nbmodal_wire.pids import pid_alive
 log = logging.getLogger(__name__)
 
 BASE_URL_ENV = "NBMODAL_WEB_BASE_URL"
+# Set by JupyterHub for the single-user server (and inherited by its kernels and terminals).
+HUB_PUBLIC_URL_ENV = "JUPYTERHUB_PUBLIC_URL"
+HUB_PREFIX_ENV = "JUPYTERHUB_SERVICE_PREFIX"
 PROXY_PATH = "nbmodal/proxy"
 _CACHE_S = 5.0
 _cache: tuple[float, str] | None = None
@@ -48,11 +57,21 @@ def proxy_base(jupyter_url: str, host: str) -> str:
 
 
 def jupyter_base_url() -> str:
-    """The URL of the Jupyter server the user's browser has open ("" when there is none), ending in "/"."""
+    """The URL of the Jupyter server the user's browser has open ("" when there is none), ending in "/".
+
+    Under JupyterHub without a known public URL it is the server's path alone (``/user/alice/``).
+
+    Example::
+
+        jupyter_base_url()  # 'http://127.0.0.1:8888/', or '/user/alice/' on a JupyterHub
+    """
     global _cache
-    configured = os.environ.get(BASE_URL_ENV, "").strip()
+    configured = os.environ.get(BASE_URL_ENV, "").strip() or os.environ.get(HUB_PUBLIC_URL_ENV, "").strip()
     if configured:
         return configured.rstrip("/") + "/"
+    hub_prefix = os.environ.get(HUB_PREFIX_ENV, "").strip()
+    if hub_prefix:
+        return "/" + hub_prefix.strip("/") + "/" if hub_prefix.strip("/") else "/"
     now = time.monotonic()
     if _cache is not None and now - _cache[0] < _CACHE_S:
         return _cache[1]

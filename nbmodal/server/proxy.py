@@ -10,36 +10,43 @@ label) or a port some live tunnel of that host serves. The agent's tunnel list
 that port is here, for an SSH host a local port forwarded over the host's SSH
 transport (``_runtime/port_forward.py``).
 
-Built on jupyter-server-proxy's ``ProxyHandler``: its authentication (a
-request without Jupyter's auth is refused: a redirect to the login page, 403
-for WebSockets) and its WebSocket relay (with pings and subprotocols). The
-HTTP relay is ours (``_relay``): every response streams through as it comes
-(jupyter-server-proxy streams only requests that ``Accept: text/event-stream``
-and then drops ``Content-Encoding``), and a URL whose container has ended gets
-a 502 page that names the run.
+WebSockets (routed by their ``Upgrade`` header) go to ``EndpointSocketHandler``,
+built on jupyter-server-proxy's ``ProxyHandler``: its authentication (no
+Jupyter user: 403) and its WebSocket relay (with pings and subprotocols).
+Every other request goes to ``EndpointProxyHandler``, a plain ``JupyterHandler``
+with the same authentication (no user: the login page, or 403) and Jupyter's
+XSRF check, relaying over ``backend_http.py``'s kept-alive connections: every
+answer streams through as it comes (jupyter-server-proxy streams only requests
+that ``Accept: text/event-stream`` and then drops ``Content-Encoding``), and a
+URL whose container has ended gets a 502 page that names the run. Why not
+``ProxyHandler`` for plain HTTP too, and why not aiohttp: what each costs per
+request (bench/bench_web.py, bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
-import aiohttp
+from jupyter_server.base.handlers import JupyterHandler, utcnow
 from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import ProxyHandler
-from multidict import CIMultiDict
-from tornado import httputil
+from tornado import httputil, web
+from tornado.http1connection import HTTP1Connection
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
-from tornado.web import RequestHandler
+from tornado.routing import PathMatches, Rule
 
 from nbmodal._runtime import port_forward
 from nbmodal._runtime.connection import connection, existing_client
 from nbmodal.hosts import LOCAL
+from nbmodal.server.backend_http import Answer, BackendPool
 from nbmodal_wire import pb
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,12 @@ LIST_TTL_S = 1.0
 HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
     "Transfer-Encoding", "Upgrade", "Proxy-Connection"))
+# Request headers not relayed as they came: hop-by-hop ones, and those the relay sets itself (a body's
+# length: tornado has read the body whole; Expect: the body is here already).
+NOT_RELAYED = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-prefix", "x-forwarded-context",
+                            "x-forwarded-proto", "x-forwarded-host"}
+# What a proxied path keeps unquoted: RFC 3986's reserved and unreserved characters.
+_SAFE = ":/?#[]@!$&'()*+,;=-._~"
 
 
 class EndpointGone(Exception):
@@ -126,13 +139,29 @@ class Resolver:
         return tunnels
 
 
-class EndpointProxyHandler(ProxyHandler):
-    """One proxied request (HTTP or WebSocket) to ``<host>/<name><path>``."""
+class _Endpoint:
+    """What the HTTP and the WebSocket handler share: the resolver, and where a name's requests go."""
+
+    resolver: Resolver
+    base_url: str
+    _context: str = ""
 
     def initialize(self, resolver: Resolver) -> None:
         self.resolver = resolver
 
-    # -- WebSockets: jupyter-server-proxy's relay to the resolved port ----------------
+    def _context_path(self, host: str, name: str) -> str:
+        return url_path_join(self.base_url, "nbmodal", "proxy", host, name)
+
+    async def _resolve(self, host: str, name: str, fresh: bool = False) -> Target:
+        target = None if fresh else self.resolver.cached(host, name)  # most requests: no thread, no agent call
+        if target is not None:
+            return target
+        return await IOLoop.current().run_in_executor(None, self.resolver.resolve, host, name, fresh)
+
+
+class EndpointSocketHandler(_Endpoint, ProxyHandler):
+    """A WebSocket to ``<host>/<name><path>``: jupyter-server-proxy's relay (pings, subprotocols), its auth
+    (no Jupyter user: 403). Routed here only for an ``Upgrade: websocket`` request (``setup_proxy``)."""
 
     async def open(self, host: str, name: str, path: str | None = None) -> None:
         try:
@@ -143,34 +172,44 @@ class EndpointProxyHandler(ProxyHandler):
         self._context = self._context_path(host, name)
         await self.proxy_open("127.0.0.1", target.port, path or "/")
 
-    # -- HTTP: every method streams through ----------------------------------------
+    def _get_context_path(self, host, port) -> str:  # jupyter-server-proxy's hook: X-Forwarded-Prefix
+        return self._context
 
-    async def http_get(self, host: str, name: str, path: str | None = None) -> None:
+
+class EndpointProxyHandler(_Endpoint, JupyterHandler):
+    """One proxied HTTP request to ``<host>/<name><path>``, of any method, its answer streamed through.
+
+    A plain ``JupyterHandler``, not jupyter-server-proxy's ``ProxyHandler``: that one is also a tornado
+    ``WebSocketHandler`` and pays for it on every plain request (two constructors, per-request method
+    wrappers). Authentication is the same as ``ProxyHandler.prepare``'s: Jupyter's user, then
+    ``web.authenticated`` (no user: a redirect to the login page for GET/HEAD, else 403), and Jupyter's
+    XSRF check for requests that change something (``JupyterHandler.prepare``).
+    """
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        prepared = super().prepare()
+        if prepared is not None:
+            await prepared
+        web.authenticated(lambda handler: None)(self)  # even where Jupyter allows unauthenticated access
+        if self._finished:  # sent to the login page
+            return
+        # Proxied traffic is activity: Jupyter's idle culling (JupyterHub, Binder) must not stop a server in use.
+        self.settings.setdefault("last_activity_times", {})["nbmodal-proxy"] = utcnow()
+
+    def compute_etag(self) -> str | None:
+        return None  # the backend's answer as it is: no ETag (and no 304) of the proxy's making
+
+    async def get(self, host: str, name: str, path: str | None = None) -> None:
         if path is None:  # relative links of the app need the trailing slash
             query = f"?{self.request.query}" if self.request.query else ""
-            self.redirect(url_path_join(self.base_url, "nbmodal", "proxy", host, name) + "/" + query)
+            self.redirect(self._context_path(host, name) + "/" + query)
             return
         await self._relay(host, name, path)
 
     async def post(self, host: str, name: str, path: str | None = None) -> None:
         await self._relay(host, name, path or "/")
 
-    put = patch = delete = options = post
-
-    async def head(self, host: str, name: str, path: str | None = None) -> None:
-        await self._relay(host, name, path or "/")
-
-    def _context_path(self, host: str, name: str) -> str:
-        return url_path_join(self.base_url, "nbmodal", "proxy", host, name)
-
-    def _get_context_path(self, host, port) -> str:  # jupyter-server-proxy's hook: X-Forwarded-Prefix
-        return getattr(self, "_context", "")
-
-    async def _resolve(self, host: str, name: str, fresh: bool = False) -> Target:
-        target = None if fresh else self.resolver.cached(host, name)  # most requests: no thread, no agent call
-        if target is not None:
-            return target
-        return await IOLoop.current().run_in_executor(None, self.resolver.resolve, host, name, fresh)
+    put = patch = delete = options = head = post
 
     async def _relay(self, host: str, name: str, path: str) -> None:
         try:
@@ -205,59 +244,51 @@ class EndpointProxyHandler(ProxyHandler):
 
     async def _stream(self, target: Target, path: str) -> bool:
         """Relay the request to 127.0.0.1:port, streaming the answer; False if no answer started."""
-        headers: CIMultiDict[str] = CIMultiDict()
-        for key, value in self.request.headers.get_all():
-            if key.lower() not in HOP_BY_HOP and key.lower() != "host":
-                headers.add(key, value)
-        headers["Host"] = f"127.0.0.1:{target.port}"
-        headers["X-Forwarded-Prefix"] = headers["X-Forwarded-Context"] = self._context
-        headers["X-Forwarded-Proto"] = self.request.protocol
-        headers["X-Forwarded-Host"] = self.request.host
-        body = self.request.body if self.request.body or self.request.method in ("POST", "PUT", "PATCH") else None
-        url = self.get_client_uri("http", "127.0.0.1", target.port, path)
-        for attempt in (1, 2):
-            try:
-                async with _session().request(self.request.method, url, headers=headers, data=body,
-                                              allow_redirects=False) as answer:
-                    self._send_headers(answer)
-                    async for chunk in answer.content.iter_any():
-                        self.write(chunk)
-                        # Each piece goes out as it comes (server-sent events, streamed answers); waiting for
-                        # it to be sent is the back-pressure. RequestHandler's own flush: the WebSocket
-                        # mixin's wrapper returns nothing to wait on.
-                        await RequestHandler.flush(self)
-            except StreamClosedError:  # the browser went away (a closed event-stream page)
-                return True
-            except aiohttp.ServerDisconnectedError:
-                if attempt == 1 and not self._headers_written:
-                    continue  # a kept-alive connection the server had closed: once more on a new one
-                raise
-            except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:  # refused, reset
-                if self._headers_written:  # cut off mid-answer: end what was sent
-                    self.finish()
-                    return True
-                log.info("proxy to 127.0.0.1:%d: %s", target.port, exc)
-                return False
-            self.finish()
+        request = self.request
+        headers = [(key, value) for key, value in request.headers.get_all() if key.lower() not in NOT_RELAYED]
+        headers += [("Host", f"127.0.0.1:{target.port}"), ("X-Forwarded-Prefix", self._context),
+                    ("X-Forwarded-Context", self._context), ("X-Forwarded-Proto", request.protocol),
+                    ("X-Forwarded-Host", request.host)]
+        body = request.body if request.body or request.method in ("POST", "PUT", "PATCH") else None
+        # Spaces, non-ASCII and such quoted, RFC 3986's reserved and unreserved characters kept (as
+        # jupyter-server-proxy does): just enough for a valid request line.
+        where = quote(path if path.startswith("/") else "/" + path, safe=_SAFE)
+        if request.query:
+            where += "?" + request.query
+        try:
+            answer = await _pool().request(request.method or "GET", target.port, where, headers, body)
+        except OSError as exc:  # refused, reset, closed before answering
+            log.info("proxy to 127.0.0.1:%d: %s", target.port, exc)
+            return False
+        self._send_headers(answer)
+        try:
+            async with contextlib.aclosing(answer.pieces()) as pieces:
+                async for data, last in pieces:
+                    self.write(data)
+                    if not last:
+                        # More may come: this piece goes out now (server-sent events, streamed answers), and
+                        # waiting for it to be sent is the back-pressure. An answer whose end is known (most)
+                        # is sent by finish() in one write.
+                        await self.flush()
+        except StreamClosedError:  # the browser went away (a closed event-stream page)
             return True
-        return False
+        except OSError as exc:  # the server cut the answer off: so is the browser's (no clean end it would trust)
+            log.info("proxy to 127.0.0.1:%d: answer cut off: %s", target.port, exc)
+            if isinstance(self.request.connection, HTTP1Connection):
+                self.request.connection.stream.close()  # then finish() sends nothing more, quietly
+        self.finish()
+        return True
 
-    def _send_headers(self, answer: aiohttp.ClientResponse) -> None:
+    def _send_headers(self, answer: Answer) -> None:
         self._headers = httputil.HTTPHeaders()  # the backend's headers, not Jupyter's defaults
         self.set_status(answer.status, answer.reason or None)
-        for raw_key, raw_value in answer.raw_headers:
-            key, value = raw_key.decode("latin-1"), raw_value.decode("latin-1")
-            if key.lower() in HOP_BY_HOP:
-                continue
-            if key.lower() == "location":
-                value = self._rewrite_location_header(value, "127.0.0.1", 0, "")
-            self.add_header(key, value)
-
-    def _rewrite_location_header(self, location, host, port, proxied_path):
-        # A redirect to an absolute path of the app stays under the proxy's prefix.
-        if location.startswith("/") and not location.startswith("//"):
-            return self._context + location
-        return location
+        for key, value in answer.headers:
+            lower = key.lower()
+            if lower in HOP_BY_HOP or (lower == "content-length" and answer.framing in ("chunked", "close")):
+                continue  # (a length beside chunked framing is wrong, and tornado frames what it sends itself)
+            if lower == "location" and value.startswith("/") and not value.startswith("//"):
+                value = self._context + value  # a redirect to an absolute path of the app stays under the prefix
+            self._headers.add(key, value)
 
     def _page(self, status: int, title: str, detail: str) -> None:
         self.set_status(status)
@@ -267,22 +298,17 @@ class EndpointProxyHandler(ProxyHandler):
                     f"<p><small>nbmodal's proxy at {html.escape(self.request.path)}</small></p></body></html>")
 
 
-_sessions: dict[int, aiohttp.ClientSession] = {}
+_pools: dict[int, BackendPool] = {}
 
 
-def _session() -> aiohttp.ClientSession:
-    """One aiohttp session per event loop, shared by every proxied request: its connections to the
-    containers' servers are kept alive (tornado's own client opens one per request)."""
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(id(loop))
-    if session is None or session.closed:
-        session = _sessions[id(loop)] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, use_dns_cache=False, keepalive_timeout=15),
-            # No timeout on the whole answer: event streams and downloads last as long as they last.
-            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=None),
-            auto_decompress=False,  # bytes pass as they are, with their Content-Encoding
-            skip_auto_headers=("Accept-Encoding", "User-Agent"), cookie_jar=aiohttp.DummyCookieJar())
-    return session
+def _pool() -> BackendPool:
+    """The event loop's pool of kept-alive connections to the containers' servers (tornado's own client
+    opens one per request)."""
+    loop = id(asyncio.get_running_loop())
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = BackendPool()
+    return pool
 
 
 def _gone_text(host: str, name: str, tunnel: pb.TunnelInfo) -> str:
@@ -296,7 +322,18 @@ def _short(text: str) -> str:
 
 
 def setup_proxy(web_app) -> None:
-    """Route ``<base_url>nbmodal/proxy/<host>/<name>[/<path>]`` to ``EndpointProxyHandler``."""
-    base = url_path_join(web_app.settings["base_url"], "nbmodal", "proxy")
-    web_app.add_handlers(".*$", [(base + r"/([^/]+)/([^/]+)(/.*)?", EndpointProxyHandler,
-                                  {"resolver": Resolver()})])
+    """Route ``<base_url>nbmodal/proxy/<host>/<name>[/<path>]``: WebSocket upgrades to
+    ``EndpointSocketHandler``, every other request to ``EndpointProxyHandler``."""
+    pattern = url_path_join(web_app.settings["base_url"], "nbmodal", "proxy") + r"/([^/]+)/([^/]+)(/.*)?"
+    resolver = Resolver()
+    web_app.add_handlers(".*$", [Rule(_WebSocketUpgrade(pattern), EndpointSocketHandler, {"resolver": resolver}),
+                                 (pattern, EndpointProxyHandler, {"resolver": resolver})])
+
+
+class _WebSocketUpgrade(PathMatches):
+    """The path pattern, for WebSocket upgrade requests (a GET with ``Upgrade: websocket``) only."""
+
+    def match(self, request: httputil.HTTPServerRequest) -> dict | None:
+        if request.method != "GET" or request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        return super().match(request)
