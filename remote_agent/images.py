@@ -42,6 +42,7 @@ from remote_agent.request_errors import CONFLICT, NOT_FOUND, RequestError
 from remote_agent.secrets import SecretError, SecretStore
 
 log = logging.getLogger(__name__)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 KEY_VERSION = b"nbmodal-image-v1"
 CONFIG_ONLY_STEPS = {"env", "workdir"}
@@ -298,9 +299,14 @@ class ImageStore:
         task.add_done_callback(self._rebuilds.discard)
 
     def missing_files(self, sha256s: list[str]) -> list[str]:
-        return [digest for digest in sha256s if not (self.files / digest).exists()]
+        return [digest for digest in sha256s if not self.file_path(digest).exists()]
 
     def file_path(self, sha256: str) -> Path:
+        """Where the file with this content is kept; the digest names a file, so it must be one (fuzzing sent
+        10 KiB "digests", which failed as 'File name too long')."""
+        if not _SHA256.fullmatch(sha256):
+            raise RequestError(f"{sha256[:80]!r}{'...' if len(sha256) > 80 else ''} is not a SHA-256 digest "
+                               "(64 lowercase hex digits) of an image file")
         return self.files / sha256
 
     async def receive_file(self, chunks: AsyncIterator[bytes],

@@ -54,3 +54,12 @@ def test_an_image_id_that_is_no_id_is_not_found_never_a_path(tmp_path, image_id)
 def test_a_container_id_too_long_for_a_file_name_is_refused(tmp_path):
     with pytest.raises(RequestError, match="is not a container id"):
         log_path(tmp_path, "a" * 10_240)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("digest", ["x" * 10_240, "../../agent.json", "a\0b", "A" * 64, ""])
+def test_image_file_digests_that_are_no_sha256_are_refused(tmp_path, digest):
+    store = ImageStore(tmp_path / "images", runtime_sources())
+    with pytest.raises(RequestError, match="is not a SHA-256 digest"):
+        store.missing_files([digest])
+    assert store.missing_files(["0" * 64]) == ["0" * 64]  # a well-formed digest of a file it lacks
