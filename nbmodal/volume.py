@@ -13,7 +13,8 @@ ends, also on cancel and timeout); ``reload()`` brings this host's copy to the
 latest committed version, and a run on a host whose replica is behind syncs
 before it starts (remote_agent/replicas.py). Transfers stream in 4 MiB chunks, checked with SHA-256 end to
 end; an interrupted upload resumes, and a file whose content is already
-there is skipped. Every method that talks to the host has an ``.aio`` twin, as in
+there is skipped. On the agent's own machine files are copied directly instead, checked with BLAKE3
+(``_runtime/volume_local.py``). Every method that talks to the host has an ``.aio`` twin, as in
 Modal (``await vol.commit.aio()``, ``async for chunk in vol.read_file.aio(path)``), and
 ``batch_upload()`` and ``ephemeral()`` work with ``async with`` too.
 """
@@ -36,6 +37,7 @@ from nbmodal._aio import WithAio, call_in_thread
 from nbmodal._runtime import homes
 from nbmodal._runtime.connection import in_container
 from nbmodal._runtime.named import Ephemeral, NamedObject, warn_cloud_only
+from nbmodal._runtime.volume_local import on_agent_machine, read_local, read_local_into, upload_local
 from nbmodal_wire import node_copies, pb
 
 CHUNK_BYTES = 4 << 20
@@ -118,8 +120,13 @@ class Volume(NamedObject[pb.VolumeOp]):
 
     @WithAio  # a generator: async for chunk in vol.read_file.aio(path)
     def read_file(self, path: str) -> Iterator[bytes]:
-        """The file's content in chunks (never all in memory), checked against its SHA-256."""
-        client = self._connection().client()
+        """The file's content in chunks (never all in memory), checked against its SHA-256 (on the agent's
+        machine: read directly, checked against its BLAKE3)."""
+        connection = self._connection()
+        client = connection.client()
+        if on_agent_machine(connection) and (direct := read_local(client, self.name, path)) is not None:
+            yield from direct
+            return
         digest = hashlib.sha256()
         for chunk in client.volume_download(pb.VolumeRequest(name=self.name, path=path)):
             if chunk.HasField("file"):
@@ -138,6 +145,14 @@ class Volume(NamedObject[pb.VolumeOp]):
         """
         size = next((e.size for e in self.listdir(path) if e.type == "file"), 0)
         bar = Progress(f"get {path}", size) if progress else None
+        connection = self._connection()
+        if on_agent_machine(connection):
+            direct = read_local_into(connection.client(), self.name, path, fileobj,
+                                     _progress_callback(progress_cb, bar))
+            if direct is not None:
+                if bar:
+                    bar.close()
+                return direct
         written = 0
         for chunk in self.read_file(path):
             fileobj.write(chunk)
@@ -304,10 +319,21 @@ class _BatchUpload:
 
 
 def upload_file(volume: Volume, local: Path, remote_path: str, force: bool = False, progress: bool = False) -> bool:
-    """Upload one file, resuming an interrupted upload of the same content; False if it was already there."""
-    client = volume._connection().client()
-    sha256 = file_sha256(local)
+    """Upload one file, resuming an interrupted upload of the same content; False if it was already there.
+
+    On the agent's own machine the file is copied straight into the volume (``_runtime/volume_local.py``).
+    """
+    connection = volume._connection()
+    client = connection.client()
     size = local.stat().st_size
+    if on_agent_machine(connection):
+        bar = Progress(f"put {remote_path}", size) if progress else None
+        sent = upload_local(client, volume.name, local, remote_path, force, bar.update if bar else None)
+        if bar:
+            bar.close()
+        if sent is not None:
+            return sent
+    sha256 = file_sha256(local)
     state = client.volume_call(pb.VolumeRequest(op=pb.VOLUME_STAT, name=volume.name, path=remote_path,
                                                 sha256=sha256)).file
     if state.exists and not force:
@@ -330,6 +356,22 @@ def upload_file(volume: Volume, local: Path, remote_path: str, force: bool = Fal
     if bar:
         bar.close()
     return True
+
+
+def _progress_callback(progress_cb: Callable[..., Any] | None, bar: Progress | None) -> Callable[[int], None] | None:
+    """Modal's ``progress_cb(advance=...)`` and the bar, fed from a running total of bytes."""
+    if progress_cb is None and bar is None:
+        return None
+    done = [0]
+
+    def update(total: int) -> None:
+        if progress_cb is not None:
+            progress_cb(advance=total - done[0])
+        done[0] = total
+        if bar:
+            bar.update(total)
+
+    return update
 
 
 def file_sha256(path: Path) -> str:

@@ -31,6 +31,7 @@ from remote_agent.request_errors import RequestError
 from remote_agent.run_scopes import RunScopes, ScopeError
 from remote_agent.storage import StoreError, check_name
 from remote_agent.tunnels import TunnelRegistry
+from remote_agent.volume_fast_path import VolumeFastPath
 from remote_agent.volume_transfer import VolumeTransfers
 
 _LIFECYCLE_OPS = (pb.CREATE, pb.LOOKUP, pb.DELETE, pb.LIST)
@@ -41,6 +42,7 @@ class AgentService(pb_grpc.AgentServicer):
         self.agent = agent
         self.blobs = BlobStore(agent.blob_dir)
         self.volume_transfers = VolumeTransfers(agent.volumes, agent.in_io_thread)
+        self.volume_fast_path = VolumeFastPath(agent.volumes, agent.in_io_thread)
         self.scopes = RunScopes()  # which runs a container's token reaches (nested calls)
         # Ports served from containers (nbmodal.forward, web endpoints)
         self.tunnels = TunnelRegistry(agent.runs, agent.pool.containers, self.scopes.callers)
@@ -347,6 +349,8 @@ class AgentService(pb_grpc.AgentServicer):
         elif op == pb.VOLUME_COMMIT:
             await io(volumes.volume_dir, name)
             await io(os.sync)
+        elif op in (pb.VOLUME_LOCAL_STAGE, pb.VOLUME_LOCAL_COMMIT, pb.VOLUME_LOCAL_READ):
+            return await self.volume_fast_path.call(request)  # a client on this machine (volume_fast_path.py)
         else:
             raise StoreError(request_errors.INVALID, f"unknown Volume operation {op}")
         return pb.VolumeReply()

@@ -211,7 +211,14 @@ def _transport_without_nagle(sock, **kwargs) -> paramiko.Transport:
     """
     if isinstance(sock, socket.socket):  # a direct link, not a channel through a jump host
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return paramiko.Transport(sock, **kwargs)
+    transport = paramiko.Transport(sock, **kwargs)
+    # AES-GCM first: one AEAD pass per packet instead of AES-CTR plus an HMAC-SHA-256 pass, which made
+    # volume downloads over the tunnel about 1.4x faster (bench/RESULTS.md); a server without it
+    # negotiates the next cipher in paramiko's list.
+    options = transport.get_security_options()
+    gcm = tuple(c for c in options.ciphers if c.endswith("-gcm@openssh.com"))
+    options.ciphers = gcm + tuple(c for c in options.ciphers if c not in gcm)
+    return transport
 
 
 def _source_name(source: AuthSource) -> str:

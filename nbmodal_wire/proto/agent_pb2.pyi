@@ -24,6 +24,9 @@ class VolumeOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VOLUME_APPLY: _ClassVar[VolumeOp]
     VOLUME_VERSIONS: _ClassVar[VolumeOp]
     VOLUME_RECOVER: _ClassVar[VolumeOp]
+    VOLUME_LOCAL_STAGE: _ClassVar[VolumeOp]
+    VOLUME_LOCAL_COMMIT: _ClassVar[VolumeOp]
+    VOLUME_LOCAL_READ: _ClassVar[VolumeOp]
 
 class StoreOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -167,6 +170,9 @@ VOLUME_MANIFEST: VolumeOp
 VOLUME_APPLY: VolumeOp
 VOLUME_VERSIONS: VolumeOp
 VOLUME_RECOVER: VolumeOp
+VOLUME_LOCAL_STAGE: VolumeOp
+VOLUME_LOCAL_COMMIT: VolumeOp
+VOLUME_LOCAL_READ: VolumeOp
 STORE_OP_UNSPECIFIED: StoreOp
 CREATE: StoreOp
 LOOKUP: StoreOp
@@ -255,7 +261,7 @@ SANDBOX_FILE_RM: SandboxFileOp
 SANDBOX_FILE_STAT: SandboxFileOp
 
 class VolumeRequest(_message.Message):
-    __slots__ = ("op", "name", "path", "paths", "recursive", "new_name", "ephemeral", "sha256", "offset", "base_version", "changes", "from_host", "job_copy")
+    __slots__ = ("op", "name", "path", "paths", "recursive", "new_name", "ephemeral", "sha256", "offset", "base_version", "changes", "from_host", "job_copy", "local_path", "blake3", "force")
     OP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -269,6 +275,9 @@ class VolumeRequest(_message.Message):
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     FROM_HOST_FIELD_NUMBER: _ClassVar[int]
     JOB_COPY_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     op: VolumeOp
     name: str
     path: str
@@ -282,7 +291,10 @@ class VolumeRequest(_message.Message):
     changes: _containers.RepeatedCompositeFieldContainer[VolumeChange]
     from_host: str
     job_copy: bool
-    def __init__(self, op: _Optional[_Union[VolumeOp, str]] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., recursive: _Optional[bool] = ..., new_name: _Optional[str] = ..., ephemeral: _Optional[bool] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., base_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[VolumeChange, _Mapping]]] = ..., from_host: _Optional[str] = ..., job_copy: _Optional[bool] = ...) -> None: ...
+    local_path: str
+    blake3: str
+    force: bool
+    def __init__(self, op: _Optional[_Union[VolumeOp, str]] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., recursive: _Optional[bool] = ..., new_name: _Optional[str] = ..., ephemeral: _Optional[bool] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., base_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[VolumeChange, _Mapping]]] = ..., from_host: _Optional[str] = ..., job_copy: _Optional[bool] = ..., local_path: _Optional[str] = ..., blake3: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class VolumeChange(_message.Message):
     __slots__ = ("path", "sha256", "size", "deleted", "version", "host")
@@ -333,7 +345,7 @@ class VolumeReply(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[VolumeEntry, _Mapping]]] = ..., stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ..., created: _Optional[bool] = ..., file: _Optional[_Union[VolumeFile, _Mapping]] = ..., version: _Optional[int] = ..., manifest: _Optional[_Iterable[_Union[VolumeChange, _Mapping]]] = ..., copy: _Optional[_Union[StoreInfo, _Mapping]] = ..., overwritten: _Optional[_Iterable[_Union[VolumeChange, _Mapping]]] = ...) -> None: ...
 
 class VolumeFile(_message.Message):
-    __slots__ = ("name", "path", "size", "sha256", "offset", "exists", "stage")
+    __slots__ = ("name", "path", "size", "sha256", "offset", "exists", "stage", "local_path", "blake3")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +353,8 @@ class VolumeFile(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     EXISTS_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     size: int
@@ -348,7 +362,9 @@ class VolumeFile(_message.Message):
     offset: int
     exists: bool
     stage: bool
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., exists: _Optional[bool] = ..., stage: _Optional[bool] = ...) -> None: ...
+    local_path: str
+    blake3: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., exists: _Optional[bool] = ..., stage: _Optional[bool] = ..., local_path: _Optional[str] = ..., blake3: _Optional[str] = ...) -> None: ...
 
 class VolumeChunk(_message.Message):
     __slots__ = ("file", "data")
