@@ -288,8 +288,7 @@ def test_a_rank_whose_host_drops_stops_the_other_and_is_named(pair):
     caller.start()
     run = wait_for(lambda: (r := nbmodal.last_cluster_run()) is not before and r, 30, "the gang to start")
     clients = [connections.connection(name).client() for name in ("alpha", "beta")]
-    wait_for(lambda: all(c.get_run(i).state == pb.RUNNING for c, i in zip(clients, run.run_ids)), 60,
-             "both ranks to run")
+    wait_for(lambda: all(_state(c, i) == pb.RUNNING for c, i in zip(clients, run.run_ids)), 60, "both ranks to run")
     beta.cut()
     try:
         caller.join(30)
@@ -301,6 +300,14 @@ def test_a_rank_whose_host_drops_stops_the_other_and_is_named(pair):
     beta_client = connections.connection("beta").client()
     wait_for(lambda: beta_client.get_run(run.run_ids[1]).state == pb.CANCELLED, 60,
              "beta's rank to be cancelled once its link is back")
+
+
+def _state(client, run_id: str):
+    """A run's state, or None while its agent hasn't registered it yet (the gang names its runs first)."""
+    try:
+        return client.get_run(run_id).state
+    except nbmodal.NotFoundError:
+        return None
 
 
 def test_an_interrupt_stops_every_rank(pair):
