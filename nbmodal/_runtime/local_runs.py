@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from nbmodal._runtime.run_stream import FollowedRun
 from nbmodal_wire import local_runs as wire
 from nbmodal_wire import pb
 
@@ -206,7 +207,7 @@ class _Connection:
         self._sock.close()
 
 
-class LocalRun(grpc.Call):
+class LocalRun(FollowedRun):
     """One run's events on the local socket, iterated like a Run call's; ``cancel`` stops following it
     (the run goes on at the agent, as after cancelling a Run call)."""
 
@@ -247,30 +248,3 @@ class LocalRun(grpc.Call):
             self._runs._finished(self._connection)
         else:
             self._runs._broken(self._connection)
-
-    # -- grpc.Call ------------------------------------------------------------
-
-    def cancel(self) -> bool:
-        self._settle(finished=False)
-        return True
-
-    def is_active(self) -> bool:
-        return not self._settled
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
-
-    def initial_metadata(self) -> Any:
-        return ()
-
-    def trailing_metadata(self) -> Any:
-        return ()
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.OK if self._settled else grpc.StatusCode.UNKNOWN
-
-    def details(self) -> str:
-        return ""

@@ -109,7 +109,42 @@ def _request_iterator(requests: queue.SimpleQueue[pb.RunRequest | None]) -> Iter
         yield request
 
 
-class StreamedRun(grpc.Call):
+class FollowedRun(grpc.Call):
+    """A run followed on a connection shared with other runs, iterated like a Run call's (the grpc.Call
+    surface callers use); subclasses give ``_settle``, which hands the connection back once."""
+
+    _settled = False  # the connection was given back (finished, broken or cancelled)
+
+    def _settle(self, finished: bool) -> None:
+        raise NotImplementedError
+
+    def cancel(self) -> bool:
+        self._settle(finished=False)
+        return True
+
+    def is_active(self) -> bool:
+        return not self._settled
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return False
+
+    def initial_metadata(self) -> Any:
+        return ()
+
+    def trailing_metadata(self) -> Any:
+        return ()
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.OK if self._settled else grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return ""
+
+
+class StreamedRun(FollowedRun):
     """One run's events on the stream, iterated like a Run call's; ``cancel`` stops following it
     (the run goes on at the agent, as after cancelling a Run call)."""
 
@@ -154,22 +189,12 @@ class StreamedRun(grpc.Call):
         else:
             self._stream._broken(self._call)
 
-    # -- grpc.Call ------------------------------------------------------------
+    # -- grpc.Call: what differs from FollowedRun's ------------------------------
 
     def cancel(self) -> bool:
         if self._fallback is not None:
             return self._fallback.cancel()
-        self._settle(finished=False)
-        return True
-
-    def is_active(self) -> bool:
-        return not self._settled
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
+        return super().cancel()
 
     def initial_metadata(self) -> Any:
         return self._call.initial_metadata()
