@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nbmodal_wire.pids import pid_alive
+
 INLINE_LIMIT = 1 << 20
 CHUNK_BYTES = 4 << 20
 _LENGTH = struct.Struct("<Q")
@@ -243,7 +245,7 @@ def remove_orphans(blob_dir: Path) -> int:
         return 0
     for entry in entries:
         match = _PARTIAL.fullmatch(entry.name)
-        if match is None or match.group(2) != socket.gethostname() or _alive(int(match.group(1))):
+        if match is None or match.group(2) != socket.gethostname() or pid_alive(int(match.group(1))):
             continue
         try:
             os.unlink(entry.path)
@@ -252,15 +254,6 @@ def remove_orphans(blob_dir: Path) -> int:
             pass  # finished or removed meanwhile
     return removed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: not ours to judge
-    return True
 
 
 def clear_pool(blob_dir: Path) -> None:

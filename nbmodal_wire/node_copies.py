@@ -42,6 +42,7 @@ from pathlib import Path
 import grpc
 
 from nbmodal_wire import TOKEN_METADATA_KEY, pb
+from nbmodal_wire.pids import pid_alive
 from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
 
 ENV = "NBMODAL_NODE_COPIES"  # {volume: directory of its node-local copy}
@@ -143,20 +144,12 @@ def _users(root: Path) -> list[str]:
         host, _, pid = entry.name.rpartition("-")
         if host != here or not pid.isdigit():
             live.append(entry.name)  # another node's (a temp dir on a shared filesystem): not ours to judge
-        elif _alive(int(pid)):
+        elif pid_alive(int(pid)):
             live.append(entry.name)
         else:
             entry.unlink(missing_ok=True)
     return live
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -24,22 +24,14 @@ from google.protobuf.message import DecodeError
 
 from nbmodal_wire import local_runs as wire
 from nbmodal_wire import pb
-from remote_agent import request_errors
 from remote_agent.request_errors import RequestError
+from remote_agent.service import STATUS_FOR  # a refusal here is what it is on gRPC
 
 if TYPE_CHECKING:
     from remote_agent.agent import Agent
 
 log = logging.getLogger(__name__)
 
-# As remote_agent/service.py answers a RequestError on gRPC.
-_STATUS_FOR = {
-    request_errors.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    request_errors.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
-    request_errors.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
-    request_errors.CORRUPT: grpc.StatusCode.DATA_LOSS,
-    request_errors.NO_SPACE: grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
 # A client's token frame is small; anything larger is not one of ours.
 _MAX_TOKEN_BYTES = 1024
 # The inode of each server's socket file, as bound: a newer agent's, bound at the same path, is left alone.
@@ -139,7 +131,7 @@ def _submit(agent: Agent, request: pb.RunRequest):
     try:
         return agent.submit(request)
     except RequestError as exc:
-        raise _Refused(_STATUS_FOR[exc.code], str(exc)) from None
+        raise _Refused(STATUS_FOR[exc.code], str(exc)) from None
     except ValueError as exc:
         raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
     except Draining as exc:

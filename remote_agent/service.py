@@ -4,7 +4,7 @@ Blob files are ``blobstore.py``, Dicts and Queues ``storage.py``, volumes
 ``volumes.py`` and their transfers ``volume_transfer.py``, images
 ``images.py``, host load ``hoststats.py``; runs, sessions and containers are
 ``Agent``. What those refuse (a ``RequestError``) becomes a gRPC status here,
-in one table (``_STATUS_FOR``), which the client turns into its own errors.
+in one table (``STATUS_FOR``), which the client turns into its own errors.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class AgentService(pb_grpc.AgentServicer):
                 self.scopes.adopt(run.id, scope, caller.run.id if caller.run is not None else "")
             return run
         except RequestError as exc:  # a call by name of an app or function that isn't deployed
-            await context.abort(_STATUS_FOR[exc.code], str(exc))
+            await context.abort(STATUS_FOR[exc.code], str(exc))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Draining as exc:
@@ -520,7 +520,7 @@ def _store_infos(rows) -> list[pb.StoreInfo]:
 
 
 # What each kind of refusal is on the wire; the client maps these statuses to its own errors.
-_STATUS_FOR = {
+STATUS_FOR = {
     request_errors.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     request_errors.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     request_errors.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
@@ -535,7 +535,7 @@ async def _refusals_as_status(context) -> AsyncIterator[None]:
     try:
         yield
     except RequestError as exc:
-        await context.abort(_STATUS_FOR[exc.code], str(exc))
+        await context.abort(STATUS_FOR[exc.code], str(exc))
 
 
 # What a container's own token may call: its host's storage, and runs of its own run's scope (nested
