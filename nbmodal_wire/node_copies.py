@@ -38,12 +38,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from nbmodal_wire import TOKEN_METADATA_KEY, pb
 from nbmodal_wire.pids import pid_alive
-from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
+
+if TYPE_CHECKING:  # grpc is imported where a copy is synced or committed: every container imports this module
+    from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
 
 ENV = "NBMODAL_NODE_COPIES"  # {volume: directory of its node-local copy}
 PREFIX = "nbmodal-"  # the copies live in $TMPDIR/nbmodal-<uid>-volumes/<agent>/
@@ -279,6 +280,8 @@ class _NodeCopy:
 
     def download(self, stub: AgentStub, metadata: list, path: str, sha256: str, size: int) -> None:
         """One file from the agent's copy, resumed from what a cut-off download left, checked, then placed."""
+        import grpc
+
         self.partials.mkdir(parents=True, exist_ok=True)
         partial = self.partials / sha256
         offset = partial.stat().st_size if partial.exists() else 0
@@ -316,6 +319,8 @@ class _NodeCopy:
 
     def upload(self, stub: AgentStub, metadata: list, change: pb.VolumeChange) -> None:
         """One content staged at the agent by SHA-256 (skipped when the agent has it, resumed after a cut)."""
+        import grpc
+
         state = _call(stub, metadata, pb.VolumeRequest(op=pb.VOLUME_STAT, name=self.name, path=change.path,
                                                        sha256=change.sha256), self.name).file
         if state.exists:
@@ -344,6 +349,8 @@ def _changed(base: dict[str, list], now: dict[str, list]) -> set[str]:
 
 
 def _call(stub: AgentStub, metadata: list, request: pb.VolumeRequest, name: str) -> pb.VolumeReply:
+    import grpc
+
     try:
         return stub.VolumeCall(request, metadata=metadata)
     except grpc.RpcError as exc:
@@ -364,6 +371,10 @@ class _agent:
     """A gRPC channel to this job's agent (through its tunnel) and the container token's metadata."""
 
     def __enter__(self) -> tuple[AgentStub, list]:
+        import grpc
+
+        from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
+
         self.channel = grpc.insecure_channel(f"127.0.0.1:{os.environ['NBMODAL_AGENT_PORT']}")
         return AgentStub(self.channel), [(TOKEN_METADATA_KEY, os.environ["NBMODAL_CONTAINER_TOKEN"])]
 

@@ -4,6 +4,9 @@ already in the volume are put in place, removals remove, the manifest is the cop
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -56,3 +59,17 @@ def test_a_change_whose_content_never_arrived_is_refused_and_nothing_moves(repli
     assert (replica.volumes.volume_dir("ckpt") / "gone.txt").exists()
     with pytest.raises(StoreError, match="not a SHA-256"):
         job_copies.place(replica, "ckpt", [pb.VolumeChange(path="/x.txt", sha256="../../etc/passwd", size=4)])
+
+
+@pytest.mark.unit
+def test_the_worker_hooks_read_the_copies_variable_without_importing_its_module():
+    from nbmodal_wire import node_copies
+    from remote_agent.worker import node_volumes
+
+    assert node_volumes.COPIES_ENV == node_copies.ENV
+    # A container's start imports the hooks; without node-local copies it must not pay for grpc or node_copies.
+    probe = ("import sys, remote_agent.worker.main, remote_agent.worker.node_volumes as v; v.before_run(); "
+             "v.after_run(); print('grpc' in sys.modules, 'nbmodal_wire.node_copies' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != node_copies.ENV}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False", "False"]

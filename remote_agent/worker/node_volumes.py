@@ -10,14 +10,21 @@ fail the run: writes stay on the node (committed by the next run's end or ``comm
 from __future__ import annotations
 
 import logging
+import os
 import sys
-
-from nbmodal_wire import node_copies
 
 log = logging.getLogger(__name__)
 
+# nbmodal_wire.node_copies.ENV, read here without importing that module: every container runs these hooks,
+# and only a Slurm job with node-local copies needs it (importing it costs a container's start ~8 ms).
+COPIES_ENV = "NBMODAL_NODE_COPIES"
+
 
 def before_run() -> None:
+    if not os.environ.get(COPIES_ENV):
+        return
+    from nbmodal_wire import node_copies
+
     for name in sorted(node_copies.copies()):
         try:
             node_copies.sync(name)
@@ -26,6 +33,10 @@ def before_run() -> None:
 
 
 def after_run() -> None:
+    if not os.environ.get(COPIES_ENV):
+        return
+    from nbmodal_wire import node_copies
+
     for name in sorted(node_copies.copies()):
         try:
             node_copies.commit(name, if_changed=True)
@@ -36,6 +47,10 @@ def after_run() -> None:
 
 def remove() -> None:
     """The job is ending: its node-local copies go (their writes were committed after each run)."""
+    if not os.environ.get(COPIES_ENV):
+        return
+    from nbmodal_wire import node_copies
+
     node_copies.remove_all()
 
 
