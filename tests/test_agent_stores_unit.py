@@ -19,7 +19,7 @@ from remote_agent import request_errors
 from remote_agent.blobstore import STALE_AFTER_S, BlobNotFound, BlobStore
 from remote_agent.hoststats import host_stats, read_meminfo
 from remote_agent.images import ImageBusy, ImageError, ImageNotFound
-from remote_agent.service import _STATUS_FOR
+from remote_agent.service import STATUS_FOR
 from remote_agent.storage import AsyncStorage, StoreError
 from remote_agent.volume_transfer import VolumeTransfers
 from remote_agent.volumes import CHUNK_BYTES, VolumeStore
@@ -201,7 +201,7 @@ def test_meminfo_sizes_are_bytes_and_counts_stay_counts(tmp_path):
 
 
 def test_every_kind_of_refusal_has_a_status_and_each_store_says_its_kind():
-    assert set(_STATUS_FOR) == set(request_errors.CODES)
+    assert set(STATUS_FOR) == set(request_errors.CODES)
     assert StoreError(request_errors.NOT_FOUND, "gone").code == request_errors.NOT_FOUND
     assert ImageError("bad step").code == request_errors.INVALID
     assert ImageNotFound("no such image").code == request_errors.NOT_FOUND
