@@ -39,6 +39,7 @@ from nbmodal._runtime.connection import in_container
 from nbmodal._runtime.named import Ephemeral, NamedObject, warn_cloud_only
 from nbmodal._runtime.volume_local import on_agent_machine, read_local, read_local_into, upload_local
 from nbmodal_wire import node_copies, pb
+from nbmodal_wire.transfer_digest import file_sha256
 
 CHUNK_BYTES = 4 << 20
 
@@ -372,14 +373,6 @@ def _progress_callback(progress_cb: Callable[..., Any] | None, bar: Progress | N
             bar.update(total)
 
     return update
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Progress:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from nbmodal_wire import TOKEN_METADATA_KEY, pb
 from nbmodal_wire.pids import pid_alive
+from nbmodal_wire.transfer_digest import file_sha256
 
 if TYPE_CHECKING:  # grpc is imported where a copy is synced or committed: every container imports this module
     from nbmodal_wire.proto.agent_pb2_grpc import AgentStub
@@ -265,7 +266,7 @@ class _NodeCopy:
                 if known is not None and known[0] == info.st_size and known[1] == info.st_mtime_ns:
                     sha256 = known[2]
                 else:
-                    sha256 = _sha256(real)
+                    sha256 = file_sha256(real)
                 stat[relative] = [info.st_size, info.st_mtime_ns, sha256]
                 now[relative] = [sha256, info.st_size]
         state.stat = stat
@@ -403,10 +404,3 @@ class _lock:
             os.close(self.fd)
         self.thread_lock.release()
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(CHUNK_BYTES):
-            digest.update(data)
-    return digest.hexdigest()

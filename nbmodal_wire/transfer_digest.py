@@ -1,9 +1,11 @@
-"""BLAKE3 digests for the local volume fast path: the check that a copy is byte for byte its source.
+"""File digests for volume transfers: SHA-256, the content address, and BLAKE3 for the local fast path.
 
-SHA-256 stays the volumes' content address (version manifests, replicas, resumable uploads);
-BLAKE3 only checks transfers on the agent's machine, where SHA-256 on one core (about 1.5-2 GB/s
-here) is slower than the copy itself, while BLAKE3 spreads over every core (about 13 GB/s here).
+``file_sha256`` is the one SHA-256 of a file's content that the client, the agent and Slurm jobs' node
+copies compare (version manifests, replicas, resumable uploads). BLAKE3 only checks transfers on the
+agent's machine, where SHA-256 on one core (about 1.5-2 GB/s here) is slower than the copy itself, while
+BLAKE3 spreads over every core (about 13 GB/s here).
 
+    address = file_sha256(Path("weights.pt"))
     digest = file_blake3(Path("weights.pt"))
     stream = StreamDigest()
     stream.update(b"chunk")
@@ -12,9 +14,26 @@ here) is slower than the copy itself, while BLAKE3 spreads over every core (abou
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
+
+CHUNK_BYTES = 4 << 20
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 (hex) of a file's whole content, read in 4 MiB pieces.
+
+    Example::
+
+        file_sha256("/tmp/a.bin")
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _hasher() -> Any:

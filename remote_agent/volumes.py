@@ -15,13 +15,13 @@ so an upload of content that is already there is skipped.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbmodal_wire.transfer_digest import file_sha256
 from remote_agent.storage import StoreError, check_name
 
 CHUNK_BYTES = 4 << 20
@@ -155,11 +155,7 @@ class VolumeStore:
         info = real.stat()
         key = (str(real), info.st_size, info.st_mtime_ns)
         if key not in self._checksums:
-            digest = hashlib.sha256()
-            with open(real, "rb") as f:
-                while chunk := f.read(CHUNK_BYTES):
-                    digest.update(chunk)
-            self._checksums[key] = digest.hexdigest()
+            self._checksums[key] = file_sha256(real)
         return self._checksums[key]
 
     def stat_for_upload(self, name: str, path: str, sha256: str) -> tuple[bool, int, int, str]:
