@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import grp
+import json
 import os
 import pwd
 import random
@@ -371,6 +372,13 @@ class SshHost:
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         return subprocess.run(self.ssh_argv(command, *options), timeout=timeout, **kwargs)
+
+    def stop_agent(self) -> None:
+        """Stop the nbmodal agent this host's user runs, if any (its agent.json names its pid), and wait."""
+        agent_json = self.home / ".nbmodal" / "agent" / "agent.json"
+        if agent_json.exists():
+            self.run(f"kill {json.loads(agent_json.read_text())['pid']}")
+            _wait_until(lambda: not agent_json.exists(), 15, f"the agent on {self.name} to stop")
 
     def run(self, command: str, **kwargs) -> subprocess.CompletedProcess:
         """Run a shell command as this host's user on the host (without ssh).

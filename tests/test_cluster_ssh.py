@@ -328,11 +328,8 @@ def test_an_interrupt_stops_every_rank(pair):
 
 
 def _restart_agent(host) -> None:
-    agent_json = host.home / ".nbmodal" / "agent" / "agent.json"
-    if agent_json.exists():
-        host.run(f"kill {json.loads(agent_json.read_text())['pid']}")
-        wait_for(lambda: not agent_json.exists(), 15, f"the agent on {host.name} to stop")
-    connections.forget(host.name)
+    host.stop_agent()
+    connections.forget(host.name)  # the next call installs and starts it again
 
 
 def test_the_gang_waits_while_one_hosts_only_card_is_taken(pair):

@@ -420,11 +420,8 @@ def test_large_values_stream_through_the_tunnel_as_blobs(configured):
 
 
 def _restart_agent(host) -> None:
-    agent_json = host.home / ".nbmodal" / "agent" / "agent.json"
-    if agent_json.exists():
-        host.run(f"kill {json.loads(agent_json.read_text())['pid']}")
-        wait_for(lambda: not agent_json.exists(), 15, f"the agent on {host.name} to stop")
-    connections.forget(host.name)
+    host.stop_agent()
+    connections.forget(host.name)  # the next call installs and starts it again
 
 
 def test_gpu_runs_are_placed_on_a_host_with_the_cards(configured):
