@@ -22,6 +22,13 @@ once nobody maps it any more: the writer takes a write lease on it, which
 the kernel refuses while another open file (a mapping holds one) refers to
 it. On a filesystem shared with other machines (whose mappings a lease can't
 see), or without leases, blobs are written fresh, as with ``NBMODAL_BLOB_POOL=0``.
+
+Arenas: on a local filesystem a value of ``shared_arena.min_bytes()`` or more goes into the writer's
+arena (``shared_arena.py``: shared memory it keeps mapped, read in place); its blob file then holds
+only the pickle and a reference to the region (the header's third item), and the region is held
+while that file exists or a reader uses the value. When there is no arena (full, off, a filesystem
+other machines share, any failure) the value is written whole, as above. ``content_chunks`` turns
+either kind into the whole-value form, for a client on another machine.
 """
 
 from __future__ import annotations
@@ -29,19 +36,22 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import io
 import logging
 import mmap
 import os
 import pickle
 import re
-import secrets
 import socket
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbmodal_wire.pids import pid_alive
+
+if TYPE_CHECKING:
+    from nbmodal_wire import shared_arena
 
 INLINE_LIMIT = 1 << 20
 CHUNK_BYTES = 4 << 20
@@ -66,7 +76,7 @@ LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", 
 
 
 def new_blob_id() -> str:
-    return "b-" + secrets.token_hex(8)
+    return "b-" + os.urandom(8).hex()  # secrets.token_hex, without its ~3 ms import (hmac) in a container
 
 
 def valid_blob_path(path: Path) -> bool:
@@ -163,18 +173,47 @@ def filesystem_type(directory: Path) -> str:
     return fstype
 
 
+def _arena_usable(blob_dir: Path, encoded: Encoded) -> bool:
+    if not (encoded.is_blob and encoded.buffers and encoded.size >= POOL_MIN_BYTES):
+        return False  # the arena's threshold is no lower: skip its import where no value could use it
+    from nbmodal_wire import shared_arena
+
+    return (shared_arena.enabled() and encoded.size >= shared_arena.min_bytes()
+            and filesystem_type(blob_dir) in LOCAL_FILESYSTEMS)
+
+
 def write_blob(path: Path, encoded: Encoded) -> None:
-    """Write a blob file; it appears at ``path`` only once complete (over a pool file when one is free)."""
+    """Write a blob file; it appears at ``path`` only once complete (its buffers in this process's arena when
+    it has room, else in the file, over a pool file when one is free)."""
+    if _arena_usable(path.parent, encoded):
+        from nbmodal_wire import shared_arena
+
+        try:
+            raws = [b.raw() for b in encoded.buffers]
+            if shared_arena.writer_for(path.parent).put(
+                    raws, path.name, lambda ref: _write_file(path, _arena_chunks(encoded, ref), 0)) is not None:
+                return
+        except (OSError, ValueError, BufferError) as exc:
+            log.debug("arena write of %s failed (%s): a blob file instead", path.name, exc)
+    _write_file(path, encoded.chunks(), encoded.size)
+
+
+def _arena_chunks(encoded: Encoded, ref: shared_arena.Ref) -> list[bytes]:
+    header = pickle.dumps((len(encoded.data), [], ref.to_tuple()))
+    return [_LENGTH.pack(len(header)) + header, encoded.data]
+
+
+def _write_file(path: Path, chunks: Iterator[memoryview | bytes] | list[bytes], size: int) -> None:
     # Named by its writer, so that remove_orphans can tell a dead writer's (on a shared filesystem, this host's).
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}@{socket.gethostname()}")
     f = None
-    if encoded.size >= POOL_MIN_BYTES and _pool_usable(path.parent):
-        f = _claim_pooled(path.parent, encoded.size, tmp)
+    if size >= POOL_MIN_BYTES and _pool_usable(path.parent):
+        f = _claim_pooled(path.parent, size, tmp)
     try:
         if f is None:
             f = open(tmp, "wb")
         with f:
-            for chunk in encoded.chunks():
+            for chunk in chunks:
                 f.write(chunk)
             f.truncate()  # a pool file may have been longer
         os.replace(tmp, path)
@@ -229,7 +268,7 @@ def recycle(path: Path) -> None:
             pool.mkdir(mode=0o700, exist_ok=True)
             pooled = [e.stat().st_size for e in os.scandir(pool) if e.is_file()]
             if len(pooled) < POOL_MAX_FILES and sum(pooled) + size <= POOL_MAX_BYTES:
-                os.rename(path, pool / ("r-" + secrets.token_hex(8)))
+                os.rename(path, pool / ("r-" + os.urandom(8).hex()))
                 return
         except OSError:
             pass  # raced or unwritable: deleting is always right
@@ -237,7 +276,11 @@ def recycle(path: Path) -> None:
 
 
 def remove_orphans(blob_dir: Path) -> int:
-    """Delete the half-written blobs of writers that died (a container killed mid-write); returns how many."""
+    """Delete the half-written blobs of writers that died (a container killed mid-write), and the arena segments
+    of writers that are gone once nobody holds their values; returns how many blobs."""
+    from nbmodal_wire import shared_arena
+
+    shared_arena.sweep(blob_dir)
     removed = 0
     try:
         entries = list(os.scandir(blob_dir))
@@ -257,7 +300,10 @@ def remove_orphans(blob_dir: Path) -> int:
 
 
 def clear_pool(blob_dir: Path) -> None:
-    """Delete the pool's files (a new agent starts without one)."""
+    """Delete the pool's files (a new agent starts without one), and the arena segments of writers that are gone."""
+    from nbmodal_wire import shared_arena
+
+    shared_arena.sweep(blob_dir)
     try:
         for entry in os.scandir(blob_dir / POOL_DIR):
             try:
@@ -269,7 +315,7 @@ def clear_pool(blob_dir: Path) -> None:
 
 
 def read_blob(path: Path, delete: bool = False) -> Any:
-    """Unpickle a blob file, mapping its buffers instead of copying them."""
+    """Unpickle a blob file, mapping its buffers instead of copying them (from the writer's arena, or the file)."""
     mapped: mmap.mmap | bytes = b""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -280,20 +326,87 @@ def read_blob(path: Path, delete: bool = False) -> Any:
                     mapped.madvise(MADV_POPULATE_READ)
                 except OSError:
                     pass  # before Linux 5.14: pages are mapped as they are touched
+    value = decode_blob_bytes(memoryview(mapped), path.parent)
     if delete:
-        recycle(path)  # the mapping outlives the file; the pool reuses it only once unmapped
-    return decode_blob_bytes(memoryview(mapped))
+        # After decoding: a region in an arena is leased by then, so it stays ours once its file is gone.
+        # The mapping outlives the file; the pool reuses it only once unmapped.
+        recycle(path)
+    return value
 
 
-def decode_blob_bytes(content: memoryview) -> Any:
+def decode_blob_bytes(content: memoryview, blob_dir: Path | None = None) -> Any:
+    """Unpickle a blob's content; one that refers to an arena is read from it (in ``blob_dir``'s)."""
     (header_length,) = _LENGTH.unpack_from(content, 0)
     offset = _LENGTH.size
-    data_length, buffer_lengths = pickle.loads(content[offset:offset + header_length])
+    data_length, buffer_lengths, *arena = pickle.loads(content[offset:offset + header_length])
     offset += header_length
     data = content[offset:offset + data_length]
+    if arena:
+        if blob_dir is None:
+            raise ValueError("this blob refers to an arena on the agent's machine; fetch it with GetBlob")
+        from nbmodal_wire import shared_arena
+
+        views = shared_arena.reader().lease(blob_dir, shared_arena.Ref.from_tuple(arena[0]))
+        return pickle.loads(data, buffers=views)
     offset += data_length
     buffers = []
     for length in buffer_lengths:
         buffers.append(content[offset:offset + length])
         offset += length
     return pickle.loads(data, buffers=buffers)
+
+
+def content_chunks(path: Path) -> Iterator[bytes]:
+    """A blob file's content in whole-value form (a value in an arena copied out), in pieces of CHUNK_BYTES."""
+    with open(path, "rb") as f:
+        arena = _arena_header(f)
+        if arena is None:
+            f.seek(0)
+            while data := f.read(CHUNK_BYTES):
+                yield data
+            return
+        data_length, ref = arena
+        data = f.read(data_length)
+    from nbmodal_wire import shared_arena
+
+    views = shared_arena.reader().lease(path.parent, ref)
+    encoded = Encoded(data=data, buffers=[pickle.PickleBuffer(v) for v in views])
+    del views
+    pending = bytearray()
+    for chunk in encoded.chunks():
+        pending += chunk
+        if len(pending) >= CHUNK_BYTES:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Tuples, lists, numbers and strings only: a blob's header, read by an agent that runs no client code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a blob header names {module}.{name}")
+
+
+def _arena_header(f: Any) -> tuple[int, shared_arena.Ref] | None:
+    """(data length, arena reference) if the open blob file ``f`` refers to an arena, else None (read past the
+    header then). Any content is safe here: a blob store holds what clients sent."""
+    size = os.fstat(f.fileno()).st_size
+    if size >= POOL_MIN_BYTES:
+        return None  # an arena's blob file holds only a pickle: a whole value is larger
+    from nbmodal_wire import shared_arena
+
+    head = f.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (header_length,) = _LENGTH.unpack(head)
+    if header_length > size - _LENGTH.size:
+        return None
+    try:
+        header = _PlainUnpickler(io.BytesIO(f.read(header_length))).load()
+        if not (isinstance(header, tuple) and len(header) == 3):
+            return None
+        return int(header[0]), shared_arena.Ref.from_tuple(header[2])
+    except Exception:  # noqa: BLE001  (not a blob of ours: any bytes a client stored)
+        return None

@@ -3,7 +3,8 @@
 What a blob file holds (and how ids look) is ``nbmodal_wire.blobs``, shared
 with the client, which reads and writes these files itself when it runs on the
 agent's machine. This module is the agent's side: streaming blobs in from and
-out to clients on other machines (PutBlob, GetBlob), and removing the blobs
+out to clients on other machines (PutBlob, GetBlob; a value kept in a writer's
+arena, ``nbmodal_wire/shared_arena.py``, goes out whole), and removing the blobs
 nobody fetched.
 """
 
@@ -66,9 +67,8 @@ class BlobStore:
     async def get(self, blob_id: str, delete: bool = False) -> AsyncIterator[bytes]:
         """A blob's content in pieces of ``blobs.CHUNK_BYTES``; with ``delete``, removed once all was read."""
         path = self.path(blob_id)
-        with open(path, "rb") as f:
-            while data := f.read(blobs.CHUNK_BYTES):
-                yield data
+        for data in blobs.content_chunks(path):  # a value in a writer's arena is copied out of it
+            yield data
         if delete:
             blobs.recycle(path)
 

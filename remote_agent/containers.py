@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbmodal_wire import pb
+from nbmodal_wire import pb, shared_arena
 from nbmodal_wire.frames import read_frame, write_frame
 from remote_agent.admission import AdmissionQueue
 from remote_agent.allocator import Allocation, Allocator
@@ -589,6 +589,7 @@ class ContainerPool:
             return
         self.container_tokens.pop(container.token, None)
         self.slots.release(container.id)  # its process has exited: the next run may have its slot
+        shared_arena.sweep(self.blob_dir)  # its arena (values it returned), once nobody holds them
         if container.supervision is not None:
             container.supervision.forget(container)
         self.launcher.forget(container.id)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nbmodal
-from nbmodal_wire import blobs
+from nbmodal_wire import blobs, shared_arena
 
 pytestmark = pytest.mark.agent
 
@@ -30,7 +30,7 @@ def die_holding(value):
 
 
 def _blob_files(blob_dir):
-    return {p.name for p in blob_dir.iterdir() if p.name != blobs.POOL_DIR}
+    return {p.name for p in blob_dir.iterdir() if p.name not in (blobs.POOL_DIR, shared_arena.ARENA_DIR)}
 
 
 def _pooled_inodes(blob_dir):
@@ -38,7 +38,9 @@ def _pooled_inodes(blob_dir):
     return {p.stat().st_ino for p in pool.iterdir()} if pool.exists() else set()
 
 
-def test_a_large_array_round_trip_reuses_pool_files_and_leaves_no_blob_behind(agent_address, nbmodal_home):
+def test_a_large_array_round_trip_reuses_pool_files_and_leaves_no_blob_behind(agent_address, nbmodal_home,
+                                                                                monkeypatch):
+    monkeypatch.setenv("NBMODAL_ARENA", "0")  # the argument as a blob file (what values fall back to)
     blob_dir = nbmodal_home / "agent" / "blobs"
     before = _blob_files(blob_dir)
     value = np.random.default_rng(0).random((24 << 20) // 8)

@@ -23,6 +23,11 @@ pytestmark = pytest.mark.unit
 MIB = 1 << 20
 
 
+@pytest.fixture(autouse=True)
+def _whole_blob_files(monkeypatch):
+    monkeypatch.setenv("NBMODAL_ARENA", "0")  # these are the files values fall back to (see test_shared_arena_unit)
+
+
 def _array(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((16 * MIB) // 8)
 
