@@ -10,6 +10,8 @@ field in ``nbmodal.remote_cell.CellOptions``).
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ class RemoteOption:
     help: str                     # what it does, for %%remote?
     default: str = ""             # the default as the help shows it ("" when the default is "none")
     modal: str = ""               # the Modal keyword it mirrors ("" for nbmodal's own)
+    # False: its value is checked against state that changes (host=: the hosts file), so a line with it is
+    # parsed every time rather than once (cell_options)
+    cached: bool = True
 
     def describe(self) -> str:
         """``name=VALUE (what it does; default …)``, as the help lists it."""
@@ -186,7 +191,7 @@ def _format_seconds(seconds: float) -> str:
 
 REMOTE_OPTIONS: tuple[RemoteOption, ...] = (
     RemoteOption("host", "host", _parse_host,
-                 "host=NAME: run on this host (one added with `nbmodal host add`, or local)"),
+                 "host=NAME: run on this host (one added with `nbmodal host add`, or local)", cached=False),
     # The magic resolves the name against %%image names and notebook variables.
     RemoteOption("image", "image", str, "image=NAME: run in this image (a %%image name or a notebook Image)",
                  modal="image"),
@@ -249,3 +254,28 @@ def parse_cell_options(tokens: list[str], detach: bool) -> CellOptions:
             raise _usage(f"unknown option {key!r} (options: {option_names()}, --detach)")
         setattr(options, option.field, option.parse(value))
     return options
+
+
+def cell_options(tokens: tuple[str, ...], detach: bool) -> CellOptions:
+    """``parse_cell_options``, each distinct line parsed once (a warm cell repeats its line); a line with an
+    option that isn't ``cached`` (host=) is parsed every time. Always a new ``CellOptions`` (the magic
+    fills in its image); a mistake raises the same UsageError every time.
+
+    Example::
+
+        cell_options(("gpu=H100", "timeout=600"), False).timeout  # 600.0
+    """
+    if not tokens or not all(_BY_NAME.get(token.partition("=")[0].strip().lower(), _UNCACHED).cached
+                             for token in tokens):
+        return parse_cell_options(list(tokens), detach)
+    options = copy.copy(_parsed_line(tokens, detach))
+    options.volumes = dict(options.volumes)
+    return options
+
+
+_UNCACHED = RemoteOption("", "", str, "", cached=False)  # an unknown key: parse_cell_options names it
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_line(tokens: tuple[str, ...], detach: bool) -> CellOptions:
+    return parse_cell_options(list(tokens), detach)

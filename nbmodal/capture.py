@@ -6,6 +6,7 @@ anything runs remotely, naming the variable, its type and what to do instead.
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
 import threading
@@ -23,15 +24,40 @@ _IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_", "__
 
 
 def select_inputs(code: str, namespace: Mapping[str, Any], skip: Container[str] = ()) -> dict[str, Any]:
-    """The notebook values the cell reads (names it doesn't have stay unbound, as locally)."""
-    inputs = {}
-    for name in names_read(code):
-        if name in skip or name in _IPYTHON_NAMES or name not in namespace:
-            continue
-        if name.startswith("_i") and name[2:].isdigit() or name.startswith("_") and name[1:].isdigit():
-            continue  # IPython's input/output history (_i3, _3)
-        inputs[name] = namespace[name]
-    return inputs
+    """The notebook values the cell reads (names it doesn't have stay unbound, as locally).
+
+    Only which names is worked out once per source (``capturable_names``); their values are read anew
+    from ``namespace`` every time."""
+    return {name: namespace[name] for name in capturable_names(code) if name not in skip and name in namespace}
+
+
+def capturable_names(code: str) -> tuple[str, ...]:
+    """The names ``code`` reads that a notebook may hold for it, in order of first use: what it reads
+    (``names_read``), less IPython's own bookkeeping. Kept by source (the recent ones, up to 256 KiB
+    each): a warm cell parses nothing.
+
+    Example::
+
+        capturable_names("y = f(x, _i3, In)")  # ('f', 'x')
+    """
+    return _names_cached(code) if len(code) <= _MAX_CACHED_SOURCE else _names(code)
+
+
+def _names(code: str) -> tuple[str, ...]:
+    return tuple(name for name in names_read(code) if name not in _IPYTHON_NAMES and not _history_name(name))
+
+
+_MAX_CACHED_SOURCE = 256 * 1024
+_names_cached = functools.lru_cache(maxsize=128)(_names)
+
+
+def _history_name(name: str) -> bool:
+    """IPython's input/output history (_i3, _3)."""
+    return name.startswith("_i") and name[2:].isdigit() or name.startswith("_") and name[1:].isdigit()
+
+
+# The packed empty dict (inline bytes, no blob), once packed: most warm cells read no notebook value.
+_empty_packed: tuple[bytes, str] | None = None
 
 
 def pack_inputs(inputs: dict[str, Any], pack: Callable[[Any], tuple[bytes, str]]) -> tuple[bytes, str]:
@@ -39,8 +65,14 @@ def pack_inputs(inputs: dict[str, Any], pack: Callable[[Any], tuple[bytes, str]]
 
     ``pack`` pickles for the wire: (inline payload, "") or (b"", blob id).
     """
+    global _empty_packed
+    if not inputs and _empty_packed is not None:
+        return _empty_packed  # a cell that reads nothing: the same few inline bytes every time
     try:
-        return pack(inputs)
+        packed = pack(inputs)
+        if not inputs and not packed[1]:
+            _empty_packed = packed
+        return packed
     except Exception as whole_error:
         for name, value in inputs.items():
             try:

@@ -14,6 +14,7 @@ host is connected.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -46,6 +47,13 @@ class Host:
 
 
 def config_path() -> Path:
+    return _config_path(os.environ.get("NBMODAL_HOME", ""), os.environ.get("HOME", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _config_path(nbmodal_home_env: str, home_env: str) -> Path:
+    # By the two variables nbmodal_home() reads (~ is $HOME): every run's placement asks, and building the
+    # path costs more than the stat that follows.
     return nbmodal_home() / "config.toml"
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from nbmodal._remote_options import DETACH_HELP, options_help, parse_cell_options
+from nbmodal._remote_options import DETACH_HELP, cell_options, options_help
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import run_cell
 
@@ -76,6 +76,7 @@ class RemoteMagics(Magics):
     @magic_arguments()
     @argument("--detach", action="store_true", help=DETACH_HELP)
     @argument("options", nargs="*", help=options_help().replace("%", "%%"))  # argparse %-formats help
+    @no_var_expand  # expanded below, only when the line has something to expand
     @cell_magic
     def remote(self, line: str, cell: str):
         """Run this cell on the nbmodal agent, with the notebook variables it reads.
@@ -85,8 +86,13 @@ class RemoteMagics(Magics):
             %%remote session=train timeout=600
             model = fit(data)
         """
+        if "$" in line or "{" in line or "}" in line:
+            # $name and {expr} as IPython expands a magic's line (it copies the whole namespace to do it:
+            # a cost every warm cell would pay for nothing); depth 3 looks where run_cell_magic's 2 does.
+            assert self.shell is not None
+            line = self.shell.var_expand(line, 3)
         tokens, detach = self._remote_line(line)
-        options = parse_cell_options(list(tokens), detach)
+        options = cell_options(tokens, detach)
         if options.image:
             options.image = self._image_named(options.image, "%%remote")
         if options.map:

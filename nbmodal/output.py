@@ -95,8 +95,8 @@ class StreamSink:
 
     def __init__(self, rich: bool = False) -> None:
         self._rich = rich
-        self._lines: dict[int, LineRedraws] = {pb.STDOUT: LineRedraws(self._writer(pb.STDOUT)),
-                       pb.STDERR: LineRedraws(self._writer(pb.STDERR))}
+        # A stream's line state, made at its first output: most warm runs print nothing.
+        self._lines: dict[int, LineRedraws] = {}
         self.execute_result: dict | None = None
 
     @staticmethod
@@ -109,7 +109,10 @@ class StreamSink:
 
     def output(self, stream: int, text: str) -> None:
         if text:
-            self._lines[stream].feed(text)
+            lines = self._lines.get(stream)
+            if lines is None:
+                lines = self._lines[stream] = LineRedraws(self._writer(stream))
+            lines.feed(text)
 
     def display(self, data: dict, metadata: dict, execute_result: bool) -> None:
         if execute_result:
@@ -138,8 +141,10 @@ class StreamSink:
         self._flush_lines()
 
     def _flush_lines(self) -> None:
-        for lines in self._lines.values():
-            lines.flush()
+        for stream in (pb.STDOUT, pb.STDERR):
+            lines = self._lines.get(stream)
+            if lines is not None:
+                lines.flush()
 
 
 def default_sink() -> StreamSink:
@@ -156,7 +161,8 @@ def ipython_shell() -> Any:
     """The running IPython shell, if any (without importing IPython for scripts)."""
     if "IPython" not in sys.modules:
         return None
-    from IPython import get_ipython
+    # From its own module: ``IPython.get_ipython`` is a lazy attribute that imports it again on every access.
+    from IPython.core.getipython import get_ipython
 
     return get_ipython()
 

@@ -10,9 +10,8 @@ import collections
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nbmodal._runtime.connection import session_hosts
+from nbmodal._runtime.connection import place, session_hosts
 from nbmodal._runtime.invocation import (
-    CELL_FIRST_LINE,
     MAX_LABEL,
     RunOptions,
     RunTarget,
@@ -22,15 +21,15 @@ from nbmodal._runtime.invocation import (
     follow,
     resolve_target,
     submit,
+    target_on,
 )
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.capture import select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
 from nbmodal.output import DisplayedValue, OutputSink, default_sink
 from nbmodal.results import cell_values, raise_for_state
-from nbmodal.shell_escapes import transform_cell
+from nbmodal.warm_cell import cell_spec, current_cell_number, prepare_cell, reuse_target
 from nbmodal_wire import pb
-from nbmodal_wire.cellcode import parse_cell
 
 
 @dataclass
@@ -59,9 +58,10 @@ _session_names: dict[str, set[str]] = {}
 def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     """Run ``cell`` remotely as if it ran here; returns the last expression's display."""
     filename = f"<remote cell In[{current_cell_number(shell)}]>"
-    label = cell_label(cell)
-    cell = transform_cell(cell)  # !cmd, x = !cmd and %%bash lines: calls the container runs
-    parse_cell(cell, filename, first_line=CELL_FIRST_LINE)  # a SyntaxError shows now
+    # Its label, and !cmd, x = !cmd and %%bash lines as calls the container runs: once per source (warm_cell.py).
+    prepared = prepare_cell(cell)
+    prepared.check_syntax(filename)  # a SyntaxError shows now
+    label, cell = prepared.label, prepared.code
     inputs = select_inputs(cell, shell.user_ns, skip=_session_names.get(options.session, ()))
     if options.map:
         return run_cell_sweep(shell, cell, filename, inputs, options, label)
@@ -149,8 +149,12 @@ def sweep_run_options(options: CellOptions) -> RunOptions:
 
 
 def _resolve(options: CellOptions, session: str, sink: OutputSink) -> RunTarget:
-    spec = container_spec(options.gpu, options.volumes, options.cpu, options.memory)
-    return resolve_target(host=options.host, session=session, spec=spec, image=options.image, sink=sink)
+    spec = cell_spec(options.gpu, options.volumes, options.cpu, options.memory)
+    if options.image is not None:
+        return resolve_target(host=options.host, session=session, spec=spec, image=options.image, sink=sink)
+    # Placement every time (the hosts file, a session's host); what follows from its answer, once.
+    return reuse_target(place(options.host, session, spec), spec,
+                        lambda connection, spec: target_on(connection, spec=spec, sink=sink))
 
 
 def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinished, session: str,
@@ -159,17 +163,11 @@ def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinish
     if session:
         _session_names[session] = set(finished.session_names)
     fetch = lambda blob_id: transfer.fetch(blob_id, delete=not keep_blobs)  # noqa: E731
-    shell.user_ns.update(cell_values(finished, session, transfer.client.label, fetch))
+    values = cell_values(finished, session, transfer.client.label, fetch)
+    if values:
+        shell.user_ns.update(values)
     raise_for_state(finished, cell=True)
     return DisplayedValue(execute_result) if execute_result else None
-
-
-def current_cell_number(shell: Any) -> int:
-    """The In[n] of the running cell (IPython versions differ on when they count)."""
-    numbers = getattr(getattr(shell, "compile", None), "_filename_map", None)
-    if numbers:
-        return max(numbers.values())
-    return shell.execution_count
 
 
 def forget_session(name: str) -> None:

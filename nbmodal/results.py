@@ -80,6 +80,9 @@ class RemoteValue:
 def cell_values(finished: pb.RunFinished, session: str, agent_label: str,
                 fetch_blob: Callable[[str], Any]) -> dict[str, Any]:
     """The names a cell assigned, ready to set in the notebook; warns once about the rest."""
+    if not (finished.values or finished.value_blobs or finished.modules or finished.remote_values
+            or finished.left_out):
+        return {}  # it assigned nothing (a warm cell that only prints, or does nothing)
     values: dict[str, Any] = {}
     problems = [f"`{info.name}` ({info.type_name}): {info.reason}" for info in finished.left_out]
     pickled = [(name, lambda data=data: serialization.loads(data)) for name, data in finished.values.items()]
