@@ -149,7 +149,9 @@ class WithAio:
             bound = functools.partial(self._method, instance)
         for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):  # no __wrapped__: its
             setattr(bound, attribute, getattr(self._method, attribute, None))  # signature stays the bound one
-        bound.aio = self._aio_of(bound)  # type: ignore[attr-defined]
+        # Its own partial, not ``bound``: ``bound.aio`` holding ``bound`` is a cycle that only the garbage
+        # collector frees, made on every ``f.remote`` (its collections then land in later calls).
+        bound.aio = self._aio_of(functools.partial(bound.func, *bound.args))  # type: ignore[attr-defined]
         return bound
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

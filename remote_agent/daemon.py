@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import secrets
@@ -129,6 +130,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
         pid=os.getpid(), host="127.0.0.1", port=port, token=token, version=__version__,
         protocol_version=PROTOCOL_VERSION, state_dir=str(state_dir), python=sys.executable, started=time.time()))
     log.info("agent %s (protocol %d) serving on 127.0.0.1:%d, pid %d", __version__, PROTOCOL_VERSION, port, os.getpid())
+    gc.freeze()  # start-up's objects live as long as the agent: the collector's older generations skip them
 
     await agent.stopping.wait()
     log.info("agent stopping")

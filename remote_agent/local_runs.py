@@ -17,18 +17,20 @@ import hmac
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from nbmodal_wire import local_runs as wire
 from nbmodal_wire import pb
+from nbmodal_wire.gc_timing import collect_if_due
 from remote_agent.request_errors import RequestError
 from remote_agent.service import STATUS_FOR  # a refusal here is what it is on gRPC
 
 if TYPE_CHECKING:
     from remote_agent.agent import Agent
+    from remote_agent.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ async def serve_local_runs(state_dir: Path, agent: Agent, token: str) -> asyncio
         return None
     try:
         path.unlink(missing_ok=True)  # a predecessor's (it handed over, or died): the new agent serves here
-        server = await asyncio.start_unix_server(lambda r, w: _serve_connection(r, w, agent, token), path=str(path))
+        loop = asyncio.get_running_loop()
+        server = await loop.create_unix_server(lambda: _Connection(agent, token.encode()), path=str(path))
         os.chmod(path, 0o600)
         _bound[id(server)] = path.stat().st_ino
     except OSError as exc:
@@ -75,45 +78,141 @@ def close_local_runs(server: asyncio.Server | None, state_dir: Path) -> None:
         pass  # gone already
 
 
-async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, agent: Agent,
-                            token: str) -> None:
-    try:
-        kind, body = await _read(reader)
-        if kind != wire.TOKEN or not hmac.compare_digest(body, token.encode()):
-            return  # as the gRPC port: no word for a client that lacks the token
-        while True:
-            kind, body = await _read(reader)
-            if kind is None:
-                return
-            try:
-                request = _request(kind, body)
-                run = _submit(agent, request)
-            except _Refused as refused:
-                writer.write(wire.frame(wire.REFUSED, wire.refusal(refused.status.name, str(refused))))
-                await writer.drain()
-                return
-            finished = False
-            async for event in run.follow(after_seq=1):  # the client knows the id already
-                finished = event.HasField("finished")
-                writer.write(wire.frame(wire.EVENT, event.SerializeToString()))
-                await writer.drain()
-            if not finished:  # lost: end the connection, so that its client asks what happened
-                return
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return  # the client went away; its run goes on
-    finally:
-        writer.close()
+class _Connection(asyncio.Protocol):
+    """One client connection: its token, then its runs one after another.
 
+    A protocol, not a stream reader and a task: a request is submitted as its bytes arrive, and each
+    event is written as the run records it (``Run.wake``), so neither direction waits for a turn of the
+    event loop. Writes stop while the client reads slower than the run makes events (the transport's
+    buffer is full) and go on from where they stopped, the waiting output coalesced (``Run.ready_events``).
+    """
 
-async def _read(reader: asyncio.StreamReader) -> tuple[int | None, bytes]:
-    try:
-        header = await reader.readexactly(wire.HEADER.size)
-    except asyncio.IncompleteReadError:
-        return None, b""
-    length, kind = wire.HEADER.unpack(header)
-    if kind == wire.TOKEN and length > _MAX_TOKEN_BYTES:
-        return None, b""
-    return kind, bytes(await reader.readexactly(length))
+    def __init__(self, agent: Agent, token: bytes) -> None:
+        self.agent = agent
+        self.token = token
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()  # received, not yet taken as frames
+        self.greeted = False  # the token came
+        self.run: Run | None = None  # the run whose events this connection sends
+        self.index = 0  # the events of ``run`` sent (the run's own RunStarted is known to the client)
+        self.waking = False  # a wake-up at the run's next event is asked for
+        self.paused = False  # the transport's buffer is full: events wait in the run until it drains
+        self.closed = False
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._take_frames()
+
+    def eof_received(self) -> bool:
+        return False  # the client went away: close (its run goes on)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.run = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._send_events()
+
+    # -- frames ------------------------------------------------------------------
+
+    def _take_frames(self) -> None:
+        """Handle the whole frames received, while no run is being sent (the next request waits for it)."""
+        while not self.closed and self.run is None and len(self.buffer) >= wire.HEADER.size:
+            length, kind = wire.HEADER.unpack_from(self.buffer)
+            if not self.greeted and (kind != wire.TOKEN or length > _MAX_TOKEN_BYTES):
+                self._close()  # as the gRPC port: no word for a client that lacks the token
+                return
+            if len(self.buffer) < wire.HEADER.size + length:
+                return
+            body = bytes(self.buffer[wire.HEADER.size: wire.HEADER.size + length])
+            del self.buffer[: wire.HEADER.size + length]
+            if not self.greeted:
+                if not hmac.compare_digest(body, self.token):
+                    self._close()
+                    return
+                self.greeted = True
+                continue
+            self._start(kind, body)
+
+    def _start(self, kind: int, body: bytes) -> None:
+        try:
+            request = _request(kind, body)
+            run = _submit(self.agent, request)
+        except _Refused as refused:
+            self._write(wire.frame(wire.REFUSED, wire.refusal(refused.status.name, str(refused))))
+            self._close()  # after what was written is sent
+            return
+        except Exception:  # the client sees the connection end (UNAVAILABLE) and asks after its run
+            log.exception("a run on the local run socket failed to start")
+            self._close()
+            return
+        self.run, self.index, self.waking = run, 1, False  # the client knows the id already
+        self._send_events()
+
+    def _woken(self, run: Run) -> None:
+        if run is self.run:  # not a run this connection has done with
+            self.waking = False
+            self._send_events()
+
+    def _ending(self, run: Run) -> None:
+        if run is self.run:  # its result hasn't been sent meanwhile
+            self._send_events(ending=True)
+
+    def _send_events(self, ending: bool = False) -> None:
+        """Write the run's events recorded since the last ones written; then wait for its next (or end)."""
+        run = self.run
+        if run is None or self.paused or self.closed:
+            return
+        try:
+            for event, after in run.ready_events(self.index):
+                self.index = after
+                self._write(wire.frame(wire.EVENT, event.SerializeToString()))
+                if event.HasField("finished"):
+                    self.run = None
+                    # The next request (a client sends it after this event) is taken on a turn of its own,
+                    # not inside the recording of this run's result; a collection that is due, while the
+                    # result travels (gc_timing.py).
+                    loop = asyncio.get_running_loop()
+                    loop.call_soon(self._take_frames)
+                    loop.call_soon(collect_if_due)
+                    return
+                if self.paused or self.closed:
+                    return  # resume_writing sends the rest
+        except Exception:  # a run's events must go on being recorded whatever happens to one follower
+            log.exception("sending run %s's events on the local run socket failed", run.id)
+            self._close()
+            return
+        if run.done:
+            # Its state is final but its result isn't there: Run.finish records events before the result
+            # (an output marker), and we are inside it. Look again once it is over; still none: the run was
+            # lost, and the connection ends, so that its client asks what happened.
+            if ending:
+                self._close()
+            else:
+                asyncio.get_running_loop().call_soon(self._ending, run)
+            return
+        if not self.waking:
+            self.waking = True
+            run.wake(lambda: self._woken(run))
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def _close(self) -> None:
+        self.closed = True
+        self.run = None
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _request(kind: int, body: bytes) -> pb.RunRequest:

@@ -68,14 +68,17 @@ class RunLogWriter:
                 pending.info = info
             self._hand_over()
 
-    def remove(self, run_dir: Path) -> None:
-        """Remove the run's directory; what still waits to be written there is dropped."""
+    def remove(self, *run_dirs: Path) -> None:
+        """Remove the runs' directories; what still waits to be written there is dropped. Several at once
+        are handed over at once: the thread is woken once, not once each (a prune's batch)."""
         with self._lock:
-            pending = self._pending.pop(run_dir, None)
-            if pending is not None:
-                self._written(len(pending.events) + len(pending.output))
-            self._pending[run_dir] = _Pending(remove=True)
-            self._hand_over()
+            for run_dir in run_dirs:
+                pending = self._pending.pop(run_dir, None)
+                if pending is not None:
+                    self._written(len(pending.events) + len(pending.output))
+                self._pending[run_dir] = _Pending(remove=True)
+            if run_dirs:
+                self._hand_over(len(run_dirs))
 
     def barrier(self) -> None:
         """Wait until everything handed over before this call is written."""
@@ -84,8 +87,8 @@ class RunLogWriter:
             while self._done < target:
                 self._lock.wait()
 
-    def _hand_over(self) -> None:
-        self._handed += 1
+    def _hand_over(self, items: int = 1) -> None:
+        self._handed += items
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="run-log-writer", daemon=True)
             self._thread.start()

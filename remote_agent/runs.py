@@ -15,7 +15,7 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class Run:
         self.task: asyncio.Task | None = None
         self.container: Any = None  # the Container running it, once placed (containers.py imports this module)
         self._full_finished: pb.RunEvent | None = None
-        self._waiters: list[asyncio.Future] = []
+        self._waiters: list[asyncio.Future | Callable[[], None]] = []  # woken at the next event (see wake)
         self._unwritten = bytearray()  # framed events not yet appended to events.log
         self._unwritten_output = bytearray()  # raw output not yet appended to output.log (output_limits.py)
         self._output_gate = OutputGate(output_cap_bytes())
@@ -201,8 +201,15 @@ class Run:
         self._schedule_flush()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
-            if not waiter.done():
+            if not isinstance(waiter, asyncio.Future):
+                waiter()
+            elif not waiter.done():
                 waiter.set_result(None)
+
+    def wake(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, as the next event is recorded: a follower that sends events itself
+        (local_runs.py) without waiting for a turn of the event loop. It must not raise."""
+        self._waiters.append(callback)
 
     def save_info(self) -> None:
         self._info_dirty = True
@@ -239,13 +246,8 @@ class Run:
         """Events after ``after_seq``; with ``follow``, wait for more until the run ends."""
         index = after_seq
         while True:
-            while index < len(self.events):
-                event = self.events[index]
-                if event.HasField("finished") and self._full_finished is not None:
-                    event = self._full_finished
-                index += 1
-                if event.HasField("output"):
-                    event, index = self._coalesced(event, index)
+            for event, after in self.ready_events(index):
+                index = after
                 yield event
             if self.done or not follow:
                 return
@@ -257,6 +259,18 @@ class Run:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
+
+    def ready_events(self, index: int) -> Iterator[tuple[pb.RunEvent, int]]:
+        """The events recorded after the first ``index``, as followers get them (output coalesced, the
+        full result), each with the index to continue from after it."""
+        while index < len(self.events):
+            event = self.events[index]
+            if event.HasField("finished") and self._full_finished is not None:
+                event = self._full_finished
+            index += 1
+            if event.HasField("output"):
+                event, index = self._coalesced(event, index)
+            yield event, index
 
     def _coalesced(self, first: pb.RunEvent, index: int) -> tuple[pb.RunEvent, int]:
         """``first`` joined with the output events of its stream right after it (already here), and the
@@ -354,6 +368,8 @@ class RunRegistry:
                 info.finished = info.finished or time.time()
                 write_info(run_dir, info)
             self._runs[info.run_id] = Run(run_dir, info)
+        # Oldest first, as runs created from now on follow them: _prune takes the first finished ones.
+        self._runs = dict(sorted(self._runs.items(), key=lambda item: item[1].info.created))
         self._prune()
 
     def flush_all(self) -> None:
@@ -363,13 +379,21 @@ class RunRegistry:
         _writer.barrier()
 
     def _prune(self) -> None:
-        # In batches, so that not every new run pays for sorting the registry.
+        # In batches, so that not every new run pays for it. The registry is in the order runs were created
+        # (earlier ones loaded oldest first), so the oldest finished runs are its first finished ones: no sort
+        # of the whole registry (0.2-0.6 ms, in one run's start out of every keep/10).
         if len(self._runs) <= self.keep + self.keep // 10:
             return
-        finished = sorted((r for r in self._runs.values() if r.done), key=lambda r: r.info.created)
-        for run in finished[: len(self._runs) - self.keep]:
+        excess = len(self._runs) - self.keep
+        oldest: list[Run] = []
+        for run in self._runs.values():
+            if run.done:
+                oldest.append(run)
+                if len(oldest) == excess:
+                    break
+        for run in oldest:
             del self._runs[run.id]
-            _writer.remove(run.dir)
+        _writer.remove(*(run.dir for run in oldest))
 
 
 class _Backlog:

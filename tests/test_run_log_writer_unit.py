@@ -115,3 +115,18 @@ def test_what_was_handed_over_is_written_before_the_process_exits(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert (tmp_path / "r-exit" / "events.log").read_bytes() == b"events"
     assert (tmp_path / "r-exit" / "info.pb").read_bytes() == b"info"
+
+
+def test_several_removals_are_handed_over_at_once():
+    disk = Disk()
+    writer = RunLogWriter(disk.write, disk.remove, disk.written)
+    writer.append(Path("r-0"), b"x", None, b"")
+    assert disk.busy.wait(10)
+    handed(disk, 1)
+    writer.append(Path("r-a"), b"waiting", None, b"")
+    handed(disk, 7)
+    writer.remove(Path("r-a"), Path("r-b"), Path("r-c"))
+    disk.release.set()
+    writer.barrier()  # counts each of them: returns once all are gone
+    assert disk.ops == [("write", "r-0", b"x", None, b""), ("remove", "r-a"), ("remove", "r-b"), ("remove", "r-c")]
+    assert disk.backlog == 0

@@ -11,6 +11,9 @@ output decoded) by ``run_events.RunEvents``, whose state spans the resumes.
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -43,7 +46,9 @@ class RunFollower:
         self.run_id = ""
         # With ``answer_input``, the run's stdin requests (a breakpoint's prompt) are answered from here.
         self.answer_input = answer_input
-        self._events = RunEvents(sink, on_input=self._answer_input if answer_input is not None else None)
+        # Called back through a weak reference: a bound method of ours in our own RunEvents is a cycle, which
+        # only the garbage collector frees, and its collections then land in later calls (one per ~50 calls).
+        self._events = RunEvents(sink, on_input=_weakly(self._answer_input) if answer_input is not None else None)
         self._cancelled = False
         self._request: pb.RunRequest | None = None
 
@@ -152,3 +157,8 @@ class RunFollower:
         info = self.client.get_run(self.run_id)
         raise RunLostError(f"run {self.run_id} has no result: {info.error or pb.RunState.Name(info.state)}")
 
+
+def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, holding its object weakly (the object owns what calls it)."""
+    ref = weakref.WeakMethod(method)
+    return lambda *args: ref()(*args)  # type: ignore[misc]
