@@ -7,13 +7,15 @@ side is blocking (it runs user code on its main thread), the agent side asyncio.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 import threading
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf.message import Message
+
+if TYPE_CHECKING:  # a container imports this module, and asyncio costs ~10 ms of its start
+    import asyncio
 
 _HEADER = struct.Struct("<I")
 M = TypeVar("M", bound=Message)
@@ -68,7 +70,7 @@ async def read_frame(reader: asyncio.StreamReader, message_type: type[M]) -> M |
         header = await reader.readexactly(_HEADER.size)
         (length,) = _HEADER.unpack(header)
         body = await reader.readexactly(length)
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (EOFError, ConnectionError):  # asyncio.IncompleteReadError is an EOFError
         return None
     return message_type.FromString(body)
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from nbmodal_wire import pb
@@ -25,7 +26,7 @@ from remote_agent import sandbox
 from remote_agent.exit_status import describe_exit
 from remote_agent.images import ImageStore
 from remote_agent.launch import MPL_BACKEND, LaunchPlan, SandboxConfig, plan_container
-from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams
+from remote_agent.launchers import ContainerProcess, Launcher, LaunchRequest, Notify, Streams, standby
 from remote_agent.limits import ContainerLimits, Enforcer, MemoryLimitExceeded, choose_enforcer
 from remote_agent.process_limits import PidsCgroup, ProcessLimitExceeded, choose_process_limiter
 from remote_agent.zygote import Zygote
@@ -39,11 +40,13 @@ class LocalProcess(ContainerProcess):
     """A worker process on this host (a zygote's child, or the agent's), and its socket."""
 
     def __init__(self, process, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 limits: ContainerLimits | None = None, pids: PidsCgroup | None = None) -> None:
+                 limits: ContainerLimits | None = None, pids: PidsCgroup | None = None,
+                 joining: asyncio.Future | None = None) -> None:
         self._process = process  # asyncio.subprocess.Process or zygote.ForkedProcess
         self._streams = (reader, writer)
         self._limits = limits
         self._pids = pids  # its process limit (remote_agent/process_limits.py)
+        self._joining = joining  # a forked container's move into its pids cgroup, under way
 
     @property
     def pid(self) -> int:
@@ -54,6 +57,11 @@ class LocalProcess(ContainerProcess):
         return self._process.returncode
 
     async def connect(self, notify: Notify | None) -> Streams:
+        if self._joining is not None:
+            # A forked container is in its pids cgroup before the agent hears it is ready (and so before
+            # any run): the move, which may wait for an RCU grace period, overlaps the child's own set-up.
+            await self._joining
+            self._joining = None
         return self._streams
 
     async def wait(self) -> int | None:
@@ -91,6 +99,23 @@ class LocalProcess(ContainerProcess):
         return f"container {container_id} (pid {self.pid}) {describe_exit(code, sandboxed)}"
 
 
+def _worker_argv(request: LaunchRequest, layout: dict, fd: int) -> list[str]:
+    """The worker's command, inside the sandbox, serving socket ``fd`` (``request.env`` gets its settings)."""
+    plan, env = request.plan, request.env
+    argv = [plan.python, "-u", "-m", "remote_agent.worker", "--fd", str(fd)]
+    if request.session:
+        argv.append("--session")
+    env["NBMODAL_LAYOUT"] = json.dumps(layout)
+    if plan.outer_argv:
+        env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
+    return argv
+
+
+def _spawn_command(request: LaunchRequest, layout: dict, fd: int) -> list[str]:
+    """The whole command of a spawned container: the sandbox around the worker."""
+    return [*request.plan.outer_argv, *_worker_argv(request, layout, fd)]
+
+
 def _signal_group(group: int, signum: int) -> None:
     try:
         os.killpg(group, signum)
@@ -118,6 +143,11 @@ class LocalLauncher(Launcher):
         self.process_limiter = choose_process_limiter(getattr(self.enforcer, "parent", None))
         self._pids: dict[str, tuple[PidsCgroup, LocalProcess]] = {}
         self._pids_watch: asyncio.Task | None = None
+        # A launcher already in a pids cgroup of its own, so a spawned container's start doesn't wait for the join.
+        # (It waits in the sandbox of a container with no image, as most are: bubblewrap's set-up is done too.)
+        self.standby = standby.Standby(self.process_limiter, lambda: self.sandbox.outer_argv(host_tmp=True),
+                                       sys.executable, logs_dir) \
+            if self.process_limiter is not None and standby.enabled() else None
 
     async def plan(self, spec: pb.ContainerSpec, container_id: str) -> LaunchPlan:
         plan = plan_container(spec, container_id, self.images, self.volume_dir, self.sandbox, self.scratch_dir)
@@ -129,12 +159,17 @@ class LocalLauncher(Launcher):
 
     async def launch(self, request: LaunchRequest) -> ContainerProcess:
         plan, env = request.plan, request.env
-        parent, child = socket.socketpair()
         layout = plan.layout(request.allocation)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         limits = self.enforcer.for_container(request.container_id, request.spec)
         if limits is not None:
             self._limits[request.container_id] = limits
+        elif plan.zygote is None and self.standby is not None:
+            # (A container with memory or CPU limits joins their cgroup too: it takes the ordinary path.)
+            started = await self._launch_from_standby(request, layout)
+            if started is not None:
+                return started
+        parent, child = socket.socketpair()
         pids = self.process_limiter.for_container(request.container_id) if self.process_limiter else None
         try:
             with open(request.log_path, "ab") as log_file:
@@ -143,13 +178,7 @@ class LocalLauncher(Launcher):
                     process = await plan.zygote.spawn(child.fileno(), log_file.fileno(), env, plan.cwd, layout,
                                                       request.session)
                 else:
-                    argv = [plan.python, "-u", "-m", "remote_agent.worker", "--fd", str(child.fileno())]
-                    if request.session:
-                        argv.append("--session")
-                    env["NBMODAL_LAYOUT"] = json.dumps(layout)
-                    if plan.outer_argv:
-                        env["NBMODAL_OWN_PROCESS_GROUP"] = "1"  # so an interrupt reaches it, not bwrap
-                    command = [*plan.outer_argv, *argv]
+                    command = _spawn_command(request, layout, child.fileno())
                     if limits is not None:
                         command = limits.wrap_argv(command)
                     if pids is not None:
@@ -164,16 +193,42 @@ class LocalLauncher(Launcher):
             raise
         finally:
             child.close()
+        joining = None
+        if pids is not None and plan.zygote is not None:
+            # A forked container joins from here (a spawned one joined through wrap_argv): in a thread, since
+            # the move may wait for an RCU grace period; its connect() waits for it.
+            joining = asyncio.ensure_future(asyncio.to_thread(pids.join, process.pid))
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        local = LocalProcess(process, reader, writer, limits, pids)
+        local = LocalProcess(process, reader, writer, limits, pids, joining)
         if limits is not None:
             limits.started(local.pid, local.kill)
         if pids is not None:
-            pids.join(local.pid)  # a forked container; a spawned one joined through wrap_argv
-            self._pids[request.container_id] = (pids, local)
-            if self._pids_watch is None or self._pids_watch.done():
-                self._pids_watch = asyncio.create_task(self._watch_process_limits(), name="process-limits")
+            self._watch_pids(request.container_id, pids, local)
         return local
+
+    async def _launch_from_standby(self, request: LaunchRequest, layout: dict) -> LocalProcess | None:
+        """Start a spawned container from the standby launcher (remote_agent/launchers/standby.py), or None
+        when none is waiting (the caller takes the ordinary path)."""
+        assert self.standby is not None
+        ready = self.standby.take(request.plan.outer_argv, request.plan.python)
+        if ready is None:
+            return None
+        try:
+            await ready.start(_worker_argv(request, layout, ready.container_fd), request.env, request.log_path)
+        except (OSError, ValueError) as exc:  # it died meanwhile; a NUL in the environment: the ordinary path says so
+            log.warning("container %s: the standby launcher failed (%s); starting it the ordinary way",
+                        request.container_id, exc)
+            await ready.discard()
+            return None
+        reader, writer = await asyncio.open_unix_connection(sock=ready.socket)
+        local = LocalProcess(ready.process, reader, writer, None, ready.cgroup)
+        self._watch_pids(request.container_id, ready.cgroup, local)
+        return local
+
+    def _watch_pids(self, container_id: str, pids: PidsCgroup, local: LocalProcess) -> None:
+        self._pids[container_id] = (pids, local)
+        if self._pids_watch is None or self._pids_watch.done():
+            self._pids_watch = asyncio.create_task(self._watch_process_limits(), name="process-limits")
 
     async def _watch_process_limits(self) -> None:
         """Kill a container as soon as its process limit refuses a fork: a fork bomb may never end by itself."""
@@ -195,6 +250,8 @@ class LocalLauncher(Launcher):
             pids[0].close()
 
     async def close(self) -> None:
+        if self.standby is not None:
+            await self.standby.close()
         for zygote in self._zygotes.values():
             await zygote.stop()
         if self._pids_watch is not None:

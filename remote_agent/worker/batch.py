@@ -7,7 +7,6 @@ only itself (and is retried alone).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import signal
@@ -108,6 +107,8 @@ def _worker() -> SimpleNamespace:
 async def _run_coroutines(function, inputs: list[tuple[int, tuple, dict]], max_inputs: int,
                           timeout_s: float) -> list[tuple[int, bool, Any]]:
     """The batch of an ``async def`` function: its inputs' coroutines, up to ``max_inputs`` at once."""
+    import asyncio  # here: a container's start doesn't import asyncio (it runs on the container's loop by now)
+
     slots = asyncio.Semaphore(max(1, max_inputs))
 
     async def one(index: int, args: tuple, kwargs: dict) -> tuple[int, bool, Any]:

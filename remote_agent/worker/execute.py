@@ -27,7 +27,6 @@ from nbmodal_wire import blobs, pb
 from nbmodal_wire.cellcode import names_assigned, parse_cell, split_last_expression
 from remote_agent.worker import context as worker_context
 from remote_agent.worker import display as display_module
-from remote_agent.worker import event_loop
 from remote_agent.worker.stdin import end_debugging, explain_debugger_quit, remember_sources
 
 log = logging.getLogger(__name__)
@@ -221,12 +220,13 @@ def _run_function(request: pb.Execute, interrupts: Interrupts,
             assert emit_item is not None, "a generator run needs somewhere to send its items"
             # An async generator's items are made on the container's event loop; the interrupts still
             # land here, in this thread, and cancel the item being made.
-            items = event_loop.iterate(result) if inspect.isasyncgen(result) else result
+            items = _event_loop().iterate(result) if inspect.isasyncgen(result) else result
             for item in items:  # the generator's own code runs here, under the same interrupts
                 encoded = blobs.encode(item, _dumps)
                 emit_item(pb.Item(blob=_store_blob(encoded)) if encoded.is_blob else pb.Item(value=encoded.inline))
             return pb.RunFinished(state=pb.SUCCEEDED)
-        result = event_loop.resolve(result)  # an async def's coroutine runs to its end on the container's loop
+        if inspect.isawaitable(result):
+            result = _event_loop().resolve(result)  # an async def's coroutine runs to its end on the container's loop
     finally:
         interrupts.stop()
     try:
@@ -255,6 +255,14 @@ def fetch_value(session: Session | None, name: str) -> pb.FetchValueReply:
 
 def _dumps(value: Any, buffer_callback=None) -> bytes:
     return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
+
+
+def _event_loop() -> Any:
+    """The container's event loop module, imported when a run first needs it: asyncio isn't part of a
+    container's start (~10 ms of it), and most functions never await anything."""
+    from remote_agent.worker import event_loop
+
+    return event_loop
 
 
 def _load_payload(request: pb.Execute) -> Any:

@@ -102,7 +102,9 @@ def main() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s zygote: %(message)s")
     channel = socket.socket(fileno=args.fd)
     try:
-        # What every container runs, imported once here.
+        # What every container runs, imported once here; with what a spawned worker imports only when first
+        # needed (the event loop, exec streams, shell lines): here it costs a forked container nothing.
+        from remote_agent.worker import event_loop, exec_server, shell_lines  # noqa: F401
         from remote_agent.worker import main as worker_main  # noqa: F401
         from remote_agent.worker.execute import PYTHON_VERSION
     except BaseException:
