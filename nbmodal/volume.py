@@ -38,6 +38,7 @@ from nbmodal._runtime import homes
 from nbmodal._runtime.connection import in_container
 from nbmodal._runtime.named import Ephemeral, NamedObject, warn_cloud_only
 from nbmodal._runtime.volume_local import on_agent_machine, read_local, read_local_into, upload_local
+from nbmodal._runtime.volume_ssh_bulk import bulk_route, read_ssh_into, upload_ssh
 from nbmodal_wire import node_copies, pb
 from nbmodal_wire.transfer_digest import file_sha256
 
@@ -150,6 +151,13 @@ class Volume(NamedObject[pb.VolumeOp]):
         if on_agent_machine(connection):
             direct = read_local_into(connection.client(), self.name, path, fileobj,
                                      _progress_callback(progress_cb, bar))
+            if direct is not None:
+                if bar:
+                    bar.close()
+                return direct
+        elif (route := bulk_route(connection, size)) is not None:  # an SSH host: through the system ssh
+            direct = read_ssh_into(connection.client(), route, self.name, path, fileobj,
+                                   _progress_callback(progress_cb, bar))
             if direct is not None:
                 if bar:
                     bar.close()
@@ -330,6 +338,13 @@ def upload_file(volume: Volume, local: Path, remote_path: str, force: bool = Fal
     if on_agent_machine(connection):
         bar = Progress(f"put {remote_path}", size) if progress else None
         sent = upload_local(client, volume.name, local, remote_path, force, bar.update if bar else None)
+        if bar:
+            bar.close()
+        if sent is not None:
+            return sent
+    elif (route := bulk_route(connection, size)) is not None:  # an SSH host: the bytes through the system ssh
+        bar = Progress(f"put {remote_path}", size) if progress else None
+        sent = upload_ssh(client, route, volume.name, local, remote_path, force, bar.update if bar else None)
         if bar:
             bar.close()
         if sent is not None:

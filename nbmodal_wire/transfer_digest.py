@@ -37,7 +37,7 @@ def file_sha256(path: Path | str) -> str:
 
 
 def _hasher() -> Any:
-    import blake3  # imported here: only the local fast path needs it (an SSH host's agent never does)
+    import blake3  # imported here: only direct transfers (local, or through the system ssh) need it
 
     return blake3.blake3(max_threads=blake3.blake3.AUTO)
 

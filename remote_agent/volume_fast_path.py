@@ -1,13 +1,19 @@
-"""The local fast path for volume files: a client on the agent's own machine copies files itself.
+"""The fast path for volume files: the client moves the bytes itself, the agent checks and places them.
 
 Through gRPC a file crosses the agent in 4 MiB messages and is hashed with SHA-256 on both ends
 (about 0.1x ``cp``). A client on this machine (the same user: it already reads and writes the
-agent's blob files) instead:
+agent's blob files), or a client of an SSH host that reaches the staging file through its own
+``ssh`` login as the agent's user (nbmodal/_runtime/volume_ssh_bulk.py), instead:
 
 * upload: asks for a staging file (LOCAL_STAGE, in ``.partial/<volume>/``, on the volume's file
-  system so the final move is a rename), copies its file into it with ``copy_file_range`` while
-  hashing its source with BLAKE3, then asks for LOCAL_COMMIT with that digest;
-* download: asks for the file's real path and BLAKE3 (LOCAL_READ) and reads it, hashing as it goes.
+  system so the final move is a rename), copies its file into it (``copy_file_range``, or ``ssh
+  host dd`` from another machine) while hashing its source with BLAKE3, then asks for LOCAL_COMMIT
+  with that digest;
+* download: asks for the file's real path and BLAKE3 (LOCAL_READ) and reads it (directly, or
+  ``ssh host cat``), hashing as it goes.
+
+An agent whose environment lacks ``blake3`` (one installed before it was a dependency) refuses
+LOCAL_STAGE and LOCAL_READ as CONFLICT, and the client uses gRPC.
 
 Integrity here means: a file becomes visible in the volume only once the agent has hashed the
 bytes that will be visible and found them equal to what the client hashed at its source, so a copy
@@ -22,10 +28,12 @@ This guards against accidents, not against the same user, who can write the volu
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,7 +41,7 @@ from typing import Any
 
 from nbmodal_wire import pb
 from nbmodal_wire.transfer_digest import file_blake3
-from remote_agent.request_errors import CORRUPT, INVALID, NOT_FOUND
+from remote_agent.request_errors import CONFLICT, CORRUPT, INVALID, NOT_FOUND
 from remote_agent.storage import StoreError
 from remote_agent.volumes import VolumeStore
 
@@ -42,6 +50,8 @@ _STAGING_NAME = re.compile(r"local-[0-9a-f]{16}")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 STALE_AFTER_S = 6 * 3600  # a staging file no commit came for (its client died) is removed after this
 _CACHE_LIMIT = 10_000
+_SET_ASIDE_BYTES = 64 << 20  # a replaced file this large is unlinked after the commit answers
+_HAS_BLAKE3: bool | None = None  # looked up once, at the first direct transfer
 
 
 class VolumeFastPath:
@@ -64,6 +74,7 @@ class VolumeFastPath:
     def stage(self, name: str, path: str) -> pb.VolumeFile:
         """An empty staging file for an upload to ``path``, and whether a file is there now (its size)."""
         real = self.volumes.resolve(name, path)  # refuse a bad path before the client copies anything
+        _require_blake3()
         if real.is_dir():
             raise StoreError(INVALID, f"{path!r} is a directory in volume {name!r}")
         folder = self.volumes.partials / name
@@ -92,7 +103,10 @@ class VolumeFastPath:
             size = held.stat().st_size
             if not force and real.is_file() and real.stat().st_size == size and self.digest(real) == digest:
                 return pb.VolumeFile(name=name, path=path, size=size, blake3=digest, exists=True)
+            old = _second_name(real, staged.parent)
             placed = self.volumes.finish_upload(name, path, held)
+            if old is not None:
+                _unlink_in_background(old)
             self._remember(placed, digest)
             return pb.VolumeFile(name=name, path=path, size=size, blake3=digest)
         finally:
@@ -103,6 +117,7 @@ class VolumeFastPath:
         real = self.volumes.resolve(name, path)
         if not real.is_file():
             raise StoreError(NOT_FOUND, f"no file {path!r} in volume {name!r}")
+        _require_blake3()
         digest = self.digest(real)
         return pb.VolumeFile(name=name, path=path, local_path=str(real), size=real.stat().st_size, blake3=digest)
 
@@ -140,6 +155,38 @@ class VolumeFastPath:
         if not stat.S_ISREG(info.st_mode):
             raise StoreError(INVALID, f"staging file {local_path!r} is not a regular file")
         return staged
+
+
+def _second_name(real: Path, folder: Path) -> Path | None:
+    """A hard link in the staging folder to a large file about to be replaced, else None.
+
+    Replacing a file unlinks it, and freeing a large file's blocks and cached pages takes a while
+    (0.3 s for a recently written 1 GiB file here); with a second name the replace is only a rename
+    and the blocks are freed by ``_unlink_in_background``. An agent that stops first leaves the link
+    for ``_remove_stale`` (its name starts with the staging prefix).
+    """
+    try:
+        if real.stat(follow_symlinks=False).st_size < _SET_ASIDE_BYTES or not real.is_file():
+            return None
+        link = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}.replaced"
+        os.link(real, link, follow_symlinks=False)
+    except OSError:  # no file there, or hard links not allowed: the replace frees the blocks itself
+        return None
+    return link
+
+
+def _unlink_in_background(path: Path) -> None:
+    threading.Thread(target=path.unlink, kwargs={"missing_ok": True}, name="volume-unlink", daemon=True).start()
+
+
+def _require_blake3() -> None:
+    """Refuse (CONFLICT: the client falls back to gRPC) where ``blake3`` is not installed."""
+    global _HAS_BLAKE3
+    if _HAS_BLAKE3 is None:
+        _HAS_BLAKE3 = importlib.util.find_spec("blake3") is not None
+    if not _HAS_BLAKE3:
+        raise StoreError(CONFLICT, "this agent's environment has no blake3 module, which checks direct volume "
+                                   "transfers; use the gRPC transfer (reinstall the agent to get it)")
 
 
 def _remove_stale(folder: Path) -> None:

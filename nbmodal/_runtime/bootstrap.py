@@ -35,7 +35,8 @@ from nbmodal_wire.agent_file import AgentFile
 log = logging.getLogger(__name__)
 
 REMOTE_HOME = "~/.nbmodal"
-AGENT_DEPENDENCIES = ("grpcio", "protobuf", "cloudpickle", "nvidia-ml-py", "uv")  # uv builds images
+# uv builds images; blake3 checks volume files sent through the system ssh (_runtime/volume_ssh_bulk.py)
+AGENT_DEPENDENCIES = ("grpcio", "protobuf", "cloudpickle", "nvidia-ml-py", "uv", "blake3")
 MIN_PYTHON = (3, 10)
 AGENT_START_TIMEOUT_S = 30.0
 MIN_FREE_BYTES = 200 * 1024 * 1024
