@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -13,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blobvalues import MIB, random_array, write_value
 
 from nbmodal_wire import blobs, shared_arena
 from remote_agent.blobstore import BlobStore
 
 pytestmark = pytest.mark.unit
 
-MIB = 1 << 20
 
 
 @pytest.fixture(autouse=True)
@@ -31,20 +30,6 @@ def _small_arena(monkeypatch):
     yield
     for writer in shared_arena._writers.values():
         writer.close()
-
-
-def _array(seed: int, mib: int = 16) -> np.ndarray:
-    return np.random.default_rng(seed).random((mib * MIB) // 8)
-
-
-def _dumps(value, buffer_callback=None) -> bytes:
-    return pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
-
-
-def _write(blob_dir: Path, value) -> Path:
-    path = blob_dir / blobs.new_blob_id()
-    blobs.write_blob(path, blobs.encode(value, _dumps))
-    return path
 
 
 def _segments(blob_dir: Path) -> list[str]:
@@ -71,59 +56,59 @@ def _reader_segment_start(value: np.ndarray) -> int:
 
 
 def test_a_large_value_is_read_in_place_and_its_region_reused_once_released(tmp_path):
-    path = _write(tmp_path, _array(1))
+    path = write_value(tmp_path, random_array(1))
     assert path.stat().st_size < 4096  # the blob file holds only the pickle and the reference
     first = blobs.read_blob(path, delete=True)
-    assert np.array_equal(first, _array(1)) and first.flags.writeable
+    assert np.array_equal(first, random_array(1)) and first.flags.writeable
     offset = _reader_segment_start(first)
     assert offset % shared_arena.REGION_ALIGN == 0  # aligned: large folios, aligned arrays
 
-    held = _write(tmp_path, _array(2))  # `first` still holds its region: the new value goes elsewhere
-    assert np.array_equal(first, _array(1)), "a writer overwrote a region a reader still holds"
+    held = write_value(tmp_path, random_array(2))  # `first` still holds its region: the new value goes elsewhere
+    assert np.array_equal(first, random_array(1)), "a writer overwrote a region a reader still holds"
     second = blobs.read_blob(held, delete=True)
     assert _reader_segment_start(second) != offset
     del first
     gc.collect()
-    third = blobs.read_blob(_write(tmp_path, _array(3)), delete=True)
+    third = blobs.read_blob(write_value(tmp_path, random_array(3)), delete=True)
     assert _reader_segment_start(third) == offset  # given back: reused, no new memory
-    assert np.array_equal(second, _array(2)) and np.array_equal(third, _array(3))
+    assert np.array_equal(second, random_array(2)) and np.array_equal(third, random_array(3))
     assert len(_segments(tmp_path)) == 1
 
 
 def test_a_receiver_may_mutate_its_value_and_the_writers_copy_is_untouched(tmp_path):
-    source = _array(1)
-    value = blobs.read_blob(_write(tmp_path, {"w": source, "step": 7}), delete=True)
+    source = random_array(1)
+    value = blobs.read_blob(write_value(tmp_path, {"w": source, "step": 7}), delete=True)
     value["w"][:10] = -1.0
     assert value["step"] == 7 and value["w"][0] == -1.0 and source[0] != -1.0
 
 
 def test_a_value_read_twice_is_held_until_both_copies_are_gone(tmp_path):
-    path = _write(tmp_path, _array(1))
+    path = write_value(tmp_path, random_array(1))
     one, two = blobs.read_blob(path), blobs.read_blob(path, delete=True)
     offset = _reader_segment_start(one)
     del one
     gc.collect()
-    other = blobs.read_blob(_write(tmp_path, _array(2)), delete=True)
-    assert _reader_segment_start(other) != offset and np.array_equal(two, _array(1))
+    other = blobs.read_blob(write_value(tmp_path, random_array(2)), delete=True)
+    assert _reader_segment_start(other) != offset and np.array_equal(two, random_array(1))
 
 
 def test_a_segment_grows_to_fit_and_the_arena_stops_at_its_cap(tmp_path):
-    held = [blobs.read_blob(_write(tmp_path, _array(seed, 40)), delete=True) for seed in range(3)]
-    assert all(np.array_equal(v, _array(i, 40)) for i, v in enumerate(held))
+    held = [blobs.read_blob(write_value(tmp_path, random_array(seed, 40)), delete=True) for seed in range(3)]
+    assert all(np.array_equal(v, random_array(i, 40)) for i, v in enumerate(held))
     writer = shared_arena.writer_for(tmp_path)
     assert writer.mapped <= 256 * MIB
-    over = _write(tmp_path, _array(9, 100))  # no room under the cap while the others are held: a blob file
+    over = write_value(tmp_path, random_array(9, 100))  # no room under the cap while the others are held: a blob file
     assert over.stat().st_size > 100 * MIB
-    assert np.array_equal(blobs.read_blob(over), _array(9, 100))
+    assert np.array_equal(blobs.read_blob(over), random_array(9, 100))
 
 
 @pytest.mark.parametrize("why", ["off", "small", "shared filesystem", "no arena dir", "disk full"])
 def test_values_fall_back_to_whole_blob_files(tmp_path, monkeypatch, why):
-    value = _array(1, 16)
+    value = random_array(1, 16)
     if why == "off":
         monkeypatch.setenv("NBMODAL_ARENA", "0")
     elif why == "small":
-        value = _array(1, 4)  # over the inline limit, under the arena's threshold
+        value = random_array(1, 4)  # over the inline limit, under the arena's threshold
     elif why == "shared filesystem":
         monkeypatch.setattr(blobs, "filesystem_type", lambda directory: "nfs4")
     elif why == "disk full":
@@ -133,7 +118,7 @@ def test_values_fall_back_to_whole_blob_files(tmp_path, monkeypatch, why):
         monkeypatch.setattr(shared_arena.os, "posix_fallocate", no_space)
     else:
         (tmp_path / shared_arena.ARENA_DIR).write_bytes(b"not a directory")
-    path = _write(tmp_path, value)
+    path = write_value(tmp_path, value)
     assert path.stat().st_size >= value.nbytes
     assert np.array_equal(blobs.read_blob(path, delete=True), value)
     assert not (tmp_path / shared_arena.ARENA_DIR).is_dir() or _segments(tmp_path) == []  # none left half-made
@@ -150,11 +135,11 @@ _READER = textwrap.dedent("""
 
 
 def test_a_dead_readers_regions_are_given_back(tmp_path):
-    path = _write(tmp_path, _array(1))
+    path = write_value(tmp_path, random_array(1))
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert float(reader.stdout.readline()) == _array(1)[0]  # leased, and its blob file is gone
+        assert float(reader.stdout.readline()) == random_array(1)[0]  # leased, and its blob file is gone
         writer = shared_arena.writer_for(tmp_path)
         (segment,) = writer.segments
         assert segment.live_regions(), "held by the reader"
@@ -165,8 +150,8 @@ def test_a_dead_readers_regions_are_given_back(tmp_path):
         reader.wait()
     segment.reclaim(tmp_path)
     assert segment.live_regions() == []  # the kernel dropped the dead reader's lock
-    again = blobs.read_blob(_write(tmp_path, _array(2)), delete=True)
-    assert np.array_equal(again, _array(2)) and len(writer.segments) == 1
+    again = blobs.read_blob(write_value(tmp_path, random_array(2)), delete=True)
+    assert np.array_equal(again, random_array(2)) and len(writer.segments) == 1
 
 
 _WRITER = textwrap.dedent("""
@@ -195,7 +180,7 @@ def test_a_gone_writers_segment_lives_until_its_last_value_is_released(tmp_path)
 
 def test_a_writer_gives_back_idle_segments_and_removes_its_own_at_exit(tmp_path, monkeypatch):
     monkeypatch.setenv("NBMODAL_ARENA_IDLE_S", "0")
-    value = blobs.read_blob(_write(tmp_path, _array(1)), delete=True)
+    value = blobs.read_blob(write_value(tmp_path, random_array(1)), delete=True)
     writer = shared_arena.writer_for(tmp_path)
     writer.trim()
     assert len(writer.segments) == 1  # still held
@@ -203,14 +188,14 @@ def test_a_writer_gives_back_idle_segments_and_removes_its_own_at_exit(tmp_path,
     gc.collect()
     writer.trim()
     assert writer.segments == [] and _segments(tmp_path) == []
-    kept = _write(tmp_path, _array(2))
+    kept = write_value(tmp_path, random_array(2))
     writer.close()
     assert len(_segments(tmp_path)) == 1  # an unread value's segment stays for its reader
-    assert np.array_equal(blobs.read_blob(kept, delete=True), _array(2))
+    assert np.array_equal(blobs.read_blob(kept, delete=True), random_array(2))
 
 
 def test_a_value_whose_blob_file_went_unread_is_reclaimed_and_reports_itself_gone(tmp_path):
-    path = _write(tmp_path, _array(1))
+    path = write_value(tmp_path, random_array(1))
     content = path.read_bytes()
     path.unlink()  # removed without being read (a run that failed before its container read its argument)
     (segment,) = shared_arena.writer_for(tmp_path).segments
@@ -223,8 +208,8 @@ def test_a_value_whose_blob_file_went_unread_is_reclaimed_and_reports_itself_gon
 def test_a_client_on_another_machine_gets_the_whole_value(tmp_path):
     import asyncio
 
-    value = {"w": _array(1), "b": _array(2, 9)}
-    path = _write(tmp_path, value)
+    value = {"w": random_array(1), "b": random_array(2, 9)}
+    path = write_value(tmp_path, value)
     store = BlobStore(tmp_path)
 
     async def fetch() -> bytes:
@@ -241,10 +226,10 @@ def test_a_client_on_another_machine_gets_the_whole_value(tmp_path):
 
 
 def test_sweep_removes_ownerless_segments_nobody_holds_and_is_safe_on_others(tmp_path):
-    owned = _write(tmp_path, _array(1))
+    owned = write_value(tmp_path, random_array(1))
     junk = tmp_path / shared_arena.ARENA_DIR / "s-0000000000000000"
     junk.write_bytes(b"")  # a writer died creating it
     assert shared_arena.sweep(tmp_path) == 1
     assert _segments(tmp_path) != [] and junk.name not in _segments(tmp_path)
-    assert np.array_equal(blobs.read_blob(owned, delete=True), _array(1))
+    assert np.array_equal(blobs.read_blob(owned, delete=True), random_array(1))
     assert os.stat(tmp_path / shared_arena.ARENA_DIR).st_mode & 0o077 == 0  # private, as the blob dir is
