@@ -6,8 +6,9 @@ cell's source, its options or the agent it runs on is worked out once and kept h
 - ``prepare_cell``: the cell's label, its shell lines rewritten (``shell_escapes``) and whether it parses,
   by source;
 - ``cell_spec``: the ``pb.ContainerSpec`` of a line's ``gpu=``, ``volumes=``, ``cpu=`` and ``memory=``;
-- ``reuse_target``: the resolved ``RunTarget`` (client, Python check, blob transfer) of a connection, as
-  long as placement still picks that connection and its client is still the live one.
+- ``reuse_target`` (kept in ``invocation``, where ``f.remote()`` uses it too): the resolved ``RunTarget``
+  (client, Python check, blob transfer) of a connection, as long as placement still picks that
+  connection and its client is still the live one.
 
 What a cell reads from the notebook (the values), where placement sends it (the hosts file, a session's
 host) and whether the agent still runs are looked at anew every time; so is everything about a run
@@ -24,15 +25,14 @@ from __future__ import annotations
 
 import functools
 import sys
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from nbmodal._runtime.invocation import CELL_FIRST_LINE, RunTarget, cell_label, container_spec
+from nbmodal._runtime.invocation import CELL_FIRST_LINE, cell_label, container_spec
+from nbmodal._runtime.invocation import forget_targets as _forget_targets
+from nbmodal._runtime.invocation import reuse_target as reuse_target  # the cell's runs keep their targets there
 from nbmodal._runtime.resource_limits import CpuRequest, MemoryRequest
-from nbmodal._runtime.store_relay import ensure_routes
 from nbmodal.shell_escapes import transform_cell
 from nbmodal_wire import pb
 from nbmodal_wire.cellcode import parse_cell
@@ -95,38 +95,9 @@ def cell_spec(gpu: str, volumes: dict[str, str], cpu: CpuRequest, memory: Memory
     return spec
 
 
-_targets: dict[tuple[Any, int], RunTarget] = {}
-_targets_lock = threading.Lock()
-
-
-def reuse_target(connection: Any, spec: pb.ContainerSpec,
-                 resolve: Callable[[Any, pb.ContainerSpec], RunTarget]) -> RunTarget:
-    """The ``RunTarget`` of a run on ``connection`` (chosen by placement just now) in ``spec`` (from
-    ``cell_spec``, no image): the one resolved for the last such run while it went through the same
-    live client, else ``resolve(connection, spec)``'s, kept for the next.
-
-    A target depends on nothing else: its Python check and blob transfer follow from the client, and a
-    spec without an image is used as it is. Routes between hosts are still made sure of every time.
-    """
-    client = connection.client()  # the live one: a restarted agent or a reconnect gives a new client
-    key = (connection, id(spec))
-    with _targets_lock:
-        target = _targets.get(key)
-    if target is not None and target.client is client and target.spec is spec:
-        ensure_routes(connection)
-        return target
-    target = resolve(connection, spec)
-    with _targets_lock:
-        if len(_targets) >= _MAX_TARGETS:
-            _targets.clear()
-        _targets[key] = target
-    return target
-
-
 def forget_targets() -> None:
-    """Drop every kept target (and spec): the next cells resolve theirs anew."""
-    with _targets_lock:
-        _targets.clear()
+    """Drop every kept target (``invocation.reuse_target``) and spec: the next cells resolve theirs anew."""
+    _forget_targets()
     _specs.clear()
 
 

@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 import nbmodal.magics
 from nbmodal import hosts, warm_cell
 from nbmodal._remote_options import cell_options, parse_cell_options
-from nbmodal._runtime.invocation import CELL_FIRST_LINE, container_spec
+from nbmodal._runtime.invocation import CELL_FIRST_LINE, RunTarget, container_spec
 from nbmodal.capture import capturable_names, pack_inputs, select_inputs
 from nbmodal.exceptions import InvalidError
 from nbmodal.output import StreamSink
@@ -153,7 +153,7 @@ def test_a_target_is_reused_only_through_the_same_live_client():
     resolved = []
 
     def resolve(connection, spec):
-        target = warm_cell.RunTarget(connection, connection.client(), spec, transfer=None)  # type: ignore[arg-type]
+        target = RunTarget(connection, connection.client(), spec, transfer=None)  # type: ignore[arg-type]
         resolved.append(target)
         return target
 

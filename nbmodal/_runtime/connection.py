@@ -35,6 +35,9 @@ def reconnect_timeout_s() -> float:
 
 
 LOCAL_RECOVER_S = 30.0  # how long a run's follower tries to bring the local agent back
+# How long the local agent's liveness, once seen, stands: a run's placement and its follower each ask for
+# the client within microseconds, and one look (a poll of the agent's pidfd) answers both.
+ALIVE_SEEN_S = 0.0005
 
 
 class LocalConnection:
@@ -45,12 +48,18 @@ class LocalConnection:
     def __init__(self) -> None:
         self._client: AgentClient | None = None
         self._lock = threading.Lock()
+        self._seen_alive = -1.0  # time.monotonic() of the last look that found the agent alive
 
     def client(self) -> AgentClient:
         with self._lock:
-            if self._client is not None and self._client.address.is_alive():
-                return self._client
             if self._client is not None:
+                now = time.monotonic()
+                if now - self._seen_alive < ALIVE_SEEN_S:
+                    return self._client
+                if self._client.address.is_alive():
+                    self._seen_alive = now
+                    return self._client
+                self._seen_alive = -1.0
                 self._client.close()
             address = ensure_local_agent()
             try:
@@ -87,6 +96,7 @@ class LocalConnection:
             if self._client is not None:
                 self._client.close()
             self._client = None
+            self._seen_alive = -1.0
 
 
 class HostConnection:

@@ -17,11 +17,14 @@ sweep, ``.remote/.spawn/.map/.spawn_map/.remote_gen``, a class method):
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from nbmodal._runtime.call_pickle import pack_call
 from nbmodal._runtime.client import CLIENT_PYTHON, AgentClient
-from nbmodal._runtime.connection import CONTAINER, Connection, place, run_hosts, spread
+from nbmodal._runtime.connection import CONTAINER, Connection, HostConnection, place, run_hosts, spread
 from nbmodal._runtime.debug_sources import debug_sources
 from nbmodal._runtime.execution import RunFollower
 from nbmodal._runtime.images import spec_with_image
@@ -120,8 +123,53 @@ def check_python_versions(client: AgentClient, image: Image | None = None) -> No
 def resolve_target(*, host: str | None, session: str = "", spec: pb.ContainerSpec, image: Image | None = None,
                    sink: OutputSink | None = None) -> RunTarget:
     """Where a run goes (``connection.place``), ready to run: its image built there (the build's log
-    into ``sink``), and its Python checked against this kernel's."""
-    return target_on(place(host, session, spec), spec=spec, image=image, sink=sink)
+    into ``sink``), and its Python checked against this kernel's. Placement is asked every time; without
+    an image, what follows from its answer is kept (``reuse_target``)."""
+    connection = place(host, session, spec)
+    if image is None:
+        return reuse_target(connection, spec, _target_without_image)
+    return target_on(connection, spec=spec, image=image, sink=sink)
+
+
+def _target_without_image(connection: Connection, spec: pb.ContainerSpec) -> RunTarget:
+    return target_on(connection, spec=spec)
+
+
+_targets: dict[tuple[Any, int], RunTarget] = {}
+_targets_lock = threading.Lock()
+MAX_KEPT_TARGETS = 64
+
+
+def reuse_target(connection: Any, spec: pb.ContainerSpec,
+                 resolve: Callable[[Any, pb.ContainerSpec], RunTarget]) -> RunTarget:
+    """The ``RunTarget`` of a run on ``connection`` (chosen by placement just now) in ``spec`` (no image):
+    the one resolved for the last such run while it went through the same live client, else
+    ``resolve(connection, spec)``'s, kept for the next.
+
+    A target depends on nothing else: its Python check and blob transfer follow from the client, and a
+    spec without an image is used as it is (the target holds that very message, so a change to it shows).
+    Routes between hosts are still made sure of every time.
+    """
+    client = connection.client()  # the live one: a restarted agent or a reconnect gives a new client
+    key = (connection, id(spec))
+    with _targets_lock:
+        target = _targets.get(key)
+    if target is not None and target.client is client and target.spec is spec:
+        if type(connection) is HostConnection:  # only an SSH host's agent has routes to other hosts
+            ensure_routes(connection)
+        return target
+    target = resolve(connection, spec)
+    with _targets_lock:
+        if len(_targets) >= MAX_KEPT_TARGETS:
+            _targets.clear()
+        _targets[key] = target
+    return target
+
+
+def forget_targets() -> None:
+    """Drop every kept target: the next runs resolve theirs anew."""
+    with _targets_lock:
+        _targets.clear()
 
 
 def spread_targets(*, host: str | None, spec: pb.ContainerSpec, image: Image | None = None,
@@ -158,7 +206,10 @@ def call_request(target: RunTarget, name: str, call: tuple[Any, tuple, dict], op
         function, args, kwargs = call
         call = (call_retrying, (function, args, kwargs, options.retry_delays), {})
         options = replace(options, timeout_s=_with_retries(options.timeout_s, options.retry_delays))
-    request = _build(target, pb.FUNCTION, f"{name}()", target.transfer.pack(call), options, generator=generator)
+    # A warm call of a notebook function reuses its pickle while nothing it captures changed (call_pickle.py).
+    kept = pack_call(call) if options.deployed is None else None
+    packed = (kept, "") if kept is not None else target.transfer.pack(call)
+    request = _build(target, pb.FUNCTION, f"{name}()", packed, options, generator=generator)
     return _with_debug_sources(target, request, called)
 
 
