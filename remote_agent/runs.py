@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import struct
 import threading
 import time
@@ -25,6 +24,7 @@ from nbmodal_wire.pids import pid_alive
 from remote_agent import request_errors
 from remote_agent.output_limits import OUTPUT_LOG, OutputGate, append_rotating, output_cap_bytes, output_log_bytes
 from remote_agent.request_errors import RequestError
+from remote_agent.run_dirs import SPARE_DIR, adopt_spares, claim_spare, retire, write_file, write_info_file
 from remote_agent.run_log_writer import RunLogWriter
 from remote_agent.storage import disk_full, no_space_message
 
@@ -290,10 +290,10 @@ class Run:
 
     def refresh_from_disk(self) -> None:
         """Re-read a run that another agent process is writing."""
-        try:
-            self.info = pb.RunInfo.FromString((self.dir / "info.pb").read_bytes())
-        except (OSError, ValueError):
+        info = read_info(self.dir)
+        if info is None:
             return
+        self.info = info
         self.events = list(read_event_log(self.dir / "events.log"))
 
 
@@ -354,11 +354,12 @@ class RunRegistry:
         return runs[:limit] if limit else runs
 
     def _load_earlier_runs(self) -> None:
+        adopt_spares(self.dir)  # emptied directories of pruned runs, for new ones (run_dirs.py)
         for run_dir in self.dir.iterdir():
-            info_path = run_dir / "info.pb"
-            try:
-                info = pb.RunInfo.FromString(info_path.read_bytes())
-            except (OSError, ValueError):
+            if run_dir.name == SPARE_DIR:
+                continue
+            info = read_info(run_dir)
+            if info is None:
                 continue
             if (info.state not in FINAL_STATES and info.container_id not in self.adopted
                     and (info.agent_pid == os.getpid() or not pid_alive(info.agent_pid))):
@@ -424,19 +425,21 @@ def _write_run_dir(run_dir: Path, events: bytes | bytearray, info: bytes | None,
     # Raw os calls: Python's open() adds an fstat, an ioctl and lseeks per file, each a system call that
     # hands the GIL to the event loop and back; a short run's two flushes cost half as many this way.
     try:
-        try:
-            os.mkdir(run_dir)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:  # the runs dir itself was removed
-            run_dir.mkdir(parents=True, exist_ok=True)
+        fresh = claim_spare(run_dir)  # a pruned run's emptied directory: no inode to create (run_dirs.py)
+        if not fresh:
+            try:
+                os.mkdir(run_dir)
+                fresh = True
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # the runs dir itself was removed
+                run_dir.mkdir(parents=True, exist_ok=True)
         if output:
             append_rotating(run_dir / OUTPUT_LOG, output, output_log_bytes())
         if events:
-            _write_file(f"{run_dir}/events.log", events, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            write_file(f"{run_dir}/events.log", events, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         if info is not None:
-            _write_file(f"{run_dir}/info.pb.tmp", info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.replace(f"{run_dir}/info.pb.tmp", f"{run_dir}/info.pb")
+            write_info_file(run_dir, info, fresh)
     except OSError as exc:
         if not disk_full(exc):
             log.exception("could not write the log of run %s", run_dir.name)
@@ -446,34 +449,15 @@ def _write_run_dir(run_dir: Path, events: bytes | bytearray, info: bytes | None,
                                                                                 "writes are failing"), run_dir.name)
 
 
-def _write_file(path: str, data: bytes | bytearray, flags: int) -> None:
-    fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+def read_info(run_dir: Path) -> pb.RunInfo | None:
+    """A run directory's info, or None where there is none (a spare, a torn or half-written file)."""
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-def _remove_run_dir(run_dir: Path) -> None:
-    """A pruned run's directory: its files, then itself (shutil.rmtree for anything more)."""
-    try:
-        names = os.listdir(run_dir)
-    except FileNotFoundError:
-        return
-    except OSError:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    try:
-        for name in names:
-            try:
-                os.unlink(f"{run_dir}/{name}")
-            except FileNotFoundError:
-                pass
-        os.rmdir(run_dir)
-    except OSError:  # a subdirectory, or something it can't remove file by file
-        shutil.rmtree(run_dir, ignore_errors=True)
+        info = pb.RunInfo.FromString((run_dir / "info.pb").read_bytes())
+    except (OSError, ValueError):
+        return None
+    # Without its id it is no run's info: a file read while its inode was being rewritten (run_dirs.py
+    # reuses a replaced info.pb's inode for the next one).
+    return info if info.run_id else None
 
 
 def write_info(run_dir: Path, info: pb.RunInfo) -> None:
@@ -499,4 +483,4 @@ def read_event_log(path: Path):
 
 # One thread does the run logs' file I/O, in order per run, off the event loop; work that waits for it is
 # merged per run (run_log_writer.py), so a burst of short runs can't outrun a slow disk without bound.
-_writer = RunLogWriter(write=_write_run_dir, remove=_remove_run_dir, written=lambda n: _backlog.add(-n))
+_writer = RunLogWriter(write=_write_run_dir, remove=retire, written=lambda n: _backlog.add(-n))
