@@ -118,7 +118,7 @@ async def _serve(state_dir: Path, scaledown_window_s: float, lock: list[int]) ->
     def hand_over() -> None:
         # SIGUSR1: a newer agent takes over this state dir; ours finishes its runs.
         remove_agent_file(state_dir, os.getpid())
-        agent.runs.flush_all()  # every run on disk (the writer thread is behind by a few) before the next agent reads them
+        agent.runs.flush_all()  # every run on disk (the writer thread may be behind) before the next agent reads
         if lock[0] >= 0:
             os.close(lock[0])
             lock[0] = -1
