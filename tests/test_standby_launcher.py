@@ -61,14 +61,16 @@ def _waiting_standby(cgroups: Path) -> Path | None:
     for cgroup in cgroups.glob("standby-*"):
         with contextlib.suppress(OSError):
             for pid in (cgroup / "cgroup.procs").read_text().split():
-                if b"\0-I\0-S\0-c\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                # The launcher itself (`python -I -S -c ...`), not its bubblewrap, whose command line names it
+                # too and stays in the cgroup once the launcher has become a container.
+                if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:4] == [b"-I", b"-S", b"-c"]:
                     return cgroup
     return None
 
 
 def test_a_container_from_the_standby_launcher_is_limited_from_its_start(tmp_path):
     with own_agent(tmp_path / "agent") as (client, cgroups):
-        finished, _ = run_cell(client, "x = 1", "first")  # the ordinary path; a standby is made after it
+        finished, _ = run_cell(client, "x = 1", "first")  # a standby is made after it (if this one took none)
         assert finished.state == pb.SUCCEEDED, finished
         standby = wait_for(lambda: _waiting_standby(cgroups), 20, "a standby launcher in its cgroup")
         finished, output = run_cell(client, WHERE, "second")

@@ -14,9 +14,9 @@ container's and writes the launcher the worker's command and environment over it
 process that was in the cgroup before the command was known, so the limit holds from its first
 instruction, as with the shell.
 
-After each use the next Standby is made in the background (after ``REFILL_DELAY_S``, so its start
-doesn't compete for the CPU with the container just started). ``NBMODAL_STANDBY_LAUNCHER=0`` turns
-this off (each spawned container joins on its own start path, as before).
+After each use the next Standby is made in the background at once (``REFILL_DELAY_S``: waiting 50 ms so
+as not to compete with the container just started measured slower, as the next start often came first).
+``NBMODAL_STANDBY_LAUNCHER=0`` turns this off (each spawned container joins on its own start path, as before).
 
 Example::
 
@@ -43,7 +43,7 @@ from remote_agent.process_limits import PidsCgroup, ProcessLimiter
 
 log = logging.getLogger(__name__)
 
-REFILL_DELAY_S = 0.05
+REFILL_DELAY_S = 0.0
 # A launcher older than this is replaced rather than used: its sandbox's view of the host's mounts dates from
 # its start (as an image's zygote's does), so a long-idle agent doesn't hand out an old one.
 MAX_AGE_S = 600.0
