@@ -111,11 +111,12 @@ def read_local_into(client: Any, volume: str, path: str, fileobj: Any,
                 progress(size)
         if hashing is not None:
             hashing.result()
-    _check(info, volume, size, digest)
+    check_read(info, volume, size, digest)
     return size
 
 
-def _check(info: pb.VolumeFile, volume: str, size: int, digest: StreamDigest) -> None:
+def check_read(info: pb.VolumeFile, volume: str, size: int, digest: StreamDigest) -> None:
+    """Raise unless ``size`` bytes hashing to ``digest`` are the file ``info`` (VOLUME_LOCAL_READ) describes."""
     if size != info.size or digest.hexdigest() != info.blake3:
         raise OSError(f"checksum mismatch reading {info.path!r} from volume {volume!r}: the file changed "
                       f"while it was read ({size} bytes read, {info.size} expected); read it again")
@@ -134,7 +135,7 @@ def _checked_chunks(source: Any, info: pb.VolumeFile, volume: str) -> Iterator[b
             yield data
         if hashing is not None:
             hashing.result()
-    _check(info, volume, size, digest)
+    check_read(info, volume, size, digest)
 
 
 def _copy(source: Any, target: Any, progress: Callable[[int], None] | None) -> None:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from nbmodal._runtime.volume_local import check_read
 from nbmodal.exceptions import AgentError, AgentLostError, NotFoundError
 from nbmodal_wire import pb
 from nbmodal_wire.transfer_digest import StreamDigest, file_blake3
@@ -382,9 +383,7 @@ def read_ssh_into(client: Any, route: SshRoute, volume: str, path: str, fileobj:
             return None
         raise OSError(f"reading {path!r} from volume {volume!r} through ssh to {route.host} failed after "
                       f"{size} of {info.size} bytes ({failure}); read it again")
-    if size != info.size or digest.hexdigest() != info.blake3:
-        raise OSError(f"checksum mismatch reading {path!r} from volume {volume!r}: the file changed while it "
-                      f"was read ({size} bytes read, {info.size} expected); read it again")
+    check_read(info, volume, size, digest)
     log.debug("get %s through ssh from %s: %.3f s the agent's digest, %.3f s receiving and hashing", path,
               route.host, asked - started, time.monotonic() - asked)
     return size
