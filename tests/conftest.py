@@ -63,3 +63,17 @@ def agent_address():
     from nbmodal._runtime.local_agent import ensure_local_agent
 
     return ensure_local_agent()
+
+
+@pytest.fixture()
+def vol():
+    """A new volume on the local agent, deleted after the test."""
+    import nbmodal
+
+    name = f"v-{os.urandom(3).hex()}"
+    volume = nbmodal.Volume.from_name(name, create_if_missing=True)
+    yield volume
+    try:
+        nbmodal.Volume.delete(name)
+    except nbmodal.NotFoundError:
+        pass

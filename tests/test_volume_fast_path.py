@@ -8,7 +8,6 @@ import os
 
 import pytest
 
-import nbmodal
 from nbmodal._runtime import volume_local
 from nbmodal._runtime.connection import storage_connection
 from nbmodal._runtime.local_agent import read_agent_json
@@ -17,17 +16,6 @@ from nbmodal.volume import file_sha256, upload_file
 from nbmodal_wire import pb
 
 pytestmark = pytest.mark.agent
-
-
-@pytest.fixture()
-def vol():
-    name = f"fast-{os.urandom(3).hex()}"
-    volume = nbmodal.Volume.from_name(name, create_if_missing=True)
-    yield volume
-    try:
-        nbmodal.Volume.delete(name)
-    except nbmodal.NotFoundError:
-        pass
 
 
 def _no_grpc_transfers(monkeypatch) -> None:

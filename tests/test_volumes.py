@@ -11,26 +11,15 @@ import textwrap
 import time
 
 import pytest
+from kernels import kernel
 
 import nbmodal
-from kernels import kernel
 from nbmodal._runtime.connection import storage_connection
 from nbmodal._runtime.local_agent import read_agent_json
 from nbmodal.volume import CHUNK_BYTES, file_sha256, upload_file
 from nbmodal_wire import pb
 
 pytestmark = pytest.mark.agent
-
-
-@pytest.fixture()
-def vol():
-    name = f"v-{os.urandom(3).hex()}"
-    volume = nbmodal.Volume.from_name(name, create_if_missing=True)
-    yield volume
-    try:
-        nbmodal.Volume.delete(name)
-    except nbmodal.NotFoundError:
-        pass
 
 
 def test_volume_api(vol, tmp_path):
