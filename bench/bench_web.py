@@ -106,6 +106,20 @@ def measure(paths: dict[str, tuple[str, dict[str, str]]], requests: int, concurr
     return results
 
 
+def trivial_endpoint():
+    """An App whose one endpoint answers {"ok": true} (tunnel name ``bench-web-ok``), and that endpoint."""
+    import nbmodal
+
+    app = nbmodal.App("bench-web")
+
+    @app.function()
+    @nbmodal.fastapi_endpoint()
+    def ok() -> dict:
+        return {"ok": True}
+
+    return app, ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
@@ -116,18 +130,11 @@ def main() -> None:
     os.environ["NBMODAL_HOME"] = home
     from jupyterserver import free_port, jupyter_server
 
-    import nbmodal
     from nbmodal._runtime.connection import get_client
     from nbmodal._runtime.local_agent import stop_local_agent
     from nbmodal_wire import pb
 
-    app = nbmodal.App("bench-web")
-
-    @app.function()
-    @nbmodal.fastapi_endpoint()
-    def ok() -> dict:
-        return {"ok": True}
-
+    app, ok = trivial_endpoint()
     root = Path(tempfile.mkdtemp(prefix="nbm-bench-web-root-"))
     results: dict = {"requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds}
     forward = None

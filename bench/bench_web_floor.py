@@ -16,20 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
-from bench_web import login_cookie, sequential  # noqa: E402
+from bench_web import login_cookie, sequential, trivial_endpoint  # noqa: E402
 
 
 def main() -> None:
@@ -39,68 +35,45 @@ def main() -> None:
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="nbm-bench-web-floor-")
     os.environ["NBMODAL_HOME"] = home
-    from jupyterserver import free_port
+    # The server imports web_floor_ext from here.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    from jupyterserver import jupyter_server
 
-    import nbmodal
     from nbmodal._runtime.connection import get_client
     from nbmodal._runtime.local_agent import stop_local_agent
     from nbmodal_wire import pb
 
-    app = nbmodal.App("bench-web")
-
-    @app.function()
-    @nbmodal.fastapi_endpoint()
-    def ok() -> dict:
-        return {"ok": True}
-
+    app, ok = trivial_endpoint()
     root = Path(tempfile.mkdtemp(prefix="nbm-bench-web-floor-root-"))
-    port, token = free_port(), secrets.token_hex(16)
-    server_url = f"http://127.0.0.1:{port}/"
-    argv = [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
-            "--ServerApp.jpserver_extensions={'nbmodal.server': True, 'web_floor_ext': True}"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-    with open(root / "jupyter.log", "wb") as log:
-        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     results: dict = {"requests": args.requests, "rounds": args.rounds}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{server_url}api/status?token={token}", timeout=2).read()
-                break
-            except OSError as exc:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log_tail = (root / "jupyter.log").read_text()[-3000:]
-                    raise RuntimeError(f"jupyter server didn't start:\n{log_tail}") from exc
-                time.sleep(0.2)
-        os.environ["NBMODAL_WEB_BASE_URL"] = server_url
-        auth = {"Authorization": f"token {token}"}
-        with app.run():
-            tunnel = next(t for t in get_client().tunnel_call(pb.TunnelRequest(op=pb.TUNNEL_LIST)).tunnels
-                          if t.live and t.name == "bench-web-ok")
-            floor = f"{server_url}webfloor/"
-            paths = {
-                "direct": (f"http://127.0.0.1:{tunnel.port}/", {}),
-                "jupyter-proxy": (ok.get_web_url(), auth),
-                "jupyter-proxy-cookie": (ok.get_web_url(), login_cookie(server_url + "api/status", auth)),
-                "jupyter-auth+aiohttp": (f"{floor}aiohttp-jupyter/{tunnel.port}", auth),
-                "jupyter-auth+socket": (f"{floor}socket-jupyter/{tunnel.port}", auth),
-                "tornado+aiohttp": (f"{floor}aiohttp/{tunnel.port}", {}),
-                "tornado+socket": (f"{floor}socket/{tunnel.port}", {}),
-                "jupyter-auth-noop": (f"{floor}noop-jupyter", auth),
-                "tornado-noop": (f"{floor}noop", {}),
-                "jupyter-api-status": (f"{server_url}api/status", auth),
-            }
-            for url, headers in paths.values():
-                sequential(url, headers, 30)  # warm-up
-            p50s: dict[str, list[float]] = {name: [] for name in paths}
-            for _ in range(args.rounds):
-                for name, (url, headers) in paths.items():
-                    p50s[name].append(statistics.median(sequential(url, headers, args.requests // args.rounds)))
+        with jupyter_server(root, extensions=("web_floor_ext",)) as server:
+            server_url, token = server.url, server.token
+            os.environ["NBMODAL_WEB_BASE_URL"] = server_url
+            auth = {"Authorization": f"token {token}"}
+            with app.run():
+                tunnel = next(t for t in get_client().tunnel_call(pb.TunnelRequest(op=pb.TUNNEL_LIST)).tunnels
+                              if t.live and t.name == "bench-web-ok")
+                floor = f"{server_url}webfloor/"
+                paths = {
+                    "direct": (f"http://127.0.0.1:{tunnel.port}/", {}),
+                    "jupyter-proxy": (ok.get_web_url(), auth),
+                    "jupyter-proxy-cookie": (ok.get_web_url(), login_cookie(server_url + "api/status", auth)),
+                    "jupyter-auth+aiohttp": (f"{floor}aiohttp-jupyter/{tunnel.port}", auth),
+                    "jupyter-auth+socket": (f"{floor}socket-jupyter/{tunnel.port}", auth),
+                    "tornado+aiohttp": (f"{floor}aiohttp/{tunnel.port}", {}),
+                    "tornado+socket": (f"{floor}socket/{tunnel.port}", {}),
+                    "jupyter-auth-noop": (f"{floor}noop-jupyter", auth),
+                    "tornado-noop": (f"{floor}noop", {}),
+                    "jupyter-api-status": (f"{server_url}api/status", auth),
+                }
+                for url, headers in paths.values():
+                    sequential(url, headers, 30)  # warm-up
+                p50s: dict[str, list[float]] = {name: [] for name in paths}
+                for _ in range(args.rounds):
+                    for name, (url, headers) in paths.items():
+                        p50s[name].append(statistics.median(sequential(url, headers, args.requests // args.rounds)))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         stop_local_agent(Path(home) / "agent")
     for name, turns in p50s.items():
         ratios = [p / d for p, d in zip(turns, p50s["direct"])]

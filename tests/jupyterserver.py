@@ -37,14 +37,16 @@ class JupyterServer:
 
 
 @contextlib.contextmanager
-def jupyter_server(root: Path, app: str = "server", base_url: str = "/"):
+def jupyter_server(root: Path, app: str = "server", base_url: str = "/", extensions: tuple[str, ...] = ()):
     """``jupyter server`` (or ``app="lab"``) on a free loopback port, serving ``root`` under ``base_url``
-    (JupyterHub's single-user servers: ``/user/<name>/``)."""
+    (JupyterHub's single-user servers: ``/user/<name>/``), with nbmodal's server extension and ``extensions``
+    (modules the server can import) on."""
     port, token = free_port(), secrets.token_hex(16)
     log_path = root / f"jupyter-{app}.log"
+    enabled = {"nbmodal.server": True, **dict.fromkeys(extensions, True)}
     argv = [sys.executable, "-m", "jupyterlab" if app == "lab" else "jupyter_server", "--no-browser",
             f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            "--ServerApp.jpserver_extensions={'nbmodal.server': True}", "--allow-root",
+            f"--ServerApp.jpserver_extensions={enabled!r}", "--allow-root",
             f"--ServerApp.base_url={base_url}"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=root)
