@@ -27,9 +27,9 @@ LOGS = "webui-logs"  # a volume, made by the test (at import no agent of the tes
 TENSORBOARD_PORT = free_port()
 
 
-@app.function()
-@nbmodal.asgi_app()
-def api():
+def demo_api(greeting: str, tick_s: float):
+    """A FastAPI app (made in the container): JSON ``{"hello": greeting}`` at ``/``, three server-sent events
+    ``tick i`` at ``/events`` (``tick_s`` apart), a WebSocket echo at ``/echo``."""
     import asyncio
 
     from fastapi import FastAPI, WebSocket
@@ -39,14 +39,14 @@ def api():
 
     @web.get("/")
     def hello():
-        return {"hello": "from a container"}
+        return {"hello": greeting}
 
     @web.get("/events")
     async def events():
         async def tick():
             for i in range(3):
                 yield f"data: tick {i}\n\n"
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(tick_s)
 
         return StreamingResponse(tick(), media_type="text/event-stream")
 
@@ -57,6 +57,12 @@ def api():
             await socket.send_text("echo: " + await socket.receive_text())
 
     return web
+
+
+@app.function()
+@nbmodal.asgi_app()
+def api():
+    return demo_api("from a container", 0.2)
 
 
 @app.function(volumes={"/logs": LOGS})

@@ -17,7 +17,7 @@ import pytest
 from hubproxy import HubProxy
 from jupyterserver import free_port, jupyter_server
 from test_sidebar_browser import CHROMIUM, CHROMIUM_ARGS, ROOT
-from test_web_browser import _ECHO, _EVENTS
+from test_web_browser import _ECHO, _EVENTS, demo_api
 from waiting import wait_for
 
 import nbmodal
@@ -34,33 +34,7 @@ hub = nbmodal.App("hubweb")
 @hub.function()
 @nbmodal.asgi_app()
 def api():
-    import asyncio
-
-    from fastapi import FastAPI, WebSocket
-    from fastapi.responses import StreamingResponse
-
-    web = FastAPI()
-
-    @web.get("/")
-    def hello():
-        return {"hello": "through the hub"}
-
-    @web.get("/events")
-    async def events():
-        async def tick():
-            for i in range(3):
-                yield f"data: tick {i}\n\n"
-                await asyncio.sleep(0.1)
-
-        return StreamingResponse(tick(), media_type="text/event-stream")
-
-    @web.websocket("/echo")
-    async def echo(socket: WebSocket):
-        await socket.accept()
-        while True:
-            await socket.send_text("echo: " + await socket.receive_text())
-
-    return web
+    return demo_api("through the hub", 0.1)
 
 
 @hub.function(timeout=120)
