@@ -28,16 +28,16 @@ pytestmark = pytest.mark.agent
 app = nbmodal.App("webtests")
 
 
-@app.function(timeout=120)
-def serve_files(port: int, queue_name: str) -> str:
-    """A plain http.server on ``port``, forwarded until something arrives on the queue."""
+def forward_page(port: int, queue_name: str, page: str) -> str:
+    """(In a container) a plain http.server on ``port`` serving ``page`` as index.html, forwarded (its URL
+    printed) until something arrives on the queue; the tunnel's URL."""
     import pathlib
     import subprocess
     import sys
     import tempfile
 
     root = pathlib.Path(tempfile.mkdtemp())
-    (root / "index.html").write_text("hello from a container")
+    (root / "index.html").write_text(page)
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -47,6 +47,11 @@ def serve_files(port: int, queue_name: str) -> str:
             return tunnel.url
     finally:
         server.kill()
+
+
+@app.function(timeout=120)
+def serve_files(port: int, queue_name: str) -> str:
+    return forward_page(port, queue_name, "hello from a container")
 
 
 kinds = nbmodal.App("webtests-kinds")

@@ -17,6 +17,7 @@ import pytest
 from hubproxy import HubProxy
 from jupyterserver import free_port, jupyter_server
 from test_sidebar_browser import CHROMIUM, CHROMIUM_ARGS, ROOT
+from test_web import forward_page
 from test_web_browser import _ECHO, _EVENTS, demo_api
 from waiting import wait_for
 
@@ -39,22 +40,7 @@ def api():
 
 @hub.function(timeout=120)
 def serve_forwarded(port: int, queue_name: str) -> str:
-    """A plain http.server on ``port``, forwarded until something arrives on the queue."""
-    import pathlib
-    import subprocess
-    import sys
-    import tempfile
-
-    root = pathlib.Path(tempfile.mkdtemp())
-    (root / "index.html").write_text("forwarded through the hub")
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with nbmodal.forward(port) as tunnel:
-            nbmodal.Queue.from_name(queue_name).get(timeout=100)
-            return tunnel.url
-    finally:
-        server.kill()
+    return forward_page(port, queue_name, "forwarded through the hub")
 
 
 @pytest.fixture()
