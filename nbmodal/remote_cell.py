@@ -10,7 +10,7 @@ import collections
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nbmodal._runtime.connection import place, session_hosts
+from nbmodal._runtime.connection import session_hosts
 from nbmodal._runtime.invocation import (
     MAX_LABEL,
     RunOptions,
@@ -21,14 +21,13 @@ from nbmodal._runtime.invocation import (
     follow,
     resolve_target,
     submit,
-    target_on,
 )
 from nbmodal._runtime.transfer import BlobTransfer
 from nbmodal.capture import select_inputs
 from nbmodal.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_MAX_RESULT_BYTES
 from nbmodal.output import DisplayedValue, OutputSink, default_sink
 from nbmodal.results import cell_values, raise_for_state
-from nbmodal.warm_cell import cell_spec, current_cell_number, prepare_cell, reuse_target
+from nbmodal.warm_cell import cell_spec, current_cell_number, prepare_cell
 from nbmodal_wire import pb
 
 
@@ -149,12 +148,9 @@ def sweep_run_options(options: CellOptions) -> RunOptions:
 
 
 def _resolve(options: CellOptions, session: str, sink: OutputSink) -> RunTarget:
+    # Placement every time (the hosts file, a session's host); without an image, what follows from its answer once.
     spec = cell_spec(options.gpu, options.volumes, options.cpu, options.memory)
-    if options.image is not None:
-        return resolve_target(host=options.host, session=session, spec=spec, image=options.image, sink=sink)
-    # Placement every time (the hosts file, a session's host); what follows from its answer, once.
-    return reuse_target(place(options.host, session, spec), spec,
-                        lambda connection, spec: target_on(connection, spec=spec, sink=sink))
+    return resolve_target(host=options.host, session=session, spec=spec, image=options.image, sink=sink)
 
 
 def apply_cell_result(shell: Any, transfer: BlobTransfer, finished: pb.RunFinished, session: str,

@@ -6,9 +6,9 @@ cell's source, its options or the agent it runs on is worked out once and kept h
 - ``prepare_cell``: the cell's label, its shell lines rewritten (``shell_escapes``) and whether it parses,
   by source;
 - ``cell_spec``: the ``pb.ContainerSpec`` of a line's ``gpu=``, ``volumes=``, ``cpu=`` and ``memory=``;
-- ``reuse_target`` (kept in ``invocation``, where ``f.remote()`` uses it too): the resolved ``RunTarget``
-  (client, Python check, blob transfer) of a connection, as long as placement still picks that
-  connection and its client is still the live one.
+- the resolved ``RunTarget`` (client, Python check, blob transfer) of a connection, as long as placement
+  still picks that connection and its client is still the live one: ``invocation.resolve_target`` keeps
+  it (``reuse_target``), for ``f.remote()`` too.
 
 What a cell reads from the notebook (the values), where placement sends it (the hosts file, a session's
 host) and whether the agent still runs are looked at anew every time; so is everything about a run
@@ -31,7 +31,6 @@ from typing import Any
 
 from nbmodal._runtime.invocation import CELL_FIRST_LINE, cell_label, container_spec
 from nbmodal._runtime.invocation import forget_targets as _forget_targets
-from nbmodal._runtime.invocation import reuse_target as reuse_target  # the cell's runs keep their targets there
 from nbmodal._runtime.resource_limits import CpuRequest, MemoryRequest
 from nbmodal.shell_escapes import transform_cell
 from nbmodal_wire import pb
@@ -41,7 +40,6 @@ from nbmodal_wire.cellcode import parse_cell
 MAX_CACHED_SOURCE = 256 * 1024
 _MAX_SOURCES = 128
 _MAX_SPECS = 64
-_MAX_TARGETS = 64
 
 
 @dataclass(frozen=True)

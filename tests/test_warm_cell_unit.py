@@ -12,6 +12,7 @@ from IPython.core.error import UsageError
 import nbmodal.magics
 from nbmodal import hosts, warm_cell
 from nbmodal._remote_options import cell_options, parse_cell_options
+from nbmodal._runtime import invocation
 from nbmodal._runtime.invocation import CELL_FIRST_LINE, RunTarget, container_spec
 from nbmodal.capture import capturable_names, pack_inputs, select_inputs
 from nbmodal.exceptions import InvalidError
@@ -158,16 +159,16 @@ def test_a_target_is_reused_only_through_the_same_live_client():
         return target
 
     connection, spec = _Connection(), warm_cell.cell_spec("", {}, 0.0, 0)
-    first = warm_cell.reuse_target(connection, spec, resolve)
-    assert warm_cell.reuse_target(connection, spec, resolve) is first and len(resolved) == 1
+    first = invocation.reuse_target(connection, spec, resolve)
+    assert invocation.reuse_target(connection, spec, resolve) is first and len(resolved) == 1
     connection.live = object()  # a restarted agent: a new client
-    after_restart = warm_cell.reuse_target(connection, spec, resolve)
+    after_restart = invocation.reuse_target(connection, spec, resolve)
     assert after_restart is not first and after_restart.client is connection.live and len(resolved) == 2
     other_spec = warm_cell.cell_spec("T4", {}, 0.0, 0)
-    assert warm_cell.reuse_target(connection, other_spec, resolve).spec is other_spec
-    assert warm_cell.reuse_target(_Connection(), spec, resolve) not in (first, after_restart)  # another host
+    assert invocation.reuse_target(connection, other_spec, resolve).spec is other_spec
+    assert invocation.reuse_target(_Connection(), spec, resolve) not in (first, after_restart)  # another host
     warm_cell.forget_targets()
-    assert warm_cell.reuse_target(connection, warm_cell.cell_spec("", {}, 0.0, 0), resolve) is not after_restart
+    assert invocation.reuse_target(connection, warm_cell.cell_spec("", {}, 0.0, 0), resolve) is not after_restart
 
 
 # --- results and output --------------------------------------------------------------------------------
