@@ -77,11 +77,15 @@ def _exchange(a: str, b: str) -> bool:
 def write_file(path: str, data: bytes | bytearray, flags: int) -> None:
     fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_info_file(run_dir: Path | str, info: bytes, fresh: bool = False) -> None:
@@ -92,9 +96,7 @@ def write_info_file(run_dir: Path | str, info: bytes, fresh: bool = False) -> No
     # rewritten is flushed to disk at close (ext4's auto_da_alloc), which costs ten times the write.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(info)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, info)
         os.ftruncate(fd, len(info))
     finally:
         os.close(fd)
