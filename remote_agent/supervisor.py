@@ -35,6 +35,7 @@ GRANTED = b"ok\n"
 BUSY = b"busy\n"  # an agent holds the link: another one may not adopt it
 RELEASE = b"x"
 READY = b"r"
+REQUEST_TIMEOUT_S = 1.0  # how long an asker may take to say what it wants
 
 
 def main() -> None:
@@ -108,6 +109,10 @@ def _linked(link: socket.socket, listener: socket.socket) -> bool:
 def _refuse(listener: socket.socket) -> None:
     conn, _ = listener.accept()
     try:
+        # The request is read first: closing with it unread would make the asker's send fail (EPIPE) before
+        # it reads the answer, and it would take this supervisor for a dead one.
+        conn.settimeout(REQUEST_TIMEOUT_S)
+        conn.recv(64)
         conn.sendall(BUSY)
     except OSError:
         pass
