@@ -229,8 +229,13 @@ class Agent:
             if slot is not None:
                 slot.names = list(finished.session_names)
         run.finish(finished)
-        # After its followers have sent the result (their wake-ups are queued first): not on the call's path.
-        asyncio.get_running_loop().call_soon(log.info, "run %s finished: %s", run.id, pb.RunState.Name(finished.state))
+        # After its followers have sent the result (their wake-ups are queued first): not on the call's path. A
+        # success is a debug line: a warm loop makes thousands a second (the run's own record is in runs/).
+        if finished.state != pb.SUCCEEDED:
+            asyncio.get_running_loop().call_soon(log.info, "run %s finished: %s", run.id,
+                                                 pb.RunState.Name(finished.state))
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("run %s finished: SUCCEEDED", run.id)
 
     @staticmethod
     def _result_of_dead_container(run: Run, request: pb.RunRequest, container: Container,
