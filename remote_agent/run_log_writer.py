@@ -55,18 +55,26 @@ class RunLogWriter:
     def append(self, run_dir: Path, events: bytes | bytearray, info: bytes | None,
                output: bytes | bytearray = b"") -> None:
         """Append ``events`` to the run's events.log and ``output`` to its output log; replace its info."""
+        self.append_many([(run_dir, events, info, output)])
+
+    def append_many(self, work: list[tuple[Path, bytes | bytearray, bytes | None, bytes | bytearray]]) -> None:
+        """``append`` for each (run_dir, events, info, output), the thread woken once for all of them."""
         with self._lock:
-            pending = self._pending.get(run_dir)
-            if pending is not None and pending.remove:  # a pruned run's directory is on its way out
-                self._written(len(events) + len(output))
-                return
-            if pending is None:
-                pending = self._pending[run_dir] = _Pending()
-            pending.events += events
-            pending.output += output
-            if info is not None:
-                pending.info = info
-            self._hand_over()
+            handed = 0
+            for run_dir, events, info, output in work:
+                pending = self._pending.get(run_dir)
+                if pending is not None and pending.remove:  # a pruned run's directory is on its way out
+                    self._written(len(events) + len(output))
+                    continue
+                if pending is None:
+                    pending = self._pending[run_dir] = _Pending()
+                pending.events += events
+                pending.output += output
+                if info is not None:
+                    pending.info = info
+                handed += 1
+            if handed:
+                self._hand_over(handed)
 
     def remove(self, *run_dirs: Path) -> None:
         """Remove the runs' directories; what still waits to be written there is dropped. Several at once

@@ -72,7 +72,6 @@ class Run:
         self._unwritten_output = bytearray()  # raw output not yet appended to output.log (output_limits.py)
         self._output_gate = OutputGate(output_cap_bytes())
         self._info_dirty = False
-        self._flush_handle: asyncio.TimerHandle | None = None
         self._durable = False  # see the durable property
 
     @property
@@ -219,26 +218,33 @@ class Run:
         if self.durable:
             self.flush()
             return
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self.flush)
+        _due.add(self)
 
     def flush(self) -> None:
-        """Hand unwritten events and info to the writer thread."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        if not self._unwritten and not self._info_dirty and not self._unwritten_output:
+        """Hand unwritten events and info to the writer thread (written here, at once, when durable)."""
+        work = self._unwritten_work()
+        if work is None:
             return
+        if self._durable:
+            _append_to_run_dir(*work)
+        else:
+            _writer.append(*work)
+
+    def drop_unwritten(self) -> None:
+        """Forget what waits to be written (the run is pruned: its directory is removed)."""
+        self._unwritten, self._unwritten_output, self._info_dirty = bytearray(), bytearray(), False
+
+    def _unwritten_work(self) -> tuple[Path, bytearray, bytes | None, bytearray] | None:
+        """What waits to be written (the run dir, events, info, output), taken from the run; None if nothing."""
+        if not self._unwritten and not self._info_dirty and not self._unwritten_output:
+            return None
         info = self.info.SerializeToString() if self._info_dirty else None
         # Handed over, not copied: a flood's buffers are large.
         events, self._unwritten = self._unwritten, bytearray()
         output, self._unwritten_output = self._unwritten_output, bytearray()
         _backlog.add(len(events) + len(output))
         self._info_dirty = False
-        if self._durable:
-            _append_to_run_dir(self.dir, events, info, output)
-        else:
-            _writer.append(self.dir, events, info, output)
+        return self.dir, events, info, output
 
     # -- following ---------------------------------------------------------
 
@@ -397,6 +403,7 @@ class RunRegistry:
                     break
         for run in oldest:
             del self._runs[run.id]
+            run.drop_unwritten()  # its directory goes: a later write would make it again
         _writer.remove(*(run.dir for run in oldest))
 
 
@@ -487,3 +494,36 @@ def read_event_log(path: Path):
 # One thread does the run logs' file I/O, in order per run, off the event loop; work that waits for it is
 # merged per run (run_log_writer.py), so a burst of short runs can't outrun a slow disk without bound.
 _writer = RunLogWriter(write=_write_run_dir, remove=retire, written=lambda n: _backlog.add(-n))
+
+
+class _DueFlushes:
+    """Runs with records waiting for the writer, handed over together FLUSH_DELAY_S after the first of them.
+
+    One timer and one wake-up of the writer thread for a burst of runs, not one of each per run: a warm call
+    every half millisecond otherwise woke the writer every half millisecond, each time taking the GIL from
+    the event loop. A run waits no longer than it did with a timer of its own.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[Run, None] = {}  # insertion-ordered: runs are written in the order they were due
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, run: Run) -> None:
+        self._runs[run] = None
+        loop = asyncio.get_running_loop()
+        if self._handle is None or self._loop is not loop:  # (a loop that ended left its timer unfired)
+            self._loop = loop
+            self._handle = loop.call_later(FLUSH_DELAY_S, self.hand_over)
+
+    def hand_over(self) -> None:
+        self._handle = None
+        runs, self._runs = self._runs, {}
+        # A run flushed meanwhile (durable, a flood) has nothing left; a durable one writes its own.
+        _writer.append_many([work for run in runs if not run.durable and (work := run._unwritten_work())])
+        for run in runs:
+            if run.durable:
+                run.flush()
+
+
+_due = _DueFlushes()

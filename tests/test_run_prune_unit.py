@@ -41,3 +41,28 @@ def test_an_earlier_agents_runs_are_forgotten_oldest_first_whatever_their_order_
     registry = RunRegistry(runs_dir, keep=2)
     runs._writer.barrier()
     assert sorted(run.id for run in registry.list()) == ["r-00000000", "r-00000002"]  # created 5.0 and 4.0
+
+
+def test_a_burst_of_runs_is_handed_to_the_writer_at_once_and_each_run_is_on_disk(tmp_path, monkeypatch):
+    handed: list[int] = []
+    hand_over = runs._writer.append_many
+    monkeypatch.setattr(runs._writer, "append_many", lambda work: (handed.append(len(work)), hand_over(work)))
+
+    async def scenario() -> None:
+        registry = RunRegistry(tmp_path / "runs")
+        burst = [registry.create(pb.RunRequest(kind=pb.FUNCTION, label="f()")) for _ in range(20)]
+        for run in burst[:15]:  # five still run when the records go out: theirs say so
+            run.emit(output=pb.Output(stream=pb.STDOUT, data=b"hi"))
+            run.finish(pb.RunFinished(state=pb.SUCCEEDED))
+        assert handed == []  # nothing yet: within FLUSH_DELAY_S
+        while not handed:
+            await asyncio.sleep(runs.FLUSH_DELAY_S / 5)
+        runs._writer.barrier()
+        assert handed == [20]  # one hand-over (one wake of the writer) for the burst
+        for n, run in enumerate(burst):
+            info = runs.read_info(run.dir)
+            assert info is not None and info.state == (pb.SUCCEEDED if n < 15 else pb.PENDING)
+            assert [event.seq for event in runs.read_event_log(run.dir / "events.log")] == (
+                [1, 2] if n < 15 else [])  # output, finished
+
+    asyncio.run(scenario())
