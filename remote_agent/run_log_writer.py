@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class RunLogWriter:
         self._lock.notify_all()
 
     def _serve(self) -> None:
+        _lower_priority()
         while True:
             with self._lock:
                 while not self._pending:
@@ -125,3 +127,18 @@ class RunLogWriter:
                 if not self._pending:
                     self._done = handed
                 self._lock.notify_all()
+
+
+# Niceness of this thread (Linux: per thread): creating a run's files costs the file system far more CPU than
+# the run itself (run_dirs.py), and a burst of warm calls should not wait for the records of the calls before
+# it. Measured on 2 cores, a fresh agent, 3,000 warm calls: p50 0.60-0.66 ms at the agent's priority,
+# 0.38-0.53 ms at 10, the event loop's thread preempted 1.5 times a call instead of 2.3. A niceness of 10 still
+# gets a tenth of a contended core (19 would get 1.5%): the writer's backlog, bounded as it is, keeps moving.
+WRITER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
+    except (OSError, AttributeError):  # not permitted, or not Linux: it writes at the agent's priority
+        log.debug("the run-log writer keeps the agent's priority", exc_info=True)

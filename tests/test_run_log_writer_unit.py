@@ -3,12 +3,13 @@ a pruned run's waiting writes are dropped, and barrier() returns once everything
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from remote_agent.run_log_writer import RunLogWriter
+from remote_agent.run_log_writer import WRITER_NICENESS, RunLogWriter
 
 pytestmark = pytest.mark.unit
 
@@ -130,3 +131,14 @@ def test_several_removals_are_handed_over_at_once():
     writer.barrier()  # counts each of them: returns once all are gone
     assert disk.ops == [("write", "r-0", b"x", None, b""), ("remove", "r-a"), ("remove", "r-b"), ("remove", "r-c")]
     assert disk.backlog == 0
+
+
+def test_the_writer_thread_yields_the_cpu_to_the_event_loop():
+    disk = Disk()
+    disk.release.set()
+    writer = RunLogWriter(disk.write, disk.remove, disk.written)
+    writer.append(Path("r-0"), b"e", None, b"")
+    writer.barrier()
+    assert writer._thread is not None and writer._thread.native_id is not None
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, writer._thread.native_id) == min(19, ours + WRITER_NICENESS)
