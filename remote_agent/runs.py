@@ -327,11 +327,10 @@ class RunRegistry:
                           session=request.session, created=time.time(), detach=request.detach,
                           agent_pid=os.getpid())
         run = Run(self.dir / run_id, info, request)
-        # On disk within FLUSH_DELAY_S, as its events are, and in the same write when it is over by then (a
-        # warm call): the writer thread woken once per run, not twice. A crash of the agent within that
-        # window leaves no record of the run; its client, asking the new agent, says the run was lost with
-        # the old one either way (execution.py). A durable run is written at once (Run.durable).
         run.save_info()
+        # On disk at once (in the background): a run is never unknown after a crash. Its later records go
+        # with the next batch (_DueFlushes); with that, this costs a warm call nothing measurable.
+        run.flush()
         self._runs[run_id] = run
         self._prune()
         return run

@@ -44,21 +44,25 @@ def test_an_earlier_agents_runs_are_forgotten_oldest_first_whatever_their_order_
 
 
 def test_a_burst_of_runs_is_handed_to_the_writer_at_once_and_each_run_is_on_disk(tmp_path, monkeypatch):
-    handed: list[int] = []
+    handed: list[set[str]] = []  # the run directories of each hand-over
     hand_over = runs._writer.append_many
-    monkeypatch.setattr(runs._writer, "append_many", lambda work: (handed.append(len(work)), hand_over(work)))
+    monkeypatch.setattr(runs._writer, "append_many",
+                        lambda work: (handed.append({run_dir.name for run_dir, *_ in work}), hand_over(work)))
 
     async def scenario() -> None:
         registry = RunRegistry(tmp_path / "runs")
         burst = [registry.create(pb.RunRequest(kind=pb.FUNCTION, label="f()")) for _ in range(20)]
+        assert handed == [{run.id} for run in burst]  # each new run's record goes at once: never unknown
+        handed.clear()
         for run in burst[:15]:  # five still run when the records go out: theirs say so
             run.emit(output=pb.Output(stream=pb.STDOUT, data=b"hi"))
             run.finish(pb.RunFinished(state=pb.SUCCEEDED))
-        assert handed == []  # nothing yet: within FLUSH_DELAY_S
+        assert handed == []  # the rest waits (FLUSH_DELAY_S)
         while not handed:
             await asyncio.sleep(runs.FLUSH_DELAY_S / 5)
         runs._writer.barrier()
-        assert handed == [20]  # one hand-over (one wake of the writer) for the burst
+        # One hand-over (one wake of the writer) for the whole burst (runs of earlier tests' loops may join it).
+        assert len(handed) == 1 and {run.id for run in burst[:15]} <= handed[0]
         for n, run in enumerate(burst):
             info = runs.read_info(run.dir)
             assert info is not None and info.state == (pb.SUCCEEDED if n < 15 else pb.PENDING)
