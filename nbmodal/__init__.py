@@ -110,3 +110,6 @@ def unload_ipython_extension(ipython) -> None:
         magics["cell"].pop(name, None)
     for name in ("nbmodal", "volume", "image"):
         magics["line"].pop(name, None)
+    from nbmodal.cell_transforms import forget_remote_transforms
+
+    forget_remote_transforms(ipython)

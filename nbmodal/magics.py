@@ -18,6 +18,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from nbmodal._remote_options import DETACH_HELP, cell_options, options_help
+from nbmodal.cell_transforms import keep_remote_transforms
 from nbmodal.output import default_sink
 from nbmodal.remote_cell import run_cell
 
@@ -73,6 +74,11 @@ def _split(magic: str, line: str) -> list[str]:
 
 @magics_class
 class RemoteMagics(Magics):
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        if shell is not None:
+            keep_remote_transforms(shell)  # IPython's rewrite of a %%remote cell, once per source
+
     @magic_arguments()
     @argument("--detach", action="store_true", help=DETACH_HELP)
     @argument("options", nargs="*", help=options_help().replace("%", "%%"))  # argparse %-formats help

@@ -141,19 +141,24 @@ class StreamSink:
         self._flush_lines()
 
     def _flush_lines(self) -> None:
+        if not self._lines:
+            return  # nothing was printed (most warm runs)
         for stream in (pb.STDOUT, pb.STDERR):
             lines = self._lines.get(stream)
             if lines is not None:
                 lines.flush()
 
 
-def default_sink() -> StreamSink:
-    """Rich displays inside a Jupyter kernel, plain text elsewhere."""
-    return StreamSink(rich=in_kernel())
+def default_sink(shell: Any = None) -> StreamSink:
+    """Rich displays inside a Jupyter kernel, plain text elsewhere (``shell``: the running IPython shell,
+    when the caller has it at hand)."""
+    return StreamSink(rich=in_kernel(shell))
 
 
-def in_kernel() -> bool:
-    shell = ipython_shell()
+def in_kernel(shell: Any = None) -> bool:
+    """Whether this runs in a Jupyter kernel (``shell``, else the running IPython shell, has one)."""
+    if shell is None:
+        shell = ipython_shell()
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 

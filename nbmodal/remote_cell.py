@@ -67,7 +67,7 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     if options.nodes > 1 or options.procs_per_node > 1:
         return run_cell_gang(shell, cell, filename, inputs, options, label)
 
-    sink = default_sink()
+    sink = default_sink(shell)
     target = _resolve(options, options.session, sink)
     request = cell_request(target, cell, filename, inputs, run_options(options), label=label)
     if options.session:
@@ -82,8 +82,25 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     return apply_cell_result(shell, transfer, finished, options.session, sink.execute_result)
 
 
+# The RunOptions of each distinct line's values: frozen, so one serves every cell with that line.
+_run_options: dict[tuple, RunOptions] = {}
+_MAX_RUN_OPTIONS = 64
+
+
 def run_options(options: CellOptions) -> RunOptions:
     """The run options a cell's line asked for."""
+    if options.secrets:  # protobuf messages, which can't be a key: made anew
+        return _new_run_options(options)
+    key = (options.timeout, options.grace, options.session, options.detach, options.max_result_bytes)
+    kept = _run_options.get(key)
+    if kept is None:
+        if len(_run_options) >= _MAX_RUN_OPTIONS:
+            _run_options.clear()
+        kept = _run_options[key] = _new_run_options(options)
+    return kept
+
+
+def _new_run_options(options: CellOptions) -> RunOptions:
     return RunOptions(timeout_s=options.timeout, grace_s=options.grace, session=options.session,
                       detach=options.detach, max_result_bytes=options.max_result_bytes, secrets=options.secrets)
 

@@ -11,9 +11,6 @@ output decoded) by ``run_events.RunEvents``, whose state spans the resumes.
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import Callable
-from typing import Any
 
 import grpc
 
@@ -46,9 +43,9 @@ class RunFollower:
         self.run_id = ""
         # With ``answer_input``, the run's stdin requests (a breakpoint's prompt) are answered from here.
         self.answer_input = answer_input
-        # Called back through a weak reference: a bound method of ours in our own RunEvents is a cycle, which
-        # only the garbage collector frees, and its collections then land in later calls (one per ~50 calls).
-        self._events = RunEvents(sink, on_input=_weakly(self._answer_input) if answer_input is not None else None)
+        # Its ``on_input`` (our bound method) is set only while following: held for good it would be a
+        # cycle, which only the garbage collector frees, and its collections then land in later calls.
+        self._events = RunEvents(sink)
         self._cancelled = False
         self._request: pb.RunRequest | None = None
 
@@ -85,6 +82,8 @@ class RunFollower:
     def _follow(self, open_call, follow: bool = True) -> pb.RunFinished | None:
         interrupts = 0
         call = open_call()
+        if self.answer_input is not None:
+            self._events.on_input = self._answer_input
         try:
             while True:
                 try:
@@ -107,6 +106,7 @@ class RunFollower:
                     call = self._resume(lost, follow)
         finally:
             if self.answer_input is not None:
+                self._events.on_input = None  # the cycle through our bound method ends here
                 self.answer_input.finished(self.run_id)
             self._events.flush()
             self.sink.close()
@@ -157,8 +157,3 @@ class RunFollower:
         info = self.client.get_run(self.run_id)
         raise RunLostError(f"run {self.run_id} has no result: {info.error or pb.RunState.Name(info.state)}")
 
-
-def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method``, holding its object weakly (the object owns what calls it)."""
-    ref = weakref.WeakMethod(method)
-    return lambda *args: ref()(*args)  # type: ignore[misc]

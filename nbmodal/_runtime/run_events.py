@@ -58,6 +58,10 @@ class RunEvents:
         kind = event.WhichOneof("kind")
         if kind == "output":
             self._output(event.output.stream, event.output.data)
+        elif kind == "finished":  # every run's last event: second only to output, the commonest
+            self.flush()
+            self._optional("finished", event.finished)
+            return event.finished
         elif kind == "display":
             self.sink.display(_json(event.display.data_json), _json(event.display.metadata_json),
                               event.display.execute_result)
@@ -74,10 +78,6 @@ class RunEvents:
         elif kind == "input_answered":
             if event.input_answered.request_seq not in self._answered_here:  # typed here: shown already
                 self._output(pb.STDOUT, event.input_answered.text.encode() + b"\n")
-        elif kind == "finished":
-            self.flush()
-            self._optional("finished", event.finished)
-            return event.finished
         return None
 
     @property
@@ -87,6 +87,8 @@ class RunEvents:
 
     def flush(self) -> None:
         """The stream is over: pass on what the decoders hold (an unfinished character shows as U+FFFD)."""
+        if not self._decoders:
+            return  # the run printed nothing (or this was flushed already)
         for stream, decoder in self._decoders.items():
             rest = decoder.decode(b"", final=True)
             if rest:
