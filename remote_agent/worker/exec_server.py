@@ -9,9 +9,9 @@ reaches its whole group, and a PTY's Ctrl-C its foreground job). A process whose
 with everything of its session (a shell's jobs too); when the worker leaves in order, so is every session an
 exec started; a worker killed outright takes its processes with it (``PR_SET_PDEATHSIG``).
 
-Frames arrive on the inbox's reader thread, which must never block: stdin is written by a thread per process,
-output read by a thread per stream, and the exit waited for by another, which sends ``exited`` after all
-output (the last frame of the stream, always).
+Frames arrive on the inbox's reader thread (or the idle main thread), which must never block: stdin is
+written by a thread per process, output read by a thread per stream, and the exit waited for by another,
+which sends ``exited`` after all output (the last frame of the stream, always).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ExecServer:
         self._lock = threading.Lock()
 
     def handle(self, message: pb.ToContainer) -> None:
-        """One ``exec`` frame (on the inbox's reader thread: nothing here blocks)."""
+        """One ``exec`` frame (on the thread that read it, the inbox's or the idle main thread: nothing here blocks)."""
         frame = message.exec
         kind = frame.input.WhichOneof("kind")
         if kind == "start":
@@ -135,7 +135,7 @@ _prctl = _find_prctl()
 
 
 def _die_with_worker() -> None:
-    """In the child before exec: SIGKILL when the worker's thread that started it (the inbox's) dies."""
+    """In the child before exec: SIGKILL when the worker's thread that started it (the inbox's or the main one) dies."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 

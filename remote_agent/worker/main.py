@@ -121,7 +121,8 @@ def serve(fd: int, session: bool) -> NoReturn:
     logging.basicConfig(stream=log_stream, level=logging.INFO,
                         format="%(asctime)s %(levelname)s container: %(message)s", force=True)
 
-    channel = FrameSocket(socket.socket(fileno=fd))
+    sock = socket.socket(fileno=fd)
+    channel = FrameSocket(sock)  # sends; the inbox reads
     inputs = _InputMarks(channel)
 
     def send_output(stream: int, data: bytes) -> None:
@@ -150,8 +151,7 @@ def serve(fd: int, session: bool) -> NoReturn:
     interrupts = Interrupts()
     namespace = Session() if session else None
 
-    busy = threading.Event()  # a run is executing on the main thread
-    inbox = Inbox(channel, busy)
+    inbox = Inbox(sock)
     processes = _ExecOnDemand(channel.send)  # `nbmodal container exec`, shells, Sandbox.exec: beside the runs
     inbox.on("exec", processes.handle)
     stdin_channel = StdinChannel(channel.send, capture.sync)  # breakpoint(), input(): answered from the notebook
@@ -179,17 +179,18 @@ def serve(fd: int, session: bool) -> NoReturn:
             node_volumes.remove()
             os._exit(0)  # without waiting for threads the user's code left behind
         if message.HasField("execute"):
-            busy.set()
+            inbox.busy = True
             inputs.reset()
             stdin_channel.new_run()
             request = message.execute
-            os.environ.update(request.cluster_env)  # a gang member's MASTER_ADDR, RANK…: before its code runs
+            if request.cluster_env:
+                os.environ.update(request.cluster_env)  # a gang member's MASTER_ADDR, RANK…: before its code runs
             node_volumes.before_run()
             finished = execute(request, namespace, interrupts, emit_item=send_item)
             node_volumes.after_run()  # a job's node-local volume copies: committed before the run ends
             capture.sync()
             channel.send(pb.FromContainer(finished=finished))
-            busy.clear()
+            inbox.busy = False
             collect_if_due()  # while the result travels, not in the next run's hot path (gc_timing.py)
         elif message.HasField("fetch_value"):
             channel.send(pb.FromContainer(fetched=fetch_value(namespace, message.fetch_value.name)))
@@ -205,7 +206,7 @@ class _ExecOnDemand:
         self._lock = threading.Lock()
 
     def handle(self, message: pb.ToContainer) -> None:
-        with self._lock:  # on the inbox's reader thread
+        with self._lock:  # on the thread that read the frame (the inbox's, or the main thread while idle)
             if self._server is None:
                 from remote_agent.worker.exec_server import ExecServer
 

@@ -45,15 +45,18 @@ class StdinChannel:
         self._sync_output = sync_output
         self._floor = DebuggerFloor()  # threads at a breakpoint at once: one pdb session after another
         self._answers: queue.SimpleQueue[pb.InputAnswer] = queue.SimpleQueue()
+        self._asked = False  # since the last new_run(): a run that read no stdin has no floor to free
 
     def on_answer(self, message: pb.ToContainer) -> None:
-        """The inbox's handler for ``input_answer`` frames (called on its reader thread)."""
+        """The inbox's handler for ``input_answer`` frames (called on the thread that read the frame)."""
         self._answers.put(message.input_answer)
 
     def ask(self, prompt: str = "", debugger: bool = False) -> str | None:
         """One line from whoever answers, without its newline; None at end of input."""
         me = threading.get_ident()
+        self._asked = True  # before and after take(): a floor taken as a new run begins is freed by the next
         self._floor.take(me)
+        self._asked = True
         try:
             while True:  # an answer to a request that was withdrawn (interrupted) is not this one's
                 try:
@@ -81,7 +84,9 @@ class StdinChannel:
 
     def new_run(self) -> None:
         """A run begins: no thread of an earlier one holds the floor any more."""
-        self._floor.release_all()
+        if self._asked:
+            self._asked = False
+            self._floor.release_all()
 
 
 class RemoteStdin(io.TextIOBase):
