@@ -7,6 +7,7 @@ The magic (magics.py) parses its line into ``CellOptions`` and calls
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -82,27 +83,21 @@ def run_cell(shell: Any, cell: str, options: CellOptions) -> Any:
     return apply_cell_result(shell, transfer, finished, options.session, sink.execute_result)
 
 
-# The RunOptions of each distinct line's values: frozen, so one serves every cell with that line.
-_run_options: dict[tuple, RunOptions] = {}
-_MAX_RUN_OPTIONS = 64
-
-
 def run_options(options: CellOptions) -> RunOptions:
-    """The run options a cell's line asked for."""
-    if options.secrets:  # protobuf messages, which can't be a key: made anew
-        return _new_run_options(options)
-    key = (options.timeout, options.grace, options.session, options.detach, options.max_result_bytes)
-    kept = _run_options.get(key)
-    if kept is None:
-        if len(_run_options) >= _MAX_RUN_OPTIONS:
-            _run_options.clear()
-        kept = _run_options[key] = _new_run_options(options)
-    return kept
+    """The run options a cell's line asked for (frozen: one serves every cell with that line)."""
+    fields = (options.timeout, options.grace, options.session, options.detach, options.max_result_bytes)
+    if options.secrets:  # protobuf messages, which can't be a cache key: made anew
+        return _run_options_of(*fields, secrets=options.secrets)
+    return _kept_run_options(*fields)
 
 
-def _new_run_options(options: CellOptions) -> RunOptions:
-    return RunOptions(timeout_s=options.timeout, grace_s=options.grace, session=options.session,
-                      detach=options.detach, max_result_bytes=options.max_result_bytes, secrets=options.secrets)
+def _run_options_of(timeout: float, grace: float, session: str, detach: bool, max_result_bytes: int,
+                    secrets: tuple[pb.SecretSource, ...] = ()) -> RunOptions:
+    return RunOptions(timeout_s=timeout, grace_s=grace, session=session, detach=detach,
+                      max_result_bytes=max_result_bytes, secrets=secrets)
+
+
+_kept_run_options = functools.lru_cache(maxsize=64)(_run_options_of)
 
 
 def run_cell_sweep(shell: Any, cell: str, filename: str, inputs: dict[str, Any], options: CellOptions,

@@ -130,7 +130,7 @@ def test_run_options_are_the_lines_and_kept_per_distinct_line():
     assert not run_options(CellOptions()).secrets  # a line without secrets= doesn't get the last one's
     for n in range(100):  # bounded
         run_options(CellOptions(timeout=n + 1))
-    assert len(remote_cell._run_options) <= remote_cell._MAX_RUN_OPTIONS
+    assert remote_cell._kept_run_options.cache_info().currsize <= remote_cell._kept_run_options.cache_info().maxsize
 
 
 _RUN_FIELDS = {"timeout": "timeout_s", "grace": "grace_s", "session": "session", "detach": "detach",
