@@ -31,9 +31,9 @@ def run_cell(interrupts: Interrupts, code: str, first_line: int = 1, **inputs) -
 def test_a_cell_run_again_reuses_its_code_and_still_reads_each_runs_inputs(interrupts):
     code = "y = x * 2\nz = y + 1\n"
     first = run_cell(interrupts, code, x=1)
-    kept = worker_execute._compiled[(code, "/tmp/nb/cell.py", 1)]
+    reused = worker_execute._compiled_cell.cache_info().hits
     again = run_cell(interrupts, code, x=10)
-    assert worker_execute._compiled[(code, "/tmp/nb/cell.py", 1)] is kept
+    assert worker_execute._compiled_cell.cache_info().hits == reused + 1
     assert sorted(first.values) == sorted(again.values) == ["y", "z"]  # only what the cell itself binds
     assert [cloudpickle.loads(again.values[name]) for name in ("y", "z")] == [20, 21]
 
@@ -47,12 +47,16 @@ def test_the_same_source_lower_in_the_notebook_is_numbered_there(interrupts):
 
 def test_a_syntax_error_is_reported_each_time_and_never_kept(interrupts):
     code = "def broken(:\n"
+    before = worker_execute._compiled_cell.cache_info()
     for _ in range(2):
         assert run_cell(interrupts, code).error.type_name == "SyntaxError"
-    assert not any(key[0] == code for key in worker_execute._compiled)
+    after = worker_execute._compiled_cell.cache_info()
+    assert (after.hits, after.misses, after.currsize) == (before.hits, before.misses + 2, before.currsize)
 
 
 def test_kept_cells_are_bounded(interrupts):
-    for n in range(worker_execute.MAX_COMPILED_CELLS + 5):
+    maxsize = worker_execute._compiled_cell.cache_info().maxsize
+    assert maxsize is not None
+    for n in range(maxsize + 5):
         run_cell(interrupts, f"v = {n}\n")
-    assert len(worker_execute._compiled) <= worker_execute.MAX_COMPILED_CELLS
+    assert worker_execute._compiled_cell.cache_info().currsize <= maxsize

@@ -8,6 +8,7 @@ won't pickle costs only itself.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import linecache
 import logging
@@ -157,7 +158,8 @@ def _run_cell(request: pb.Execute, session: Session | None, interrupts: Interrup
         if session is None or name not in session.created:
             namespace[name] = value
 
-    body_code, last_code, bound = _compiled_cell(request.code, request.filename, request.first_line or 1)
+    compile_cell = _compiled_cell if len(request.code) <= MAX_COMPILED_SOURCE else _compile_cell
+    body_code, last_code, bound = compile_cell(request.code, request.filename, request.first_line or 1)
     _remember_source(request.filename, request.code, request.first_line or 1)
 
     error: BaseException | None = None
@@ -185,30 +187,21 @@ def _run_cell(request: pb.Execute, session: Session | None, interrupts: Interrup
     return finished
 
 
-# A cell run again (the commonest edit loop) is not parsed and compiled again: 70 µs for six lines here.
-# Keyed by the exact source, file name and first line (what the code objects' line numbers come from).
-_compiled: dict[tuple[str, str, int], tuple[types.CodeType, types.CodeType | None, list[str]]] = {}
-MAX_COMPILED_CELLS = 64
-MAX_COMPILED_SOURCE = 64 * 1024
-
-
-def _compiled_cell(code: str, filename: str, first_line: int) -> tuple[types.CodeType, types.CodeType | None,
-                                                                        list[str]]:
+def _compile_cell(code: str, filename: str, first_line: int) -> tuple[types.CodeType, types.CodeType | None,
+                                                                       tuple[str, ...]]:
     """The cell's body and last expression compiled, and the names its top level binds."""
-    key = (code, filename, first_line)
-    compiled = _compiled.get(key)
-    if compiled is not None:
-        return compiled
-    tree = parse_cell(code, filename, first_line)  # a SyntaxError is raised, and nothing kept
+    tree = parse_cell(code, filename, first_line)
     body, last_expression = split_last_expression(tree)
-    compiled = (compile(body, filename, "exec"),
-                compile(last_expression, filename, "eval") if last_expression else None,
-                names_assigned(tree))
-    if len(code) <= MAX_COMPILED_SOURCE:
-        if len(_compiled) >= MAX_COMPILED_CELLS:
-            del _compiled[next(iter(_compiled))]  # the oldest
-        _compiled[key] = compiled
-    return compiled
+    return (compile(body, filename, "exec"),
+            compile(last_expression, filename, "eval") if last_expression else None,
+            tuple(names_assigned(tree)))
+
+
+# A cell run again (the commonest edit loop) is not parsed and compiled again: 70 µs for six lines here.
+# Keyed by the exact source, file name and first line (what the code objects' line numbers come from); a
+# SyntaxError is raised each time, never kept.
+_compiled_cell = functools.lru_cache(maxsize=64)(_compile_cell)
+MAX_COMPILED_SOURCE = 64 * 1024
 
 
 def _pack_values(finished: pb.RunFinished, namespace: dict[str, Any], names: list[str],
