@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 if TYPE_CHECKING:  # a container imports this module, and asyncio costs ~10 ms of its start
     import asyncio
 
-_HEADER = struct.Struct("<I")
+HEADER = struct.Struct("<I")  # each frame's body length, before the body
 M = TypeVar("M", bound=Message)
 
 
@@ -30,7 +30,7 @@ class FrameSocket:
 
     def send(self, message: Message) -> None:
         body = message.SerializeToString()
-        header = _HEADER.pack(len(body))
+        header = HEADER.pack(len(body))
         with self._send_lock:
             if len(body) < 65536:
                 self._sock.sendall(header + body)
@@ -40,35 +40,41 @@ class FrameSocket:
 
     def receive(self, message_type: type[M]) -> M | None:
         """The next message, or None once the peer has closed the socket."""
-        header = self._read_exactly(_HEADER.size)
+        header = self._read_exactly(HEADER.size)
         if header is None:
             return None
-        (length,) = _HEADER.unpack(header)
+        (length,) = HEADER.unpack(header)
         body = self._read_exactly(length)
         if body is None:
             return None
         return message_type.FromString(body)
 
     def _read_exactly(self, n: int) -> bytearray | None:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self._sock.recv_into(view[got:], n - got)
-            if k == 0:
-                return None
-            got += k
-        return buf
+        return recv_exactly(self._sock, n)
 
     def close(self) -> None:
         self._sock.close()
 
 
+def recv_exactly(sock: socket.socket, size: int, start: bytes | bytearray = b"") -> bytearray | None:
+    """``start`` followed by what ``sock`` brings until it is ``size`` bytes; None once the peer closed it."""
+    buf = bytearray(size)
+    buf[:len(start)] = start
+    view = memoryview(buf)
+    got = len(start)
+    while got < size:
+        k = sock.recv_into(view[got:], size - got)
+        if k == 0:
+            return None
+        got += k
+    return buf
+
+
 async def read_frame(reader: asyncio.StreamReader, message_type: type[M]) -> M | None:
     """The next message from an asyncio stream, or None at end of stream."""
     try:
-        header = await reader.readexactly(_HEADER.size)
-        (length,) = _HEADER.unpack(header)
+        header = await reader.readexactly(HEADER.size)
+        (length,) = HEADER.unpack(header)
         body = await reader.readexactly(length)
     except (EOFError, ConnectionError):  # asyncio.IncompleteReadError is an EOFError
         return None
@@ -79,7 +85,7 @@ def write_frame(writer: asyncio.StreamWriter, message: Message) -> None:
     body = message.SerializeToString()
     if len(body) < 65536:
         # One write, so one send(): two would wake the reader for the header alone, then again for the body.
-        writer.write(_HEADER.pack(len(body)) + body)
+        writer.write(HEADER.pack(len(body)) + body)
     else:  # don't copy a large body just to prepend four bytes
-        writer.write(_HEADER.pack(len(body)))
+        writer.write(HEADER.pack(len(body)))
         writer.write(body)

@@ -29,16 +29,15 @@ import os
 import queue
 import select
 import socket
-import struct
 import threading
 from collections.abc import Callable
 
 from nbmodal_wire import pb
+from nbmodal_wire.frames import HEADER, recv_exactly
 
 log = logging.getLogger("remote_agent.worker")
 
 MAIN_LOOP_KINDS = frozenset({"execute", "fetch_value"})
-_HEADER = struct.Struct("<I")  # as nbmodal_wire/frames.py writes it
 _CHUNK = 1 << 16
 
 
@@ -161,17 +160,17 @@ class Inbox:
         messages = []
         pos = 0
         while data:
-            if len(data) - pos < _HEADER.size:
-                data, pos = self._read_more(data[pos:], _HEADER.size), 0
+            if len(data) - pos < HEADER.size:
+                data, pos = self._read_more(data[pos:], HEADER.size), 0
                 if data is None:
                     return None
-            (length,) = _HEADER.unpack_from(data, pos)
-            end = pos + _HEADER.size + length
+            (length,) = HEADER.unpack_from(data, pos)
+            end = pos + HEADER.size + length
             if len(data) < end:  # the rest of a frame the agent has begun sending
-                data, pos, end = self._read_more(data[pos:], _HEADER.size + length), 0, _HEADER.size + length
+                data, pos, end = self._read_more(data[pos:], HEADER.size + length), 0, HEADER.size + length
                 if data is None:
                     return None
-            messages.append(pb.ToContainer.FromString(memoryview(data)[pos + _HEADER.size:end]))
+            messages.append(pb.ToContainer.FromString(memoryview(data)[pos + HEADER.size:end]))
             if end == len(data):
                 break
             pos = end
@@ -179,20 +178,10 @@ class Inbox:
 
     def _read_more(self, start: bytes | bytearray, size: int) -> bytearray | None:
         """``start`` followed by what the socket brings until it is ``size`` bytes; None at its end."""
-        buf = bytearray(size)
-        buf[:len(start)] = start
-        view = memoryview(buf)
-        got = len(start)
-        while got < size:
-            try:
-                k = self._sock.recv_into(view[got:], size - got)
-            except ConnectionError:
-                return None
-            if k == 0:
-                return None
-            got += k
-        return buf
-
+        try:
+            return recv_exactly(self._sock, size, start)
+        except ConnectionError:
+            return None
 
 def _exclusive_poll(sock: socket.socket) -> select.epoll | None:
     """An epoll that waits for ``sock`` to be readable as an exclusive waiter; None where there is none."""
