@@ -234,7 +234,7 @@ class Agent:
         if finished.state != pb.SUCCEEDED:
             asyncio.get_running_loop().call_soon(log.info, "run %s finished: %s", run.id,
                                                  pb.RunState.Name(finished.state))
-        elif log.isEnabledFor(logging.DEBUG):
+        else:
             log.debug("run %s finished: SUCCEEDED", run.id)
 
     @staticmethod
